@@ -45,20 +45,27 @@ def direction_kind(p: float) -> str:
     return "power"
 
 
-def _fast_direction(c: Tensor, kind: str, p: float, eps: float) -> Tensor:
+def _fast_direction(c: Tensor, kind: str, p: float, eps: float, power: Callable = torch.pow) -> Tensor:
     if kind == "identity":  # (|c| + eps) ** 0 == 1
         return c
     if kind == "rsqrt":
         return c * torch.rsqrt(c.abs() + eps)
     if kind == "sign":
         return c / (c.abs() + eps)
-    return c * (c.abs() + eps).pow((2 - p) / (p - 1))
+    return c * power(c.abs() + eps, (2 - p) / (p - 1))
 
 
-def _signed_power(t: Tensor, exponent: float) -> Tensor:
+def _signed_power(t: Tensor, exponent: float, power: Callable = torch.pow) -> Tensor:
     """sign(t) * |t| ** exponent. Equal to |t| ** (exponent - 1) * t, but finite at t = 0 for
     exponents below 1 (p < 2 in the "pp" mirror map)."""
-    return t.sign() * t.abs().pow(exponent)
+    return t.sign() * power(t.abs(), exponent)
+
+
+def _symbolic_power(base: Tensor, exponent: float) -> Tensor:
+    """base ** exponent for base >= 0, as exp(exponent * log(base)). Inside a compiled kernel a
+    Python-float exponent of pow is specialised into the graph (one recompile per p); a product
+    with it stays symbolic. log(0) = -inf gives exp(-inf) = 0 for the positive exponents used."""
+    return torch.exp(exponent * torch.log(base))
 
 
 def _single_tensor_stacey(
@@ -171,9 +178,9 @@ def _fused_kernel_body(variant: str, kind: str) -> Callable:
         if variant == "p2":
             z_new = z - alpha * c
         else:
-            u = _signed_power(z, p - 1) - alpha * c
-            z_new = _signed_power(u, 1 / (p - 1))
-        s = _fast_direction(c, kind, p, eps)
+            u = _signed_power(z, p - 1, _symbolic_power) - alpha * c
+            z_new = _signed_power(u, 1 / (p - 1), _symbolic_power)
+        s = _fast_direction(c, kind, p, eps, _symbolic_power)
         x.copy_((1 - tau - lr * weight_decay) * x + tau * z_new - (1 - tau) * lr * s)
         z.copy_(z_new)
         m.copy_(beta2 * m + (1 - beta2) * g)
