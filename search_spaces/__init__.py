@@ -1,0 +1,20 @@
+"""Named search-space presets for the Stacey tuner, shipped as YAML files in the wheel.
+
+A preset maps each Stacey hyperparameter to a distribution; ``stacey_lightning.search_space``
+reads and validates it. The format is documented in docs/tuning.md and in ``default.yaml``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+PRESETS = ("default", "vision", "language")
+
+
+def preset_path(name: str) -> Path:
+    """Return the path of the preset ``name`` ("default", "vision" or "language")."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown search-space preset {name!r}: choose one of {', '.join(PRESETS)}, "
+                         "or pass the path of your own YAML file")
+    return Path(str(resources.files(__name__).joinpath(f"{name}.yaml")))
