@@ -1,0 +1,325 @@
+"""``stacey-report``: Optuna's plots and a Markdown summary of one study, from its storage URL.
+
+Writes, under ``output_dir``, for each plot an interactive HTML file (plotly; ``plotly.min.js`` is
+written once next to them, so they open offline) and a PNG (Optuna's matplotlib backend; plotly's
+own PNG export needs a browser):
+
+- ``history``: the objective of every trial and the best so far;
+- ``importances``: parameter importances (fANOVA; needs two or more completed trials);
+- ``p``: the objective against p. The tuner samples p through r = 1/(p-1) (r = 0 is p = inf), so the
+  plot is a slice plot on r with its axis labelled in p;
+- ``parallel``: parallel coordinates of every parameter and the objective;
+
+and ``summary.md``: the best trial and its config, trials by state, time spent, and which plots were
+skipped and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import math
+import os
+import sys
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["report", "report_main", "mask_password"]
+
+# p values marked on the r = 1/(p-1) axis of the objective-against-p plot.
+_P_TICKS = (2.0, 2.5, 3.0, 4.0, 6.0, math.inf)
+
+
+def mask_password(url: str) -> str:
+    """``url`` with any password replaced by ***, for printing and logging."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not an SQLAlchemy URL (a journal file path): holds no password
+        return url
+
+
+def report(storage_url: str, study_name: str | None = None,
+           output_dir: str | os.PathLike = "stacey-report") -> dict[str, str]:
+    """Export the plots and the summary of one study in ``storage_url``.
+
+    Args:
+        storage_url: an Optuna RDB URL (``sqlite:///study.db``, ``postgresql://user:pw@host/db``).
+        study_name: the study to report; may be omitted when the storage holds exactly one.
+        output_dir: where the files go. Default ``stacey-report``.
+
+    Returns:
+        The paths written, by name ("summary", "history.html", "history.png", ...).
+
+    Raises:
+        ValueError: the storage cannot be read or holds no such study, several studies and no
+            ``study_name``, or a multi-objective study. Passwords in the URL are masked in messages.
+    """
+    study = _load_study(storage_url, study_name)
+    output_dir = os.fspath(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    written: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for name, (make_html, make_png) in _plots(study).items():
+        try:
+            html, png = make_html(), make_png()
+        except _Skip as reason:
+            skipped[name] = str(reason)
+            continue
+        # "directory": one plotly.min.js beside the pages instead of 3.5 MB inside each, and no network.
+        html.write_html(os.path.join(output_dir, f"{name}.html"), include_plotlyjs="directory")
+        png.savefig(os.path.join(output_dir, f"{name}.png"), dpi=100, bbox_inches="tight")
+        _close(png)
+        written[f"{name}.html"] = os.path.join(output_dir, f"{name}.html")
+        written[f"{name}.png"] = os.path.join(output_dir, f"{name}.png")
+    summary = os.path.join(output_dir, "summary.md")
+    with open(summary, "w", encoding="utf-8") as stream:
+        stream.write(_summary(study, mask_password(storage_url), skipped))
+    written["summary"] = summary
+    return written
+
+
+def _load_study(storage_url: str, study_name: str | None) -> optuna.Study:
+    shown = mask_password(storage_url)
+    _check_sqlite_file(storage_url)
+    try:
+        names = optuna.get_all_study_names(storage=storage_url)
+    except Exception as error:  # any driver or connection error: say which storage, without its password
+        raise ValueError(f"Cannot read the Optuna storage {shown}: {type(error).__name__}: "
+                         f"{str(error).replace(storage_url, shown)}") from None
+    if not names:
+        raise ValueError(f"The storage {shown} holds no study")
+    if study_name is None:
+        if len(names) > 1:
+            raise ValueError(f"The storage {shown} holds {len(names)} studies: {', '.join(sorted(names))}; "
+                             "choose one with --study NAME")
+        study_name = names[0]
+    elif study_name not in names:
+        raise ValueError(f"No study {study_name!r} in {shown}; its studies: {', '.join(sorted(names))}")
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    if len(study.directions) > 1:
+        raise ValueError(f"Study {study_name!r} has {len(study.directions)} objectives; stacey-report handles "
+                         "single-objective studies only")
+    return study
+
+
+def _check_sqlite_file(storage_url: str) -> None:
+    """Optuna would silently create an empty database for a mistyped SQLite path; refuse instead."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(storage_url)
+    except ArgumentError:
+        return
+    if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:") \
+            and not os.path.isfile(url.database):
+        raise ValueError(f"No SQLite file {url.database!r} (from the storage URL {mask_password(storage_url)}); "
+                         "check the path: sqlite:///relative.db or sqlite:////absolute.db")
+
+
+class _Skip(Exception):
+    """A plot that cannot be drawn for this study; the message says why."""
+
+
+def _plots(study: optuna.Study) -> dict[str, tuple[Callable, Callable]]:
+    """Per plot name, functions making its plotly figure and its matplotlib figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; works without a display
+    from optuna.visualization import matplotlib as static
+    from optuna import visualization as interactive
+
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+    def needs(count: int) -> None:
+        if len(completed) < count:
+            raise _Skip(f"needs {count} or more completed trials, the study has {len(completed)}")
+
+    def importances(module) -> Any:
+        needs(2)
+        varied = {name for name in _param_names(completed)
+                  if len({repr(trial.params.get(name)) for trial in completed}) > 1}
+        if not varied:
+            raise _Skip("no parameter varies across the completed trials")
+        return module.plot_param_importances(study)
+
+    def objective_against_p(module) -> Any:
+        needs(1)
+        names = [name for name in _param_names(completed) if _is_r(name) or _is_p(name)]
+        if not names:
+            raise _Skip("the study does not sample p (no parameter named p or r)")
+        return _label_p(module.plot_slice(study, params=names))
+
+    def history(module) -> Any:
+        needs(1)
+        return module.plot_optimization_history(study)
+
+    def parallel(module) -> Any:
+        needs(1)
+        return module.plot_parallel_coordinate(study)
+
+    def pair(draw: Callable) -> tuple[Callable, Callable]:
+        return (lambda: draw(interactive), lambda: _figure_of(_quietly(draw, static)))
+
+    return {"history": pair(history), "importances": pair(importances), "p": pair(objective_against_p),
+            "parallel": pair(parallel)}
+
+
+def _quietly(draw: Callable, module) -> Any:
+    # Optuna marks its matplotlib backend experimental, and matplotlib warns when one trial makes an
+    # axis a single point; neither says anything to a report reader.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Attempting to set identical")
+        return draw(module)
+
+
+def _figure_of(axes: Any) -> Any:
+    """The matplotlib Figure behind the Axes (or array of Axes) an Optuna plot returns."""
+    return np.ravel(axes)[0].figure
+
+
+def _close(figure: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+def _param_names(trials: list[FrozenTrial]) -> list[str]:
+    return sorted({name for trial in trials for name in trial.params})
+
+
+def _is_r(name: str) -> bool:
+    """Parameters holding r = 1/(p-1): "r", and "kinds.<kind>.r" for per-kind p (see search_space)."""
+    return name == "r" or name.endswith(".r")
+
+
+def _is_p(name: str) -> bool:
+    return name == "p" or name.endswith(".p")
+
+
+def _p_of_r(r: float) -> float:
+    return math.inf if r == 0.0 else 1.0 + 1.0 / r
+
+
+def _p_label(p: float) -> str:
+    return "inf" if p == math.inf else f"{p:g}"
+
+
+def _label_p(figure: Any) -> Any:
+    """Relabel every r axis of a slice plot in p, growing to the right, for plotly and matplotlib alike."""
+    values = [1.0 / (p - 1.0) if p != math.inf else 0.0 for p in _P_TICKS]
+    labels = [_p_label(p) for p in _P_TICKS]
+    title = "Objective against p (axis linear in r = 1/(p-1), so 2 to inf is covered evenly)"
+    if hasattr(figure, "update_xaxes"):  # plotly
+        for key in figure.layout:
+            axis = figure.layout[key]
+            if key.startswith("xaxis") and axis.title.text and _is_r(axis.title.text):
+                axis.update(tickvals=values, ticktext=labels, autorange="reversed",
+                            title_text=axis.title.text[:-1] + "p")
+        figure.update_layout(title_text=title)
+        return figure
+    for axes in np.ravel(figure):
+        if _is_r(axes.get_xlabel()):
+            axes.set_xticks(values, labels)
+            axes.invert_xaxis()
+            axes.set_xlabel(axes.get_xlabel()[:-1] + "p")
+    np.ravel(figure)[0].figure.suptitle(title)
+    return figure
+
+
+def _summary(study: optuna.Study, shown_url: str, skipped: dict[str, str]) -> str:
+    trials = study.get_trials(deepcopy=False)
+    by_state = collections.Counter(trial.state.name for trial in trials)
+    direction = study.direction.name.lower()
+    lines = [f"# Study `{study.study_name}`", "", f"Storage: `{shown_url}`  ", f"Direction: {direction}", ""]
+
+    lines += ["## Best trial", ""]
+    if by_state.get("COMPLETE"):
+        best = study.best_trial
+        lines += [f"Trial {best.number}: objective **{best.value:.6g}**", "", "| parameter | value |", "|---|---|"]
+        for name, value in sorted(best.params.items()):
+            shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+            if _is_r(name):
+                shown += f" (p = {_p_label(_p_of_r(value))})"
+            lines.append(f"| {name} | {shown} |")
+        if best.user_attrs:
+            lines += ["", "Recorded with the trial:", "", "```yaml",
+                      yaml.safe_dump(_yaml_safe(best.user_attrs), sort_keys=True).rstrip(), "```"]
+    else:
+        lines.append("No completed trial.")
+
+    lines += ["", "## Trials by state", "", "| state | trials |", "|---|---|"]
+    lines += [f"| {state} | {count} |" for state, count in sorted(by_state.items())]
+    lines += [f"| total | {len(trials)} |"]
+
+    durations = [trial.duration for trial in trials if trial.duration is not None]
+    starts = [trial.datetime_start for trial in trials if trial.datetime_start is not None]
+    ends = [trial.datetime_complete for trial in trials if trial.datetime_complete is not None]
+    lines += ["", "## Time spent", ""]
+    lines.append(f"- trials, summed: {_duration(sum(durations, datetime.timedelta()))} over {len(durations)} "
+                 "finished trials")
+    if starts and ends:
+        lines.append(f"- wall clock, first start to last finish: {_duration(max(ends) - min(starts))} "
+                     "(less than the sum when workers ran in parallel)")
+    if durations:
+        lines.append(f"- median trial: {_duration(sorted(durations)[len(durations) // 2])}")
+
+    if skipped:
+        lines += ["", "## Plots not drawn", ""]
+        lines += [f"- {name}: {reason}" for name, reason in skipped.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_safe(value: Any) -> Any:
+    """User attributes as plain YAML: p = inf becomes "inf" as in best.yaml, other odd values strings."""
+    if isinstance(value, dict):
+        return {str(key): _yaml_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_yaml_safe(item) for item in value]
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _duration(delta: datetime.timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def report_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``stacey-report`` (and ``python -m stacey_lightning report``)."""
+    parser = argparse.ArgumentParser(
+        prog="stacey-report",
+        description="Export Optuna's plots (HTML and PNG) and a Markdown summary of one study.")
+    parser.add_argument("storage", metavar="STORAGE_URL",
+                        help="Optuna storage URL, for example sqlite:///stacey-output/study.db")
+    parser.add_argument("--study", help="study name (needed when the storage holds several)")
+    parser.add_argument("--output", default="stacey-report", help="output directory (default: %(default)s)")
+    arguments = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        written = report(arguments.storage, arguments.study, arguments.output)
+    except ValueError as error:
+        print(f"stacey-report: error: {error}", file=sys.stderr)
+        return 2
+    with open(written["summary"], encoding="utf-8") as stream:
+        print(stream.read())
+    print("wrote: " + ", ".join(path for name, path in written.items()))
+    print(f"interactive: optuna-dashboard {mask_password(arguments.storage)}  (pip install optuna-dashboard)")
+    return 0
