@@ -30,21 +30,12 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["report", "report_main", "mask_password"]
+from stacey_lightning.tuner import mask_password
+
+__all__ = ["report", "report_main"]
 
 # p values marked on the r = 1/(p-1) axis of the objective-against-p plot.
 _P_TICKS = (2.0, 2.5, 3.0, 4.0, 6.0, math.inf)
-
-
-def mask_password(url: str) -> str:
-    """``url`` with any password replaced by ***, for printing and logging."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:  # not an SQLAlchemy URL (a journal file path): holds no password
-        return url
 
 
 def report(storage_url: str, study_name: str | None = None,
