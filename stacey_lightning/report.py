@@ -30,7 +30,8 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from stacey_lightning.tuner import mask_password
+# The tuner opens storages (RDB URLs and journal:PATH) and masks passwords; the report reads the same way.
+from stacey_lightning.tuner import _open_storage, mask_password
 
 __all__ = ["report", "report_main"]
 
@@ -43,7 +44,8 @@ def report(storage_url: str, study_name: str | None = None,
     """Export the plots and the summary of one study in ``storage_url``.
 
     Args:
-        storage_url: an Optuna RDB URL (``sqlite:///study.db``, ``postgresql://user:pw@host/db``).
+        storage_url: what ``stacey-tune --storage`` takes: ``sqlite:///study.db``,
+            ``postgresql://user:password@host/db`` or ``journal:PATH`` (Optuna's journal file).
         study_name: the study to report; may be omitted when the storage holds exactly one.
         output_dir: where the files go. Default ``stacey-report``.
 
@@ -80,9 +82,12 @@ def report(storage_url: str, study_name: str | None = None,
 
 def _load_study(storage_url: str, study_name: str | None) -> optuna.Study:
     shown = mask_password(storage_url)
-    _check_sqlite_file(storage_url)
+    _check_storage_file(storage_url)
     try:
-        names = optuna.get_all_study_names(storage=storage_url)
+        with warnings.catch_warnings():  # the tuner's heartbeat option is "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = _open_storage(storage_url)
+        names = optuna.get_all_study_names(storage=storage)
     except Exception as error:  # any driver or connection error: say which storage, without its password
         raise ValueError(f"Cannot read the Optuna storage {shown}: {type(error).__name__}: "
                          f"{str(error).replace(storage_url, shown)}") from None
@@ -95,26 +100,31 @@ def _load_study(storage_url: str, study_name: str | None) -> optuna.Study:
         study_name = names[0]
     elif study_name not in names:
         raise ValueError(f"No study {study_name!r} in {shown}; its studies: {', '.join(sorted(names))}")
-    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
     if len(study.directions) > 1:
         raise ValueError(f"Study {study_name!r} has {len(study.directions)} objectives; stacey-report handles "
                          "single-objective studies only")
     return study
 
 
-def _check_sqlite_file(storage_url: str) -> None:
-    """Optuna would silently create an empty database for a mistyped SQLite path; refuse instead."""
+def _check_storage_file(storage_url: str) -> None:
+    """Optuna would silently create an empty database or journal for a mistyped path; refuse instead."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    try:
-        url = make_url(storage_url)
-    except ArgumentError:
-        return
-    if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:") \
-            and not os.path.isfile(url.database):
-        raise ValueError(f"No SQLite file {url.database!r} (from the storage URL {mask_password(storage_url)}); "
-                         "check the path: sqlite:///relative.db or sqlite:////absolute.db")
+    if storage_url.startswith("journal:"):
+        path = storage_url[len("journal:"):].removeprefix("//")
+    else:
+        try:
+            url = make_url(storage_url)
+        except ArgumentError:
+            return
+        if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+            return
+        path = url.database
+    if not os.path.isfile(path):
+        raise ValueError(f"No storage file {path!r} (from {mask_password(storage_url)}); check the path: "
+                         "sqlite:///relative.db, sqlite:////absolute.db or journal:PATH")
 
 
 class _Skip(Exception):
@@ -299,7 +309,8 @@ def report_main(argv: Sequence[str] | None = None) -> int:
         prog="stacey-report",
         description="Export Optuna's plots (HTML and PNG) and a Markdown summary of one study.")
     parser.add_argument("storage", metavar="STORAGE_URL",
-                        help="Optuna storage URL, for example sqlite:///stacey-output/study.db")
+                        help="storage as stacey-tune takes it: sqlite:///stacey_runs/optuna.db, "
+                             "postgresql://user:password@host/db or journal:PATH")
     parser.add_argument("--study", help="study name (needed when the storage holds several)")
     parser.add_argument("--output", default="stacey-report", help="output directory (default: %(default)s)")
     arguments = parser.parse_args(argv)

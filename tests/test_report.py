@@ -85,7 +85,7 @@ def test_several_studies_need_a_name_and_the_error_lists_them(tmp_path):
 
 
 def test_a_missing_sqlite_file_is_not_created(tmp_path):
-    with pytest.raises(ValueError, match="No SQLite file"):
+    with pytest.raises(ValueError, match="No storage file"):
         report(f"sqlite:///{tmp_path / 'typo.db'}", output_dir=tmp_path / "out")
     assert not (tmp_path / "typo.db").exists()
 
@@ -103,3 +103,15 @@ def test_cli_prints_the_summary(reported, tmp_path, capsys):
     assert report_main([f"sqlite:///{storage}", "--study", study.study_name, "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"# Study `{study.study_name}`" in out and "optuna-dashboard sqlite:///" in out
+
+
+def test_a_journal_file_storage_is_read_like_the_tuner_writes_it(tmp_path):
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "study.log")))
+    optuna.create_study(storage=storage, study_name="journal").optimize(lambda trial: trial.suggest_float("r", 0, 1),
+                                                                        n_trials=2)
+    written = report(f"journal:{tmp_path / 'study.log'}", output_dir=tmp_path / "out")
+    assert "# Study `journal`" in open(written["summary"]).read() and "history.png" in written
+    with pytest.raises(ValueError, match="No storage file"):
+        report(f"journal:{tmp_path / 'typo.log'}", output_dir=tmp_path / "out")
