@@ -192,8 +192,13 @@ def _fused_kernel_body(variant: str, kind: str) -> Callable:
                               kernel.__defaults__, kernel.__closure__)
 
 
-_compiled_kernels: dict[tuple[str, str], Callable] = {}
+_compiled_kernels: dict[tuple, Callable] = {}
 _fused_disabled_reason: str | None = None
+
+# On CUDA, launching one kernel per tensor from Python costs more than the update itself, so the
+# whole list is compiled at once (static shapes: one compile per model) and inductor's combo
+# kernels update many tensors per launch.
+CUDA_COMPILE_OPTIONS = {"combo_kernels": True}
 
 
 def fused_supported() -> bool:
@@ -202,9 +207,23 @@ def fused_supported() -> bool:
 
 
 def _compiled_kernel(variant: str, kind: str) -> Callable:
-    key = (variant, kind)
+    key = ("tensor", variant, kind)
     if key not in _compiled_kernels:
         _compiled_kernels[key] = torch.compile(_fused_kernel_body(variant, kind), dynamic=True, fullgraph=True)
+    return _compiled_kernels[key]
+
+
+def _compiled_list_kernel(variant: str, kind: str) -> Callable:
+    key = ("list", variant, kind)
+    if key not in _compiled_kernels:
+        body = _fused_kernel_body(variant, kind)
+
+        def list_kernel(xs, gs, zs, ms, *hyperparameters):
+            for x, g, z, m in zip(xs, gs, zs, ms):
+                body(x, g, z, m, *hyperparameters)
+
+        _compiled_kernels[key] = torch.compile(list_kernel, dynamic=False, fullgraph=True,
+                                               options=CUDA_COMPILE_OPTIONS)
     return _compiled_kernels[key]
 
 
@@ -237,25 +256,49 @@ def _fused_stacey(
     maximize: bool,
 ) -> None:
     hyper = dict(lr=lr, p=p, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps)
-    if not fused_supported():
-        _multi_tensor_stacey(params, grads, zs, ms, variant=variant, maximize=maximize, **hyper)
-        return
-    kernel = _compiled_kernel(variant, direction_kind(p))
-    grad_sign = -1.0 if maximize else 1.0
-    for i, (x, g, z, m) in enumerate(zip(params, grads, zs, ms)):
-        # z and m are created contiguous; x and g can be any view: work on a contiguous copy then.
-        x_flat = x.view(-1) if x.is_contiguous() else x.contiguous().view(-1)
+    kind = direction_kind(p)
+    scalars = (lr, p, alpha, tau, beta1, beta2, weight_decay, eps, -1.0 if maximize else 1.0)
+    for xs, gs, zs_, ms_ in _group_by_device_and_dtype(params, grads, zs, ms):
+        if not fused_supported():
+            _multi_tensor_stacey(xs, gs, zs_, ms_, variant=variant, maximize=maximize, **hyper)
+            continue
+        pending = list(range(len(xs)))  # tensors not yet updated, for the fallback below
         try:
-            kernel(x_flat, g.reshape(-1), z.view(-1), m.view(-1), lr, p, alpha, tau, beta1, beta2,
-                   weight_decay, eps, grad_sign)
+            if xs[0].device.type == "cuda":
+                _compiled_list_kernel(variant, kind)(xs, gs, zs_, ms_, *scalars)
+            else:
+                _fused_on_cpu(_compiled_kernel(variant, kind), xs, gs, zs_, ms_, scalars, pending)
         except torch._dynamo.exc.BackendCompilerFailed as error:
             # Compiling is impossible here (no C++ compiler, unsupported platform). The backend
-            # fails before the kernel runs, so tensors i and later are still untouched.
+            # fails before its kernel runs, so the pending tensors are untouched.
             _disable_fused(error)
-            _multi_tensor_stacey(params[i:], grads[i:], zs[i:], ms[i:], variant=variant, maximize=maximize, **hyper)
-            return
+            _multi_tensor_stacey([xs[i] for i in pending], [gs[i] for i in pending], [zs_[i] for i in pending],
+                                 [ms_[i] for i in pending], variant=variant, maximize=maximize, **hyper)
+
+
+# A kernel call costs tens of microseconds (guards, wrappers, starting the threads) whatever the
+# tensor's size: below this many elements, tensors are packed into one flat call instead.
+SMALL_TENSOR_NUMEL = 1 << 16
+
+
+def _fused_on_cpu(kernel, xs, gs, zs, ms, scalars, pending: list[int]) -> None:
+    small = [i for i in pending if xs[i].numel() < SMALL_TENSOR_NUMEL]
+    if small:
+        flat = [torch.cat([t[i].reshape(-1) for i in small]) for t in (xs, gs, zs, ms)]
+        kernel(*flat, *scalars)
+        sizes = [xs[i].numel() for i in small]
+        for tensors, packed in ((xs, flat[0]), (zs, flat[2]), (ms, flat[3])):
+            torch._foreach_copy_([tensors[i] for i in small],
+                                 [part.view_as(tensors[i]) for i, part in zip(small, packed.split(sizes))])
+        pending[:] = [i for i in pending if i not in set(small)]
+    for i in list(pending):
+        x = xs[i]
+        # z and m are created contiguous; x and g can be any view: use a contiguous copy then.
+        x_flat = x.view(-1) if x.is_contiguous() else x.contiguous().view(-1)
+        kernel(x_flat, gs[i].reshape(-1), zs[i].view(-1), ms[i].view(-1), *scalars)
         if x_flat.data_ptr() != x.data_ptr():
             x.copy_(x_flat.view_as(x))
+        pending.remove(i)
 
 
 def stacey(

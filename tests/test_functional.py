@@ -51,23 +51,23 @@ def test_plain_path_matches_literal_transcription(variant, p):
     torch.testing.assert_close(state["m"], m, rtol=1e-12, atol=1e-12)
 
 
-def _make_params(gen):
+def _make_params(gen, device):
     """Shapes of a small net, a non-contiguous parameter, and one whose grad is sometimes None."""
     shapes = [(8, 5), (8,), (3, 2, 3, 3), (1,)]
-    params = [torch.nn.Parameter(torch.randn(*s, generator=gen, dtype=torch.float64)) for s in shapes]
-    non_contiguous = torch.randn(5, 7, generator=gen, dtype=torch.float64).t()
+    params = [torch.nn.Parameter(torch.randn(*s, generator=gen, dtype=torch.float64).to(device)) for s in shapes]
+    non_contiguous = torch.randn(5, 7, generator=gen, dtype=torch.float64).to(device).t()
     assert not non_contiguous.is_contiguous()
     params.append(torch.nn.Parameter(non_contiguous))
     return params
 
 
-def _run(path, *, p, variant, weight_decay, maximize, steps=10):
+def _run(path, *, p, variant, weight_decay, maximize, steps=10, device="cpu"):
     gen = torch.Generator().manual_seed(1)
-    params = _make_params(gen)
+    params = _make_params(gen, device)
     optimizer = Stacey(params, p=p, variant=variant, weight_decay=weight_decay, maximize=maximize, **path, **HYPER)
     for step in range(steps):
         for index, param in enumerate(params):
-            grad = torch.randn(param.shape, generator=gen, dtype=torch.float64)
+            grad = torch.randn(param.shape, generator=gen, dtype=torch.float64).to(device)
             # The last-but-one parameter skips every third step: its state must not move then.
             param.grad = None if (index == 3 and step % 3 == 0) else grad
         optimizer.step()
@@ -91,6 +91,16 @@ def test_fast_paths_match_plain_path(path, variant, p, weight_decay, maximize):
             torch.testing.assert_close(fast.state[fast_param][key], plain.state[plain_param][key],
                                        rtol=1e-10, atol=1e-12)
     assert not fast_params[-1].is_contiguous(), "the fused path must keep the parameter's own layout"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("variant,p", CASES)
+def test_fused_path_on_cuda_matches_plain_path_on_cpu(variant, p):
+    kwargs = dict(p=p, variant=variant, weight_decay=0.1, maximize=False)
+    plain_params, _ = _run(dict(foreach=False), **kwargs)
+    cuda_params, _ = _run(dict(fused=True), device="cuda", **kwargs)
+    for plain_param, cuda_param in zip(plain_params, cuda_params):
+        torch.testing.assert_close(cuda_param.cpu(), plain_param, rtol=1e-9, atol=1e-11)
 
 
 @pytest.mark.parametrize("p", [2.0, 3.0, math.inf, 4.5])
