@@ -443,6 +443,9 @@ def _parse_setting(text: str, optimizers: Sequence[str]) -> tuple[str, str, Any]
 
 def compare_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``stacey-compare`` (and ``python -m stacey_lightning compare``)."""
+    # Imported here: cli imports this module for its subcommands. Same argument syntax as stacey-tune.
+    from stacey_lightning.cli import _devices, _task_option
+
     parser = argparse.ArgumentParser(
         prog="stacey-compare",
         description="Train a task with Stacey and baseline optimizers over several seeds; write TensorBoard "
@@ -460,7 +463,10 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="OPTIMIZER.KEY=VALUE",
                         help="override an option, repeatable: adamw.lr=1e-3, stacey.p=3, sgd.nesterov=true")
     parser.add_argument("--accelerator", help="Lightning accelerator (cpu, gpu, auto)")
-    parser.add_argument("--devices", help="Lightning devices for each run (one device is the meaningful choice)")
+    parser.add_argument("--devices", type=_devices,
+                        help="Lightning devices for each run (one device: compare times single-device steps)")
+    parser.add_argument("--task-option", type=_task_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="keyword argument for the task's make(), value read as YAML; repeatable")
     arguments = parser.parse_args(argv)
 
     optimizers = [name.strip() for name in arguments.optimizers.split(",") if name.strip()]
@@ -474,7 +480,8 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         # Lightning announces the hardware for every Trainer; one line per run is enough here.
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         result = compare(arguments.task, optimizers, arguments.seeds, arguments.max_epochs, arguments.config,
-                         arguments.monitor, arguments.output, trainer_kwargs, optimizer_options, progress=print)
+                         arguments.monitor, arguments.output, trainer_kwargs, optimizer_options,
+                         dict(arguments.task_option), progress=print)
     except ValueError as error:
         print(f"stacey-compare: error: {error}", file=sys.stderr)
         return 2

@@ -151,3 +151,15 @@ def test_cli_reports_bad_input_with_exit_status_2(tmp_path, capsys):
     assert compare_main(["--task", "digits", "--optimizers", "sgd", "--set", "adamw.lr=1", "--output",
                          str(tmp_path)]) == 2
     assert "adamw" in capsys.readouterr().err
+
+
+def test_cli_end_to_end_with_one_seed(tmp_path, capsys):
+    assert compare_main(["--task", "digits", "--optimizers", "sgd,torch.optim.RAdam", "--seeds", "1",
+                         "--max-epochs", "1", "--task-option", "hidden=8", "--set", "torch.optim.RAdam.lr=0.01",
+                         "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("| sgd |", "| torch.optim.RAdam |"))]
+    assert len(rows) == 2 and all("±" not in row for row in rows)  # no std of a single seed
+    assert '- torch.optim.RAdam: `{"lr": 0.01}`' in out
+    assert (tmp_path / "tensorboard" / "torch.optim.RAdam" / "seed-0").is_dir()
+    assert (tmp_path / "compare.png").stat().st_size > 0
