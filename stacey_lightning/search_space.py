@@ -238,6 +238,8 @@ class SearchSpace:
     def _number(self, key: str, value: Any) -> float:
         if isinstance(value, bool):
             raise self._error(key, f"expected a number, got {value!r}")
+        if isinstance(value, str) and value.strip().lower() in (".inf", "+.inf"):
+            value = "inf"  # YAML's spelling, when it arrives quoted
         try:
             number = float(value)
         except (TypeError, ValueError):
