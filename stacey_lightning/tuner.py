@@ -420,7 +420,9 @@ class _Worker:
                 _fit(trainer, module, datamodule, self.settings.seed)
                 value = trainer.callback_metrics.get(self.settings.monitor)
                 value = None if value is None else float(value)
-                reason = trial.user_attrs.get(STOP_REASON)
+                # From the storage: under ddp_spawn rank 0 ran in another process, and Trial.user_attrs
+                # is this process's cached copy.
+                reason = self.study._storage.get_trial_user_attrs(trial._trial_id).get(STOP_REASON)
         except KeyboardInterrupt:
             self._fail(trial, "fail_reason", "interrupted (Ctrl-C)")
             _requeue(self.study, trial)
