@@ -10,6 +10,8 @@ Where the config comes from, highest precedence first:
        to Stacey as they are);
     3. the documented defaults of StaceyConfig.
 A dict or YAML file given to ``set_stacey_config`` overrides only the keys it names.
+Checkpoints store the resolved config under "stacey_config"; a module restored from one uses it
+unless ``set_stacey_config`` was called first.
 """
 
 from __future__ import annotations
@@ -79,6 +81,15 @@ class StaceyMixin:
 
     def configure_optimizers(self) -> dict[str, Any]:
         return self.stacey_optimizer_config()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["stacey_config"] = self.stacey_config().to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A resumed or reloaded module gets the schedule and kinds it was trained with, unless
+        # set_stacey_config already chose a config for it.
+        if getattr(self, "_stacey_config_source", None) is None and "stacey_config" in checkpoint:
+            self.set_stacey_config(checkpoint["stacey_config"])
 
     def _stacey_hparams(self) -> dict[str, Any]:
         return dict(getattr(self, "hparams", {}))

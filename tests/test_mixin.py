@@ -151,10 +151,11 @@ def test_exact_resume_matches_uninterrupted_run(tmp_path):
     trainer.save_checkpoint(tmp_path / "half.ckpt")
 
     pl.seed_everything(0)
-    resumed, data = _digits(config)
+    resumed, data = make_digits(hidden=32, batch_size=64, foreach=True)  # the config comes from the checkpoint
     trainer = _digits_trainer(2 * k)
     trainer.fit(resumed, data, ckpt_path=tmp_path / "half.ckpt")
     assert trainer.global_step == 2 * k * 23
+    assert resumed.stacey_config() == StaceyConfig.from_source(config, defaults=StaceyConfig(lr=0.03))
     for (name, expected), actual in zip(module.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(expected, actual), name
     assert not torch.equal(first.net[0].weight, resumed.net[0].weight)  # the second half did train
