@@ -271,7 +271,7 @@ def _summary(study: optuna.Study, shown_url: str, skipped: dict[str, str]) -> st
                  "finished trials")
     if starts and ends:
         lines.append(f"- wall clock, first start to last finish: {_duration(max(ends) - min(starts))} "
-                     "(less than the sum when workers ran in parallel)")
+                     "(parallel workers make it shorter than the sum)")
     if durations:
         lines.append(f"- median trial: {_duration(sorted(durations)[len(durations) // 2])}")
 
