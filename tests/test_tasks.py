@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sysconfig
 from pathlib import Path
@@ -121,3 +122,23 @@ def test_cifar10_missing_data_says_what_to_do(tmp_path):
         datamodule.setup("fit")
     with pytest.raises(ValueError, match="Unknown cifar10 option.*width"):
         make_cifar10(width=3)
+
+
+def _run_example(name: str, argv: list[str]) -> dict[str, float]:
+    """Run examples/<name>.py's main(argv), as a user would from the repository root."""
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    specification = importlib.util.spec_from_file_location(f"example_{name}", path)
+    example = importlib.util.module_from_spec(specification)
+    specification.loader.exec_module(example)
+    return example.main(argv)
+
+
+def test_examples_train_and_write_tensorboard_logs(tmp_path):
+    textlm = _run_example("textlm", ["--max-epochs", "1", "--max-chars", "4000", "--context", "16",
+                                     "--batch-size", "8", "--output", str(tmp_path / "textlm")])
+    assert math.isfinite(textlm["val_bpc"])
+    cifar10 = _run_example("cifar10", ["--max-epochs", "1", "--smoke", "--batch-size", "8", "--num-workers", "0",
+                                       "--output", str(tmp_path / "cifar10")])
+    assert 0.0 <= cifar10["val_acc"] <= 1.0
+    for name in ("textlm", "cifar10"):
+        assert list((tmp_path / name).rglob("events.out.tfevents.*")), f"no TensorBoard events for {name}"

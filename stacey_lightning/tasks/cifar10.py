@@ -36,9 +36,9 @@ CIFAR10_FILES = tuple(f"cifar-10-batches-py/{name}" for name in
 # Per-channel mean and standard deviation of the CIFAR-10 training images.
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
-# Smoke mode: generated images, enough for a couple of batches per epoch.
-SMOKE_TRAIN_IMAGES = 64
-SMOKE_VAL_IMAGES = 32
+# Smoke mode: a few generated images, so that a CPU test epoch takes seconds.
+SMOKE_TRAIN_IMAGES = 16
+SMOKE_VAL_IMAGES = 8
 _STACEY_OPTIONS = ("lr", "p", "foreach")
 # Default Stacey step and geometry (the paper found p close to 2 best for ResNet-18 on CIFAR).
 LR = 0.05
