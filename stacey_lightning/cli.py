@@ -1,4 +1,5 @@
-"""Command-line entry points: ``stacey-tune`` (and ``python -m stacey_lightning tune``).
+"""Command-line entry points: ``stacey-tune``, ``stacey-compare``, ``stacey-report``, and
+``python -m stacey_lightning tune|compare|report``.
 
 ``SUBCOMMANDS`` maps each ``python -m stacey_lightning`` subcommand to its ``main(argv)`` function;
 other tools register theirs there.
@@ -11,6 +12,9 @@ import sys
 from typing import Callable, Sequence
 
 import yaml
+
+from stacey_lightning.compare import compare_main
+from stacey_lightning.report import report_main
 
 __all__ = ["tune_main", "tune_parser", "SUBCOMMANDS", "main"]
 
@@ -75,7 +79,8 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-SUBCOMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {"tune": tune_main}
+SUBCOMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
+    "tune": tune_main, "compare": compare_main, "report": report_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

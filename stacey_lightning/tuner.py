@@ -504,8 +504,10 @@ def _trainer(settings: _Settings, number: int, trial: Any) -> tuple:
     pruning = StaceyPruning(trial, settings.monitor)
     logger = TensorBoardLogger(str(settings.output_dir / "tensorboard"), name=settings.study_name,
                                version=f"trial-{number}", default_hp_metric=False)
+    # log_every_n_steps=10: small tasks (digits: 45 steps an epoch) still get train_loss curves.
     defaults = dict(max_epochs=settings.max_epochs, logger=logger, enable_progress_bar=False,
-                    enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0)
+                    enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+                    log_every_n_steps=10)
     callbacks = [pruning, *kwargs.pop("callbacks", [])]
     trainer = Trainer(**{**defaults, **kwargs}, callbacks=callbacks)
     return trainer, pruning, logger
@@ -646,6 +648,8 @@ def _quiet_libraries():
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
             warnings.filterwarnings("ignore", message=".*fail_stale_trials is experimental")
+            # Printed by Lightning on every fit; about Lightning's own use of torch, nothing a user can act on.
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
             yield
     finally:
         for logger, level in zip(loggers, levels):
