@@ -1,0 +1,61 @@
+"""What both benchmark scripts print and write: the machine they ran on and a Markdown report."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["machine", "command_line", "write_report", "run_benchmark", "SMOKE_NOTE"]
+
+SMOKE_NOTE = "SMOKE RUN: a tiny budget that only checks the script; the numbers mean nothing."
+
+
+def machine() -> str:
+    """One line: cores, CPU model (from /proc/cpuinfo where there is one), torch version, GPU if any."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{os.cpu_count()} cores (nproc), CPU {model}, {gpu}, torch {torch.__version__}, "
+            f"Python {platform.python_version()}")
+
+
+def command_line(script: str, argv: list[str]) -> str:
+    """The command that reproduces a run, from the repository root: ``python benchmarks/<script> ARGS``."""
+    return shlex.join(["python", f"benchmarks/{script}", *argv])
+
+
+def write_report(path: str | os.PathLike, title: str, command: str, body: str) -> str:
+    """Write ``body`` under a header with the command, machine and date; return the whole text."""
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = (f"# {title}\n\nCommand: `{command}`\n\nMachine: {machine()}\n\nDate: {date}\n\n{body.rstrip()}\n")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+def run_benchmark(script: str, title: str, argv: list[str] | None, parse: Callable[[list[str]], Any],
+                  measure: Callable[[Any, Path], Any], render: Callable[[Any, Any], str]) -> str:
+    """A benchmark's ``main``: parse ``argv`` (default: the command line), ``measure(arguments, workdir)``
+    in a temporary folder, then print the report and write it to ``arguments.output``; return it."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    arguments = parse(argv)
+    with tempfile.TemporaryDirectory(prefix=Path(script).stem + "-") as workdir:
+        result = measure(arguments, Path(workdir))
+    body = render(arguments, result) + (f"\n\n{SMOKE_NOTE}" if arguments.smoke else "")
+    text = write_report(arguments.output, title, command_line(script, argv), body)
+    print(text)
+    return text

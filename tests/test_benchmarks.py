@@ -1,0 +1,37 @@
+"""The benchmark scripts run end to end with --smoke and write their Markdown tables."""
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def benchmark(monkeypatch):
+    # The scripts import their shared _report helper from their own folder, as `python benchmarks/x.py` does.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return lambda name: importlib.import_module(name)
+
+
+def test_tuning_efficiency_smoke(benchmark, tmp_path):
+    output = tmp_path / "tuning_efficiency.md"
+    benchmark("tuning_efficiency").main(["--smoke", "--output", str(output)])
+    text = output.read_text()
+    for row in ("Grid: 2 p x 1 lr x 1 tau = 2 points",
+                "| sampler seed |", "Fraction of the grid's training epochs needed", "| inf |", "Command: `python benchmarks/tuning_efficiency.py",
+                "Machine: "):
+        assert row in text
+
+
+def test_quality_smoke(benchmark, tmp_path):
+    output = tmp_path / "quality.md"
+    benchmark("quality").main(["--smoke", "--output", str(output)])
+    text = output.read_text()
+    digits, textlm = text.split("## digits")[1].split("## textlm")
+    for section, monitor in ((digits, "val_acc"), (textlm, "val_bpc")):
+        assert f"final {monitor} (mean ± std, 2 seeds)" in section
+        for name in ("stacey", "adamw", "sgd", "lion"):
+            assert f"\n| {name} | " in section
+    assert " ± " in digits and "Command: `python benchmarks/quality.py --smoke" in text
