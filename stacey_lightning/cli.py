@@ -76,6 +76,8 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, TooManyFailures) as error:
         print(f"stacey-tune: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, (ValueError, TypeError)) else 1
+    except KeyboardInterrupt:
+        return 130  # 128 + SIGINT; tune() has kept the finished trials and said how to resume
     return 0
 
 

@@ -117,6 +117,9 @@ def tune(
 ) -> optuna.Study:
     """Tune Stacey on ``task`` and return the ``optuna.Study``.
 
+    On Ctrl-C the running trial is failed and re-queued, ``best.yaml`` and the table are written from
+    the finished trials, and KeyboardInterrupt is raised again; calling ``tune`` again resumes.
+
     Args:
         task: a built-in task name ("digits", "textlm", "cifar10"), "package.module:callable", or a
             callable ``make(trial=None, **options) -> (LightningModule, LightningDataModule)`` whose
@@ -179,6 +182,8 @@ def tune(
                   flush=True)
         _write_best(study, settings)
         print(summary_table(study, settings.monitor), flush=True)
+    if interrupted:
+        raise KeyboardInterrupt  # after the outputs are written: the caller (stacey-tune: status 130) stops too
     return study
 
 
@@ -517,7 +522,18 @@ def _fit(trainer: Any, module: Any, datamodule: Any, seed: int) -> None:
     from lightning.pytorch import seed_everything
 
     seed_everything(seed, workers=True, verbose=False)
-    trainer.fit(module, datamodule=datamodule)
+    sigint_handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except SystemExit as error:
+        # Lightning answers Ctrl-C inside fit with sys.exit(1) after setting SIGINT to SIG_IGN: restore
+        # the handler and raise KeyboardInterrupt again, so the trial is failed and re-queued, and the
+        # study is closed (best.yaml, table) instead of the process ending with the trial RUNNING.
+        if not isinstance(error.__context__, KeyboardInterrupt):
+            raise
+        if sigint_handler is not None:
+            signal.signal(signal.SIGINT, sigint_handler)
+        raise KeyboardInterrupt from None
 
 
 def _log_trial_hparams(logger: Any, trial: Any, state: str, value: float | None, monitor: str) -> None:
