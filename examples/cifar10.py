@@ -1,6 +1,6 @@
 """Train ResNet-18 (adapted to 32x32) on CIFAR-10 with Stacey, logging to TensorBoard.
 
-    python examples/cifar10.py --download --max-epochs 30 --p 2 --lr 0.05     # first run: fetches ~170 MB
+    python examples/cifar10.py --download --max-epochs 30 --p 2 --lr 0.5     # first run: fetches ~170 MB
     python examples/cifar10.py --data-dir /data/cifar10 --max-epochs 30      # an existing copy
     tensorboard --logdir runs/cifar10     # train_loss, val_loss, val_acc and stacey/<kind>/... curves
 

@@ -1,6 +1,6 @@
 """Train a character-level transformer on Python's own standard-library source with Stacey, logging to TensorBoard.
 
-    python examples/textlm.py --max-epochs 3 --p 3 --lr 0.003
+    python examples/textlm.py --max-epochs 3 --p 3 --lr 0.3
     tensorboard --logdir runs/textlm     # train_loss, val_loss, val_bpc and stacey/<kind>/... curves
 
 The text ships with Python (no download). The default "small" model trains on a laptop CPU (an epoch

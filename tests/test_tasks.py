@@ -54,6 +54,8 @@ def test_textlm_batches_and_logits_have_the_documented_shapes():
     assert inputs.shape == targets.shape == (4, 16) and inputs.dtype == torch.int64
     assert torch.equal(inputs[:, 1:], targets[:, :-1])  # targets are the next characters
     assert module(inputs).shape == (4, 16, 256)
+    large, _ = make_textlm(size="large")
+    assert large(inputs).shape == (4, 16, 256)
 
 
 def test_textlm_logs_contracted_metrics_and_bpc_is_nats_over_ln2():
