@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["machine", "command_line", "write_report", "run_benchmark", "SMOKE_NOTE"]
+__all__ = ["machine", "command_line", "write_report", "run_benchmark", "add_threads_argument", "SMOKE_NOTE"]
 
 SMOKE_NOTE = "SMOKE RUN: a tiny budget that only checks the script; the numbers mean nothing."
 
@@ -28,7 +28,8 @@ def machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{os.cpu_count()} cores (nproc), CPU {model}, {gpu}, torch {torch.__version__}, "
+    return (f"{os.cpu_count()} cores (nproc), CPU {model}, {gpu}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}), "
             f"Python {platform.python_version()}")
 
 
@@ -49,13 +50,25 @@ def write_report(path: str | os.PathLike, title: str, command: str, body: str) -
 
 def run_benchmark(script: str, title: str, argv: list[str] | None, parse: Callable[[list[str]], Any],
                   measure: Callable[[Any, Path], Any], render: Callable[[Any, Any], str]) -> str:
-    """A benchmark's ``main``: parse ``argv`` (default: the command line), ``measure(arguments, workdir)``
+    """A benchmark's ``main``: parse ``argv`` (default: the command line), use ``arguments.threads`` torch
+    threads, ``measure(arguments, workdir)``
     in a temporary folder, then print the report and write it to ``arguments.output``; return it."""
     argv = sys.argv[1:] if argv is None else list(argv)
     arguments = parse(argv)
-    with tempfile.TemporaryDirectory(prefix=Path(script).stem + "-") as workdir:
-        result = measure(arguments, Path(workdir))
-    body = render(arguments, result) + (f"\n\n{SMOKE_NOTE}" if arguments.smoke else "")
-    text = write_report(arguments.output, title, command_line(script, argv), body)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(arguments.threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix=Path(script).stem + "-") as workdir:
+            result = measure(arguments, Path(workdir))
+        body = render(arguments, result) + (f"\n\n{SMOKE_NOTE}" if arguments.smoke else "")
+        text = write_report(arguments.output, title, command_line(script, argv), body)
+    finally:
+        torch.set_num_threads(threads)  # in-process callers (the tests) get their setting back
     print(text)
     return text
+
+
+def add_threads_argument(parser: Any) -> None:
+    """``--threads``: torch's intra-op threads. Default 1: these models are too small to gain from more,
+    and on a shared machine extra threads only wait for each other (10x slower runs seen on 2 busy cores)."""
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
