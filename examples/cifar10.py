@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     module, data = make_cifar10(data_dir=args.data_dir, download=args.download, smoke=args.smoke,
                                 batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
                                 p=args.p, lr=args.lr)
-    module.set_stacey_config({"schedule": {"name": "warmup_cosine", "warmup_fraction": 0.05}})
+    # Constant lr (the config's default schedule): under warmup_cosine the lr decays to 0 while tau keeps
+    # pulling x toward the dual iterate z, and on textlm the loss rose again over the last half of training.
     logger = TensorBoardLogger(args.output, name="", default_hp_metric=False)
     trainer = pl.Trainer(max_epochs=args.max_epochs, logger=logger, log_every_n_steps=50,
                          callbacks=[StaceyMonitor(every_n_steps=100)], enable_checkpointing=False,

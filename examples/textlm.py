@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     module, data = make_textlm(size=args.size, context=args.context, batch_size=args.batch_size,
                                max_chars=args.max_chars, seed=args.seed, p=args.p, lr=args.lr,
                                foreach=True if args.size == "small" else None)
-    module.set_stacey_config({"schedule": {"name": "warmup_cosine", "warmup_fraction": 0.05}})
+    # Constant lr (the config's default schedule): under warmup_cosine the lr decays to 0 while tau keeps
+    # pulling x toward the dual iterate z, and on textlm the loss rose again over the last half of training.
     logger = TensorBoardLogger(args.output, name="", default_hp_metric=False)
     trainer = pl.Trainer(max_epochs=args.max_epochs, logger=logger, log_every_n_steps=10,
                          callbacks=[StaceyMonitor(every_n_steps=50)], enable_checkpointing=False,
