@@ -15,7 +15,7 @@ Reported: the final monitored metric (mean ± sample std over seeds), the tuning
 wall-clock time of one seeded run (training, validation and set-up) and the time per step.
 
 Stacey runs with foreach=True (no torch.compile: short runs pay no compile time). Baselines use a
-constant learning rate; Stacey uses its preset's schedule (textlm: warmup-cosine), as compare does.
+constant learning rate; Stacey uses the schedule of its search-space preset, as compare does.
 
     python benchmarks/quality.py            # defaults, about 10-15 minutes on 2 CPU cores
     python benchmarks/quality.py --smoke    # seconds: checks that the script works
@@ -149,6 +149,7 @@ def _config_text(name: str, config: dict[str, Any]) -> str:
     p = config["p"]
     text = f"p {p if isinstance(p, str) else f'{float(p):.3g}'}, lr {config['lr']:.3g}, alpha {config['alpha']:.3g}, " \
            f"tau {config['tau']:.3g}, wd {config['weight_decay']:.3g}"
+    text += f", schedule {config.get('schedule', {}).get('name', 'constant')}"
     for kind, overrides in config.get("kinds", {}).items():
         if "p" in overrides:
             value = overrides["p"]
@@ -194,7 +195,7 @@ def render(arguments: argparse.Namespace, task_results: list[dict[str, Any]]) ->
               "`stacey_lightning.compare.compare` trained each at its best config with the seeds 0.. "
               f"{arguments.seeds - 1}: per seed, every optimizer starts from the same weights and batch order.",
               "Stacey ran with foreach=True (no torch.compile; same arithmetic). Baselines use a constant "
-              "learning rate; Stacey uses its preset's schedule (textlm: warmup-cosine over the run).",
+              "learning rate; Stacey uses the schedule of its tuned config (in the table).",
               "Best tuning trial: the study's best value (seed 0, the run the config was picked on). "
               "Tuning time: wall clock of the whole study. Time per seeded run: wall clock of one run (set-up, "
               "training, validation). Time per step: median training step (forward, backward, optimizer step). "
