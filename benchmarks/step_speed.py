@@ -163,11 +163,14 @@ def main(argv=None) -> None:
     parser.add_argument("--repetitions", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1M / 11M / 100M sweep")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--cuda-compile-options", type=json.loads, default=None,
                         help='inductor options for the fused CUDA path, e.g. \'{"combo_kernels": false}\'')
     args = parser.parse_args(argv)
     if args.cuda_compile_options is not None:
         _functional.CUDA_COMPILE_OPTIONS = args.cuda_compile_options
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     shapes = resnet18_shapes()
     print(f"device {device}{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, "
