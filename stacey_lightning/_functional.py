@@ -267,7 +267,10 @@ def _fused_stacey(
             if xs[0].device.type == "cuda":
                 _compiled_list_kernel(variant, kind)(xs, gs, zs_, ms_, *scalars)
             else:
-                _fused_on_cpu(_compiled_kernel(variant, kind), xs, gs, zs_, ms_, scalars, pending)
+                # As 0-d tensors made once per step: passed as Python floats, each of the many
+                # kernel calls would turn every float into a tensor itself (about half its overhead).
+                scalar_tensors = torch.tensor(scalars, dtype=torch.float64).unbind()
+                _fused_on_cpu(_compiled_kernel(variant, kind), xs, gs, zs_, ms_, scalar_tensors, pending)
         except torch._dynamo.exc.BackendCompilerFailed as error:
             # Compiling is impossible here (no C++ compiler, unsupported platform). The backend
             # fails before its kernel runs, so the pending tensors are untouched.
