@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterable
+
+import torch
 
 
 @dataclass(frozen=True)
@@ -55,3 +57,20 @@ def resolve_task(task: str | Callable) -> Task:
     if not callable(make):
         raise ValueError(f"Task {task!r}: module {module_name!r} has no callable {attribute!r}")
     return Task(attribute, make, "val_loss", "minimize", "default")
+
+
+def check_options(task: str, options: dict[str, Any], allowed: Iterable[str], others: str) -> None:
+    """Raise a ValueError naming any option of ``task``'s make() that it does not know."""
+    allowed = tuple(allowed)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"Unknown {task} option(s): {', '.join(unknown)} (options are {', '.join(allowed)}; "
+                         f"the others are {others})")
+
+
+def build_seeded(seed: int, build: Callable[[], Any]) -> Any:
+    """``build()`` on a private RNG stream: the same seed gives the same weights without touching
+    the caller's RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()

@@ -24,6 +24,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from stacey_lightning.mixin import StaceyMixin
+from stacey_lightning.tasks import build_seeded, check_options
 from stacey_lightning.tasks.digits import EpochShuffle
 
 __all__ = ["DEFAULT_DATA_DIR", "CIFAR10_FILES", "LR", "P", "resnet18_32x32", "CIFAR10Module", "CIFAR10DataModule", "make_cifar10"]
@@ -178,12 +179,7 @@ def make_cifar10(trial=None, data_dir: str | Path | None = None, download: bool 
     num_workers: data-loading processes (default 2); seed: weight initialisation and data order (default 0).
     options: any of lr, p, foreach, passed to CIFAR10Module.
     """
-    unknown = sorted(set(options) - set(_STACEY_OPTIONS))
-    if unknown:
-        raise ValueError(f"Unknown cifar10 option(s): {', '.join(unknown)} (options are {', '.join(_STACEY_OPTIONS)}; "
-                         "the others are data_dir, download, smoke, batch_size, num_workers, seed)")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        module = CIFAR10Module(**options)
+    check_options("cifar10", options, _STACEY_OPTIONS, "data_dir, download, smoke, batch_size, num_workers, seed")
+    module = build_seeded(seed, lambda: CIFAR10Module(**options))
     return module, CIFAR10DataModule(data_dir=data_dir, download=download, smoke=smoke,
                                      batch_size=batch_size, num_workers=num_workers, seed=seed)

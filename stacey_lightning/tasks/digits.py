@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
 from stacey_lightning.mixin import StaceyMixin
+from stacey_lightning.tasks import build_seeded, check_options
 
 __all__ = ["DigitsModule", "DigitsDataModule", "EpochShuffle", "make_digits", "VALIDATION_FRACTION"]
 
@@ -125,12 +126,6 @@ def make_digits(trial=None, hidden: int = 128, batch_size: int = 32, seed: int =
     hidden: hidden width (default 128); batch_size: default 32; seed: weight initialisation and
     batch order (default 0). options: any of lr, p, foreach, passed to DigitsModule.
     """
-    unknown = sorted(set(options) - set(_MODULE_OPTIONS))
-    if unknown:
-        raise ValueError(f"Unknown digits option(s): {', '.join(unknown)} (options are {', '.join(_MODULE_OPTIONS)}; "
-                         "the others are hidden, batch_size, seed)")
-    # A private RNG stream: the same seed gives the same weights without touching the caller's RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        module = DigitsModule(hidden=hidden, **options)
+    check_options("digits", options, _MODULE_OPTIONS, "hidden, batch_size, seed")
+    module = build_seeded(seed, lambda: DigitsModule(hidden=hidden, **options))
     return module, DigitsDataModule(batch_size=batch_size, seed=seed)

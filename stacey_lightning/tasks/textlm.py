@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MeanMetric
 
 from stacey_lightning.mixin import StaceyMixin
+from stacey_lightning.tasks import build_seeded, check_options
 from stacey_lightning.tasks.digits import EpochShuffle
 
 __all__ = ["STDLIB_FILES", "SIZES", "VOCABULARY_SIZE", "VALIDATION_FRACTION", "load_stdlib_text",
@@ -231,13 +232,6 @@ def make_textlm(trial=None, size: str = "small", context: int = 64, batch_size: 
     """
     if size not in SIZES:
         raise ValueError(f"Invalid size: {size!r} (choose one of {', '.join(SIZES)})")
-    allowed = (*SIZES[size], *_STACEY_OPTIONS)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"Unknown textlm option(s): {', '.join(unknown)} (options are {', '.join(allowed)}; "
-                         "the others are size, context, batch_size, max_chars, seed)")
-    # A private RNG stream: the same seed gives the same weights without touching the caller's RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        module = TextLMModule(context=context, **{**SIZES[size], **options})
+    check_options("textlm", options, (*SIZES[size], *_STACEY_OPTIONS), "size, context, batch_size, max_chars, seed")
+    module = build_seeded(seed, lambda: TextLMModule(context=context, **{**SIZES[size], **options}))
     return module, TextLMDataModule(context=context, batch_size=batch_size, max_chars=max_chars, seed=seed)
