@@ -165,10 +165,10 @@ def _multi_tensor_stacey(
 
 # ---------------------------------------------------------------------------------------------
 # Fused path: the whole update of one tensor as a single compiled elementwise pass over x, g, z, m
-# (four reads, three writes: the memory floor). Hyperparameters enter as Python floats, which
-# dynamo keeps symbolic (specialize_float=False) and passes as kernel arguments, so schedulers and
-# tuning studies that change them never recompile. Tensors are flattened to 1-D and compiled with
-# dynamic sizes, so one kernel per (variant, direction kind, dtype, device) serves every model.
+# (four reads, three writes: the memory floor). Hyperparameters are graph inputs, never constants
+# (0-d tensors on the CPU; Python floats, which dynamo keeps symbolic, on CUDA), so schedulers and
+# tuning studies that change them never recompile. On the CPU, tensors are flattened to 1-D and
+# compiled with dynamic sizes, so one kernel per (variant, direction kind, dtype) serves every model.
 
 
 def _fused_kernel_body(variant: str, kind: str) -> Callable:
