@@ -165,9 +165,8 @@ def _multi_tensor_stacey(
 
 # ---------------------------------------------------------------------------------------------
 # Fused path: the whole update of one tensor as a single compiled elementwise pass over x, g, z, m
-# (four reads, three writes: the memory floor). Hyperparameters are graph inputs, never constants
-# (0-d tensors on the CPU; Python floats, which dynamo keeps symbolic, on CUDA), so schedulers and
-# tuning studies that change them never recompile. On the CPU, tensors are flattened to 1-D and
+# (four reads, three writes: the memory floor). Hyperparameters are graph inputs (0-d tensors),
+# never constants, so schedulers and tuning studies that change them never recompile. On the CPU, tensors are flattened to 1-D and
 # compiled with dynamic sizes, so one kernel per (variant, direction kind, dtype) serves every model.
 
 
@@ -263,13 +262,15 @@ def _fused_stacey(
             _multi_tensor_stacey(xs, gs, zs_, ms_, variant=variant, maximize=maximize, **hyper)
             continue
         pending = list(range(len(xs)))  # tensors not yet updated, for the fallback below
+        # Hyperparameters as 0-d tensors, made once per step. As Python floats, arithmetic between
+        # them (lr * weight_decay) would be specialised into the graph (a recompile per value), and
+        # each of the many CPU kernel calls would turn every float into a tensor itself. The copy
+        # to the device is asynchronous: no host synchronisation.
+        scalar_tensors = torch.tensor(scalars, dtype=torch.float64).to(xs[0].device, non_blocking=True).unbind()
         try:
             if xs[0].device.type == "cuda":
-                _compiled_list_kernel(variant, kind)(xs, gs, zs_, ms_, *scalars)
+                _compiled_list_kernel(variant, kind)(xs, gs, zs_, ms_, *scalar_tensors)
             else:
-                # As 0-d tensors made once per step: passed as Python floats, each of the many
-                # kernel calls would turn every float into a tensor itself (about half its overhead).
-                scalar_tensors = torch.tensor(scalars, dtype=torch.float64).unbind()
                 _fused_on_cpu(_compiled_kernel(variant, kind), xs, gs, zs_, ms_, scalar_tensors, pending)
         except torch._dynamo.exc.BackendCompilerFailed as error:
             # Compiling is impossible here (no C++ compiler, unsupported platform). The backend

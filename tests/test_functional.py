@@ -116,3 +116,29 @@ def test_direction_tends_to_sign_as_p_grows():
     c = torch.tensor([-2.0, -0.5, 0.3, 4.0], dtype=torch.float64)
     torch.testing.assert_close(lp_direction(c, 1e6, 1e-12), c.sign(), atol=1e-4, rtol=0)
     torch.testing.assert_close(lp_direction(c, math.inf, 1e-12), c.sign())
+
+
+def test_whole_list_kernel_of_the_cuda_path_matches_plain_path_and_never_recompiles():
+    """The CUDA path compiles the whole parameter list at once; its logic runs on CPU tensors too,
+    so it is checked here even where no GPU is available."""
+    from stacey_lightning import _functional
+
+    plain_params, _ = _run(dict(foreach=False), p=4.5, variant="p2", weight_decay=0.1, maximize=False, steps=1)
+    gen = torch.Generator().manual_seed(1)
+    params = _make_params(gen, "cpu")
+    grads = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in params]
+    zs = [p.detach().clone() for p in params]
+    ms = [torch.zeros_like(p) for p in params]
+    kernel = _functional._compiled_list_kernel("p2", "power")
+    torch._dynamo.utils.counters.clear()
+    for step, (lr, p) in enumerate([(HYPER["lr"], 4.5), (0.01, 5.0), (0.2, 7.5)]):
+        scalars = (lr, p, HYPER["alpha"], HYPER["tau"], *HYPER["betas"], 0.1, HYPER["eps"], 1.0)
+        with torch.no_grad():
+            kernel(params, grads, zs, ms, *torch.tensor(scalars, dtype=torch.float64).unbind())
+        if step == 0:
+            # _run's first step saw the same initial tensors and gradients, except that it gives
+            # parameter 3 no gradient on that step.
+            for index, (plain_param, param) in enumerate(zip(plain_params, params)):
+                if index != 3:
+                    torch.testing.assert_close(param, plain_param, rtol=1e-10, atol=1e-12)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 1
