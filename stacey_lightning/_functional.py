@@ -184,11 +184,14 @@ def _fused_kernel_body(variant: str, kind: str) -> Callable:
         z.copy_(z_new)
         m.copy_(beta2 * m + (1 - beta2) * g)
 
-    # dynamo caches compiled graphs per code object, with a small recompile limit: give every
-    # (variant, kind) its own code object so that the eight kernels do not share one budget.
-    name = f"stacey_{variant}_{kind}"
-    return types.FunctionType(kernel.__code__.replace(co_name=name), kernel.__globals__, name,
-                              kernel.__defaults__, kernel.__closure__)
+    return _own_code(kernel, f"stacey_{variant}_{kind}")
+
+
+def _own_code(function: Callable, name: str) -> Callable:
+    """``function`` with a code object of its own. dynamo caches compiled graphs per code object,
+    with a small recompile limit: closures made by one factory would share one budget."""
+    return types.FunctionType(function.__code__.replace(co_name=name), function.__globals__, name,
+                              function.__defaults__, function.__closure__)
 
 
 _compiled_kernels: dict[tuple, Callable] = {}
@@ -221,8 +224,8 @@ def _compiled_list_kernel(variant: str, kind: str) -> Callable:
             for x, g, z, m in zip(xs, gs, zs, ms):
                 body(x, g, z, m, *hyperparameters)
 
-        _compiled_kernels[key] = torch.compile(list_kernel, dynamic=False, fullgraph=True,
-                                               options=CUDA_COMPILE_OPTIONS)
+        _compiled_kernels[key] = torch.compile(_own_code(list_kernel, f"stacey_list_{variant}_{kind}"),
+                                               dynamic=False, fullgraph=True, options=CUDA_COMPILE_OPTIONS)
     return _compiled_kernels[key]
 
 
@@ -235,6 +238,19 @@ def _disable_fused(error: Exception) -> None:
         RuntimeWarning,
         stacklevel=4,
     )
+
+
+_recompile_limit_warned = False
+
+
+def _warn_recompile_limit_once(error: Exception) -> None:
+    global _recompile_limit_warned
+    if _recompile_limit_warned:
+        return
+    _recompile_limit_warned = True
+    warnings.warn("Stacey's fused step reached torch.compile's recompile limit for new parameter lists; those "
+                  f"lists take the foreach path (raise torch._dynamo.config.recompile_limit to avoid it). {error}",
+                  RuntimeWarning, stacklevel=4)
 
 
 def _fused_stacey(
@@ -272,10 +288,14 @@ def _fused_stacey(
                 _compiled_list_kernel(variant, kind)(xs, gs, zs_, ms_, *scalar_tensors)
             else:
                 _fused_on_cpu(_compiled_kernel(variant, kind), xs, gs, zs_, ms_, scalar_tensors, pending)
-        except torch._dynamo.exc.BackendCompilerFailed as error:
-            # Compiling is impossible here (no C++ compiler, unsupported platform). The backend
-            # fails before its kernel runs, so the pending tensors are untouched.
-            _disable_fused(error)
+        except (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.FailOnRecompileLimitHit) as error:
+            # Compiling is impossible here (no C++ compiler, unsupported platform), or, on CUDA,
+            # this process has compiled too many parameter lists (one per group and model). Both
+            # fail before the kernel runs, so the pending tensors are untouched.
+            if isinstance(error, torch._dynamo.exc.BackendCompilerFailed):
+                _disable_fused(error)
+            else:
+                _warn_recompile_limit_once(error)
             _multi_tensor_stacey([xs[i] for i in pending], [gs[i] for i in pending], [zs_[i] for i in pending],
                                  [ms_[i] for i in pending], variant=variant, maximize=maximize, **hyper)
 

@@ -52,10 +52,11 @@ def test_plain_path_matches_literal_transcription(variant, p):
 
 
 def _make_params(gen, device):
-    """Shapes of a small net, a non-contiguous parameter, and one whose grad is sometimes None."""
-    shapes = [(8, 5), (8,), (3, 2, 3, 3), (1,)]
+    """Shapes of a small net, one tensor above the fused CPU path's packing threshold, a large
+    non-contiguous parameter, and one (index 3) whose grad is sometimes None."""
+    shapes = [(8, 5), (8,), (3, 2, 3, 3), (1,), (300, 250)]
     params = [torch.nn.Parameter(torch.randn(*s, generator=gen, dtype=torch.float64).to(device)) for s in shapes]
-    non_contiguous = torch.randn(5, 7, generator=gen, dtype=torch.float64).to(device).t()
+    non_contiguous = torch.randn(260, 300, generator=gen, dtype=torch.float64).to(device).t()
     assert not non_contiguous.is_contiguous()
     params.append(torch.nn.Parameter(non_contiguous))
     return params

@@ -20,8 +20,9 @@ def _model(seed=0):
 
 def _train(model, optimizer, steps, seed=0, scheduler=None):
     gen = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     for _ in range(steps):
-        inputs = torch.randn(16, 4, generator=gen)
+        inputs = torch.randn(16, 4, generator=gen).to(device)
         loss = model(inputs).pow(2).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -175,9 +176,13 @@ def test_each_param_group_uses_its_own_p():
     torch.testing.assert_close(second.detach(), -grad.sign(), atol=1e-6, rtol=0)  # p = inf: its sign
 
 
-def test_fused_compile_count_stays_flat_while_lr_and_p_change():
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_fused_compile_count_stays_flat_while_lr_and_p_change(device):
     torch._dynamo.utils.counters.clear()
-    model = _model()
+    model = _model().to(device)
     optimizer = Stacey(model.parameters(), p=4.5, fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
     _train(model, optimizer, 2, scheduler=scheduler)
@@ -187,7 +192,7 @@ def test_fused_compile_count_stays_flat_while_lr_and_p_change():
         optimizer.param_groups[0]["alpha"] *= 0.5
         _train(model, optimizer, 2, scheduler=scheduler)
     # A new optimizer, as a tuning study builds for each trial, reuses the kernels too.
-    other = _model(seed=3)
+    other = _model(seed=3).to(device)
     _train(other, Stacey(other.parameters(), p=6.0, lr=0.3, tau=0.2, weight_decay=0.1, fused=True), 2)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == warm
 
@@ -253,3 +258,20 @@ def test_trains_an_mlp_on_digits():
             loss_fn(model(inputs[batch]), targets[batch]).backward()
             optimizer.step()
     assert loss_fn(model(inputs), targets).item() < initial / 5
+
+
+def test_fused_takes_the_foreach_path_with_one_warning_past_the_recompile_limit(monkeypatch):
+    def limit_hit(*args, **kwargs):
+        raise torch._dynamo.exc.FailOnRecompileLimitHit("recompile_limit reached with fullgraph=True")
+
+    monkeypatch.setattr(_functional, "_recompile_limit_warned", False)
+    monkeypatch.setattr(_functional, "_compiled_kernel", lambda variant, kind: limit_hit)
+    model, reference_model = _model(), _model()
+    optimizer = Stacey(model.parameters(), fused=True)
+    reference = Stacey(reference_model.parameters(), foreach=False)
+    with pytest.warns(RuntimeWarning, match="recompile limit") as record:
+        _train(model, optimizer, 3)
+    assert len(record) == 1 and _functional.fused_supported()  # the fused path stays on for other lists
+    _train(reference_model, reference, 3)
+    for expected, actual in zip(reference_model.parameters(), model.parameters()):
+        torch.testing.assert_close(actual, expected)
