@@ -24,7 +24,8 @@ from typing import Callable
 import torch
 import torchvision
 
-from stacey_lightning import Stacey, _functional
+from stacey_lightning import Stacey
+from stacey_lightning.optim._fused import RUNTIME
 
 
 def resnet18_shapes() -> list[torch.Size]:
@@ -168,7 +169,7 @@ def main(argv=None) -> None:
                         help='inductor options for the fused CUDA path, e.g. \'{"combo_kernels": false}\'')
     args = parser.parse_args(argv)
     if args.cuda_compile_options is not None:
-        _functional.CUDA_COMPILE_OPTIONS = args.cuda_compile_options
+        RUNTIME.cuda_compile_options = args.cuda_compile_options
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -32,6 +32,7 @@ import optuna
 
 from _report import add_threads_argument, run_benchmark
 from stacey_lightning import tune
+from stacey_lightning.tuner.samplers import make_sampler
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tuning_efficiency.md"
 MONITOR = "val_acc"
@@ -93,9 +94,9 @@ def _walk(study: optuna.Study, threshold: float) -> dict:
 
 def run(arguments: argparse.Namespace, workdir: Path) -> dict:
     trainer_kwargs = {"limit_train_batches": 5, "limit_val_batches": 2} if arguments.smoke else {}
-    # Training always uses the task's seed 0 (weights, batch order); tune's seed changes only the sampler.
-    common = dict(max_epochs=arguments.max_epochs, task_options={"foreach": True, "seed": 0},
-                  trainer_kwargs=trainer_kwargs)
+    # Training always uses seed 0 (weights, batch order); each study gets its own default sampler, seeded.
+    common = dict(max_epochs=arguments.max_epochs, task_options={"foreach": True}, trainer_kwargs=trainer_kwargs,
+                  seed=0)
     # The grid's points are enqueued: tune trains enqueued parameters before it samples any. (Optuna's
     # GridSampler stops the study through Study.stop, which only works inside Study.optimize.)
     (workdir / "grid").mkdir(parents=True)
@@ -113,8 +114,8 @@ def run(arguments: argparse.Namespace, workdir: Path) -> dict:
     studies = []
     for seed in range(arguments.seeds):
         started = time.monotonic()
-        study = tune("digits", n_trials=arguments.trials, study_name=f"study-{seed}", seed=seed,
-                     output_dir=workdir / f"study-{seed}", **common)
+        study = tune("digits", n_trials=arguments.trials, study_name=f"study-{seed}",
+                     sampler=make_sampler(None, seed, arguments.trials), output_dir=workdir / f"study-{seed}", **common)
         studies.append({**_walk(study, threshold), "seed": seed, "seconds": time.monotonic() - started})
     return dict(grid=grid_study, grid_trials=grid_trials, grid_epochs=sum(_epochs(t) for t in grid_study.trials),
                 grid_best=grid_best, threshold=threshold, grid_seconds=grid_seconds, studies=studies)

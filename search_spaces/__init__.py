@@ -1,7 +1,9 @@
 """Named search-space presets for the Stacey tuner, shipped as YAML files in the wheel.
 
-A preset maps each Stacey hyperparameter to a distribution; ``stacey_lightning.search_space``
-reads and validates it. The format is documented in docs/tuning.md and in ``default.yaml``.
+A Stacey preset maps each Stacey hyperparameter to a distribution; ``stacey_lightning.tuner.search_space``
+reads and validates it. ``baselines.yaml`` holds the spaces of the optimizers Stacey is compared
+with (``stacey_lightning.tuner.baseline_space``). The format is documented in docs/tuning.md and in
+``default.yaml``.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from importlib import resources
 from pathlib import Path
 
 PRESETS = ("default", "vision", "language")
+BASELINES = "baselines"
 
 
 def preset_path(name: str) -> Path:
-    """Return the path of the preset ``name`` ("default", "vision" or "language")."""
-    if name not in PRESETS:
+    """Return the path of the preset ``name`` (one of PRESETS, or BASELINES)."""
+    if name not in (*PRESETS, BASELINES):
         raise ValueError(f"Unknown search-space preset {name!r}: choose one of {', '.join(PRESETS)}, "
                          "or pass the path of your own YAML file")
     return Path(str(resources.files(__name__).joinpath(f"{name}.yaml")))

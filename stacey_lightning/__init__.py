@@ -1,21 +1,41 @@
-"""stacey-lightning: the Stacey optimizer for PyTorch Lightning, with Optuna tuning of its geometry p."""
+"""stacey-lightning: the Stacey optimizer for PyTorch Lightning, with Optuna tuning of its geometry p.
 
-from stacey_lightning.config import StaceyConfig
-from stacey_lightning.mixin import StaceyMixin
-from stacey_lightning.optimizer import Stacey
+Layers, lowest first (each imports only the ones below it): ``optim`` (the optimizer), ``lightning``
+(config, parameter groups, schedules, the mixin, the monitor), ``tasks`` (built-in tasks), ``run`` and
+``baselines`` (one training run of a task, with Stacey or another optimizer), ``tuner`` (Optuna
+studies), ``compare`` and ``report`` (comparisons and study reports), ``cli`` (the commands).
 
-__all__ = ["Stacey", "StaceyConfig", "StaceyMixin", "StaceyMonitor", "tune"]
-__version__ = "0.1.0"
+Public names are imported on first use, so that ``import stacey_lightning`` (and every command's
+``--help``) loads neither torch, Lightning nor Optuna.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from stacey_lightning import _moved
+
+__all__ = ["Stacey", "StaceyConfig", "StaceyMixin", "StaceyMonitor", "StaceyPruning", "SearchSpace", "tune"]
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "Stacey": "stacey_lightning.optim.optimizer",
+    "StaceyConfig": "stacey_lightning.lightning.config",
+    "StaceyMixin": "stacey_lightning.lightning.mixin",
+    "StaceyMonitor": "stacey_lightning.lightning.monitor",
+    "StaceyPruning": "stacey_lightning.tuner.pruning",
+    "SearchSpace": "stacey_lightning.tuner.search_space",
+    "tune": "stacey_lightning.tuner.study",
+}
+
+_moved.install()
 
 
 def __getattr__(name: str):
-    # The monitor imports Lightning; load it on first use so that `import stacey_lightning` stays light.
-    if name == "StaceyMonitor":
-        from stacey_lightning.monitor import StaceyMonitor
-
-        return StaceyMonitor
-    if name == "tune":  # imports Optuna and Lightning: also loaded on first use
-        from stacey_lightning.tuner import tune
-
-        return tune
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'stacey_lightning' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -20,15 +20,17 @@ from __future__ import annotations
 import importlib
 import inspect
 import types
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-__all__ = ["BASELINES", "STACEY", "optimizer_class", "baseline_options", "use_baseline"]
+__all__ = ["BASELINES", "STACEY", "DEFAULT_OPTIMIZERS", "optimizer_class", "baseline_options", "use_baseline"]
 
 STACEY = "stacey"
+DEFAULT_OPTIMIZERS = (STACEY, "adamw", "sgd", "lion")  # what stacey-compare trains unless told otherwise
 
-# Class paths, imported only when used, so that `import stacey_lightning` does not import lion_pytorch.
+# Class paths, imported only when used: the command line reads these names without importing torch.
 BASELINES: dict[str, tuple[str, dict[str, Any]]] = {
     "adamw": ("torch.optim.AdamW", {"lr": 3e-3, "weight_decay": 1e-2}),
     "sgd": ("torch.optim.SGD", {"lr": 0.1, "momentum": 0.9}),
@@ -48,6 +50,8 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
     except ImportError as error:
         hint = " (pip install lion-pytorch)" if module_name == "lion_pytorch" else ""
         raise ValueError(f"Optimizer {name!r}: cannot import module {module_name!r}{hint}: {error}") from error
+    import torch
+
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise ValueError(f"Optimizer {name!r}: {path!r} is not a torch.optim.Optimizer subclass")

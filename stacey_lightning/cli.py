@@ -1,22 +1,35 @@
-"""Command-line entry points: ``stacey-tune``, ``stacey-compare``, ``stacey-report``, and
-``python -m stacey_lightning tune|compare|report``.
+"""Every command: ``stacey-tune``, ``stacey-compare``, ``stacey-report``, and ``python -m stacey_lightning``.
 
-``SUBCOMMANDS`` maps each ``python -m stacey_lightning`` subcommand to its ``main(argv)`` function;
-other tools register theirs there.
+Parsing imports nothing heavy: torch, Lightning, Optuna and matplotlib are imported inside each
+command, after its arguments are read, so ``--help`` answers at once. A user's mistake (a bad flag,
+value, file, task option or storage) is one line on stderr and exit status 2; Ctrl-C is status 130
+after the finished work is kept; a study that cannot go on (every trial failed) is status 1.
+
+Like ``python -m``, every command imports ``--task module:callable`` from the current folder first.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
-from stacey_lightning.compare import compare_main
-from stacey_lightning.report import report_main
+from search_spaces import PRESETS
+from stacey_lightning.baselines import BASELINES, DEFAULT_OPTIMIZERS
+from stacey_lightning.tasks import BUILTIN_TASKS
+from stacey_lightning.tuner.attributes import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS, SAMPLERS
 
-__all__ = ["tune_main", "tune_parser", "SUBCOMMANDS", "main"]
+__all__ = ["main", "tune_main", "compare_main", "report_main", "tune_parser", "compare_parser", "report_parser",
+           "COMMANDS"]
+
+_TASK_HELP = f"built-in task ({', '.join(BUILTIN_TASKS)}) or module:callable (imported from the current folder)"
+
+
+class UsageError(ValueError):
+    """A mistake on the command line found after parsing."""
 
 
 def _devices(text: str) -> int | str:
@@ -24,11 +37,62 @@ def _devices(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
-def _task_option(text: str) -> tuple[str, object]:
+def _key_value(text: str, flag: str) -> tuple[str, Any]:
     key, separator, value = text.partition("=")
     if not separator or not key:
-        raise argparse.ArgumentTypeError(f"--task-option expects KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
+        raise argparse.ArgumentTypeError(f"{flag} expects KEY=VALUE, got {text!r}")
+    parsed = yaml.safe_load(value)
+    # YAML 1.1 reads "1e-3" (no dot) as a string; a number is what such an option means.
+    if isinstance(parsed, str):
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            pass
+    return key, parsed
+
+
+def _task_option(text: str) -> tuple[str, Any]:
+    return _key_value(text, "--task-option")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, help=_TASK_HELP)
+    parser.add_argument("--task-option", type=_task_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="keyword argument for the task's make(), value read as YAML; repeatable")
+    parser.add_argument("--max-epochs", type=_positive, default=10, help="epochs per run (default: %(default)s)")
+    parser.add_argument("--monitor", "--metric", dest="monitor", default=None,
+                        help="logged metric to optimise or compare (default: the task's); under torchrun, "
+                             "spell it --metric (torchrun takes --monitor for its own --monitor-interval)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the sampler, of seed_everything and of the task's make(seed=...) "
+                             "(default: %(default)s)")
+    parser.add_argument("--accelerator", default=None, help="Lightning accelerator (cpu, gpu, auto)")
+    parser.add_argument("--devices", type=_devices, default=None, help="Lightning devices per run")
+    parser.add_argument("--geometry", action="store_true",
+                        help="log Stacey's geometry per parameter group (StaceyMonitor: p, step, ||x - z||) to "
+                             "TensorBoard")
+
+
+def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", default=None,
+                        help=f"Stacey's search space: a preset ({', '.join(PRESETS)}) or a YAML path; default: "
+                             "the task's")
+    parser.add_argument("--sampler", default=None,
+                        help=f"{', '.join(SAMPLERS)}, or a class path such as optuna.samplers.NSGAIISampler "
+                             f"(default: {DEFAULT_SAMPLER})")
+    parser.add_argument("--pruner", default=None,
+                        help=f"{', '.join(PRUNERS)}, or a class path such as optuna.pruners.PatientPruner "
+                             f"(default: {DEFAULT_PRUNER})")
+    parser.add_argument("--storage", default=None,
+                        help="database URL (postgresql://user:password@host/db, sqlite:///file.db) or "
+                             "journal:PATH; default: an SQLite file in --output")
 
 
 def tune_parser() -> argparse.ArgumentParser:
@@ -36,59 +100,190 @@ def tune_parser() -> argparse.ArgumentParser:
         prog="stacey-tune",
         description="Tune Stacey's p, lr, alpha and tau with Optuna on a Lightning task. Re-running the same "
                     "command resumes the study until --n-trials trials have finished.")
-    parser.add_argument("--task", required=True,
-                        help="built-in task (digits, textlm, cifar10) or package.module:callable")
-    parser.add_argument("--n-trials", type=int, default=20, help="total trials of the study (default 20)")
-    parser.add_argument("--max-epochs", type=int, default=10, help="epochs per trial (default 10)")
-    parser.add_argument("--space", default=None,
-                        help="search-space preset (default, vision, language) or YAML path; default: the task's")
-    parser.add_argument("--storage", default=None,
-                        help="database URL (postgresql://user:password@host/db, sqlite:///file.db) or "
-                             "journal:PATH; default: sqlite file in --output")
+    _add_task_arguments(parser)
+    parser.add_argument("--n-trials", type=_positive, default=20,
+                        help="completed or pruned trials the study should have; failed ones do not count "
+                             "(default: %(default)s)")
+    _add_study_arguments(parser)
     parser.add_argument("--study-name", default=None, help="default: the task's name")
-    parser.add_argument("--output", default="stacey_runs", help="output directory (default stacey_runs)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+    parser.add_argument("--output", default="stacey_runs", help="output directory (default: %(default)s)")
+    parser.add_argument("--workers", type=_positive, default=1,
+                        help="worker processes on this machine (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
-    parser.add_argument("--accelerator", default=None, help="Lightning accelerator (cpu, gpu, auto)")
-    parser.add_argument("--devices", type=_devices, default=None, help="Lightning devices per trial")
     parser.add_argument("--strategy", default=None, help="Lightning strategy (ddp, ddp_spawn, ...)")
-    parser.add_argument("--monitor", default=None, help="logged metric to optimise; default: the task's")
-    parser.add_argument("--direction", choices=("maximize", "minimize"), default=None,
-                        help="default: the task's")
-    parser.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
-    parser.add_argument("--task-option", type=_task_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="keyword argument for the task's make(), value read as YAML; repeatable")
+    parser.add_argument("--direction", choices=("maximize", "minimize"), default=None, help="default: the task's")
     return parser
 
 
-def tune_main(argv: Sequence[str] | None = None) -> int:
-    """``stacey-tune``: parse ``argv`` (default sys.argv[1:]), run the study, return the exit status."""
-    from stacey_lightning.tuner import TooManyFailures, tune
+def compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stacey-compare",
+        description="Train a task with Stacey and baseline optimizers over several seeds; write TensorBoard "
+                    "runs, a figure and tables. With --tune-trials N, first tune every optimizer with the same "
+                    "N trials, then compare each at its best.")
+    _add_task_arguments(parser)
+    parser.add_argument("--optimizers", default=",".join(DEFAULT_OPTIMIZERS),
+                        help="comma-separated: stacey, " + ", ".join(BASELINES) + " or optimizer class paths "
+                             "such as torch.optim.RAdam (default: %(default)s)")
+    parser.add_argument("--seeds", type=_positive, default=3,
+                        help="number of seeds: --seed, --seed + 1, ... (default: %(default)s)")
+    parser.add_argument("--config", help="Stacey config YAML, for example the tuner's best.yaml (its task "
+                                         "section is passed to the task's make)")
+    parser.add_argument("--output", default="stacey-compare", help="output directory (default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="OPTIMIZER.KEY=VALUE",
+                        help="override an option, repeatable: adamw.lr=1e-3, stacey.p=3, sgd.nesterov=true")
+    parser.add_argument("--tune-trials", type=int, default=0, metavar="N",
+                        help="tune every optimizer with N trials first (Stacey on --space, baselines on "
+                             "--baseline-space), then compare them at their best (default: 0, no tuning)")
+    parser.add_argument("--baseline-space", default=None,
+                        help="YAML file of the baselines' search spaces (default: the baselines preset)")
+    _add_study_arguments(parser)
+    return parser
 
-    args = tune_parser().parse_args(argv)
-    trainer_kwargs = {name: getattr(args, name) for name in ("accelerator", "devices", "strategy")
-                      if getattr(args, name) is not None}
-    try:
-        tune(args.task, space=args.space, n_trials=args.n_trials, timeout=args.timeout, storage=args.storage,
-             study_name=args.study_name, monitor=args.monitor, direction=args.direction, max_epochs=args.max_epochs,
-             trainer_kwargs=trainer_kwargs, workers=args.workers, output_dir=args.output, seed=args.seed,
-             task_options=dict(args.task_option))
-    except (ValueError, TypeError, TooManyFailures) as error:
-        print(f"stacey-tune: error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, (ValueError, TypeError)) else 1
-    except KeyboardInterrupt:
-        return 130  # 128 + SIGINT; tune() has kept the finished trials and said how to resume
+
+def report_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stacey-report",
+        description="Export Optuna's plots (HTML and PNG) and a Markdown summary of one study.")
+    parser.add_argument("storage", metavar="STORAGE_URL",
+                        help="storage as stacey-tune takes it: sqlite:///stacey_runs/optuna.db, "
+                             "postgresql://user:password@host/db or journal:PATH")
+    parser.add_argument("--study", help="study name (needed when the storage holds several)")
+    parser.add_argument("--output", default="stacey-report", help="output directory (default: %(default)s)")
+    return parser
+
+
+def _trainer_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("accelerator", "devices", "strategy")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _import_from_current_folder() -> None:
+    """Put the current folder first on the import path, as ``python -m`` does, for ``--task module:callable``."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from stacey_lightning.tuner import tune
+
+    tune(args.task, space=args.space, n_trials=args.n_trials, timeout=args.timeout, storage=args.storage,
+         study_name=args.study_name, monitor=args.monitor, direction=args.direction, max_epochs=args.max_epochs,
+         sampler=args.sampler, pruner=args.pruner, trainer_kwargs=_trainer_kwargs(args), workers=args.workers,
+         output_dir=args.output, seed=args.seed, task_options=dict(args.task_option), geometry=args.geometry)
     return 0
 
 
-SUBCOMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
-    "tune": tune_main, "compare": compare_main, "report": report_main}
+def _parse_setting(text: str, optimizers: Sequence[str]) -> tuple[str, str, Any]:
+    """"adamw.lr=1e-3" -> ("adamw", "lr", 0.001); the value is read as YAML (numbers, lists, inf)."""
+    target, equals, _ = text.partition("=")
+    name, dot, key = target.rpartition(".")
+    if not (equals and dot and name and key):
+        raise UsageError(f"--set {text!r}: expected OPTIMIZER.KEY=VALUE, for example adamw.lr=1e-3")
+    if name not in optimizers:
+        raise UsageError(f"--set {text!r}: {name!r} is not among --optimizers {','.join(optimizers)}")
+    return name, key, _key_value(text, "--set")[1]
+
+
+def _settings(texts: Sequence[str], optimizers: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """--set OPTIMIZER.KEY=VALUE lines as {optimizer: {key: value}}."""
+    settings: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        name, key, value = _parse_setting(text, optimizers)
+        settings.setdefault(name, {})[key] = value
+    return settings
+
+
+def _compare(args: argparse.Namespace) -> int:
+    optimizers = [name.strip() for name in args.optimizers.split(",") if name.strip()]
+    settings = _settings(args.set, optimizers)
+    if args.tune_trials < 0:
+        raise UsageError(f"--tune-trials: must be >= 0, got {args.tune_trials}")
+    from stacey_lightning.compare import compare
+
+    # --seed S is the first of the --seeds seeds: with --seeds 1 a run is the tuning trial with --seed S.
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    result = compare(args.task, optimizers, seeds, args.max_epochs, args.config, args.monitor, args.output,
+                     _trainer_kwargs(args), settings, dict(args.task_option), progress=print, geometry=args.geometry,
+                     tune_trials=args.tune_trials, space=args.space, baseline_space=args.baseline_space,
+                     storage=args.storage, sampler=args.sampler, pruner=args.pruner, tune_seed=args.seed)
+    with open(result.markdown, encoding="utf-8") as stream:
+        print("\n" + stream.read())
+    print(f"figure: {result.figure}\ntables: {result.markdown}, {result.csv}, {result.runs_csv}")
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(args.output, 'tensorboard')}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from stacey_lightning.report import report
+    from stacey_lightning.tuner.storage import dashboard_hint
+
+    written = report(args.storage, args.study, args.output)
+    with open(written["summary"], encoding="utf-8") as stream:
+        print(stream.read())
+    print("wrote: " + ", ".join(written.values()))
+    print(f"interactive: {dashboard_hint(args.storage)}  (pip install optuna-dashboard)")
+    return 0
+
+
+def _command(prog: str, parser: Callable[[], argparse.ArgumentParser],
+             work: Callable[[argparse.Namespace], int]) -> Callable[[Sequence[str] | None], int]:
+    def main(argv: Sequence[str] | None = None) -> int:
+        args = parser().parse_args(argv)
+        _import_from_current_folder()
+        return _run(prog, work, args)
+
+    main.__name__ = f"{prog.replace('-', '_')}_main"
+    main.__doc__ = f"``{prog}``: parse ``argv`` (default sys.argv[1:]), run, return the exit status."
+    return main
+
+
+def _run(prog: str, work: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from stacey_lightning.tuner.study import NoTrialSucceeded
+    from stacey_lightning.tuner.workers import TooManyFailures
+
+    try:
+        return work(args)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except (TooManyFailures, NoTrialSucceeded) as error:
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130  # 128 + SIGINT; what finished is kept, and the tool has said how to resume
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+tune_main = _command("stacey-tune", tune_parser, _tune)
+compare_main = _command("stacey-compare", compare_parser, _compare)
+report_main = _command("stacey-report", report_parser, _report)
+
+# python -m stacey_lightning COMMAND: (main function, one-line description)
+COMMANDS: dict[str, tuple[Callable[[Sequence[str] | None], int], str]] = {
+    "tune": (tune_main, "tune Stacey's p, lr, alpha and tau on a task with Optuna (as stacey-tune)"),
+    "compare": (compare_main, "compare Stacey with AdamW, SGD and Lion on a task, tuned or not (as stacey-compare)"),
+    "report": (report_main, "plots and a summary of one study (as stacey-report)"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stacey_lightning SUBCOMMAND ...``."""
+    """``python -m stacey_lightning COMMAND ...``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m stacey_lightning",
+        description="Stacey, accelerated l_p steepest descent, for PyTorch Lightning: tune its geometry p, "
+                    "compare it with other optimizers, report on studies. 'COMMAND --help' tells more.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, description) in COMMANDS.items():
+        commands.add_parser(name, help=description, add_help=False)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in SUBCOMMANDS:
-        print(f"usage: python -m stacey_lightning {{{','.join(SUBCOMMANDS)}}} ...", file=sys.stderr)
-        return 2
-    return SUBCOMMANDS[argv[0]](argv[1:])
+    if not argv or argv[0] not in COMMANDS:
+        try:
+            parser.parse_args(argv[:1])  # prints --help, or the usage and what is wrong
+        except SystemExit as exit:
+            return int(exit.code or 0)
+    return COMMANDS[argv[0]][0](argv[1:])

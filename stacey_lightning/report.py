@@ -16,14 +16,12 @@ skipped and why.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import datetime
 import math
 import os
-import sys
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import optuna
@@ -31,9 +29,9 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 # The tuner opens storages (RDB URLs and journal:PATH) and masks passwords; the report reads the same way.
-from stacey_lightning.tuner import _open_storage, mask_password
+from stacey_lightning.tuner.storage import journal_path, mask_password, open_storage
 
-__all__ = ["report", "report_main"]
+__all__ = ["report"]
 
 # p values marked on the r = 1/(p-1) axis of the objective-against-p plot.
 _P_TICKS = (2.0, 2.5, 3.0, 4.0, 6.0, math.inf)
@@ -86,7 +84,7 @@ def _load_study(storage_url: str, study_name: str | None) -> optuna.Study:
     try:
         with warnings.catch_warnings():  # the tuner's heartbeat option is "experimental" in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = _open_storage(storage_url)
+            storage = open_storage(storage_url)
         names = optuna.get_all_study_names(storage=storage)
     except Exception as error:  # any driver or connection error: say which storage, without its password
         raise ValueError(f"Cannot read the Optuna storage {shown}: {type(error).__name__}: "
@@ -112,9 +110,8 @@ def _check_storage_file(storage_url: str) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    if storage_url.startswith("journal:"):
-        path = storage_url[len("journal:"):].removeprefix("//")
-    else:
+    path = journal_path(storage_url)
+    if path is None:
         try:
             url = make_url(storage_url)
         except ArgumentError:
@@ -301,27 +298,3 @@ def _duration(delta: datetime.timedelta) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.2f} h"
-
-
-def report_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``stacey-report`` (and ``python -m stacey_lightning report``)."""
-    parser = argparse.ArgumentParser(
-        prog="stacey-report",
-        description="Export Optuna's plots (HTML and PNG) and a Markdown summary of one study.")
-    parser.add_argument("storage", metavar="STORAGE_URL",
-                        help="storage as stacey-tune takes it: sqlite:///stacey_runs/optuna.db, "
-                             "postgresql://user:password@host/db or journal:PATH")
-    parser.add_argument("--study", help="study name (needed when the storage holds several)")
-    parser.add_argument("--output", default="stacey-report", help="output directory (default: %(default)s)")
-    arguments = parser.parse_args(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        written = report(arguments.storage, arguments.study, arguments.output)
-    except ValueError as error:
-        print(f"stacey-report: error: {error}", file=sys.stderr)
-        return 2
-    with open(written["summary"], encoding="utf-8") as stream:
-        print(stream.read())
-    print("wrote: " + ", ".join(path for name, path in written.items()))
-    print(f"interactive: optuna-dashboard {mask_password(arguments.storage)}  (pip install optuna-dashboard)")
-    return 0

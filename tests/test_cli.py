@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from stacey_lightning.cli import SUBCOMMANDS, main, tune_main, tune_parser
+from stacey_lightning.cli import COMMANDS, main, tune_main, tune_parser
 
 
 def test_parser_reads_every_flag():
@@ -24,7 +24,7 @@ def test_tune_main_runs_a_study(tmp_path, capsys):
 def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert tune_main(["--task", "nope", "--output", str(tmp_path)]) == 2
     assert "Unknown task 'nope'" in capsys.readouterr().err
-    assert main(["frobnicate"]) == 2 and "tune" in SUBCOMMANDS
+    assert main(["frobnicate"]) == 2 and "tune" in COMMANDS
 
 
 def test_python_dash_m_dispatches_to_tune():

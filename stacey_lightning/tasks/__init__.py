@@ -1,17 +1,21 @@
 """Built-in tasks, and resolution of a task given by name or as "module:callable".
 
-A task is a callable ``make(trial=None, **options) -> (LightningModule, LightningDataModule)``; a
-callable without parameters is accepted too. The module uses ``StaceyMixin``. If the callable takes
-``trial`` it may suggest extra hyperparameters of its own on that ``optuna.Trial``.
+A task is a callable ``make(trial=None, seed=0, **options) -> (LightningModule, LightningDataModule)``;
+``trial`` and ``seed`` are optional, and a callable without parameters is accepted too. The module
+uses ``StaceyMixin``. If the callable takes ``trial`` it may suggest extra hyperparameters of its own
+on that ``optuna.Trial``; if it takes ``seed`` the tools pass theirs (``--seed``).
+
+"module:callable" is imported like ``python -m`` imports: the command-line tools put the current
+folder first on the import path, so ``--task mynet:make`` finds ``mynet.py`` where you stand.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
-
-import torch
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -52,25 +56,59 @@ def resolve_task(task: str | Callable) -> Task:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"Task {task!r}: cannot import module {module_name!r} ({error})") from error
+        raise ValueError(f"Task {task!r}: cannot import module {module_name!r} ({error}); run from the folder "
+                         "that holds it, or put that folder on PYTHONPATH") from None
     make = getattr(module, attribute, None)
     if not callable(make):
         raise ValueError(f"Task {task!r}: module {module_name!r} has no callable {attribute!r}")
     return Task(attribute, make, "val_loss", "minimize", "default")
 
 
-def check_options(task: str, options: dict[str, Any], allowed: Iterable[str], others: str) -> None:
-    """Raise a ValueError naming any option of ``task``'s make() that it does not know."""
-    allowed = tuple(allowed)
-    unknown = sorted(set(options) - set(allowed))
+# Arguments the tools pass to make() themselves: a task option of that name would be overridden.
+_PASSED_BY_THE_TOOLS = {"trial": "the tuner passes each trial", "seed": "use --seed (seed=...) instead"}
+
+
+def check_task_options(task: Task, options: dict[str, Any]) -> None:
+    """Raise a ValueError naming any option that ``task``'s make() does not take (when its signature says),
+    before anything is built or trained."""
+    for name, why in _PASSED_BY_THE_TOOLS.items():
+        if name in options:
+            raise ValueError(f"task option {name!r}: not an option ({why})")
+    _check_names(task.name, task.make, options)
+
+
+def _check_names(task: str, make: Callable, options: dict[str, Any]) -> None:
+    parameters = inspect.signature(make).parameters  # follows functools.wraps to the undecorated make
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    known = [name for name, p in parameters.items()
+             if name not in _PASSED_BY_THE_TOOLS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    unknown = sorted(set(options) - set(parameters))
     if unknown:
-        raise ValueError(f"Unknown {task} option(s): {', '.join(unknown)} (options are {', '.join(allowed)}; "
-                         f"the others are {others})")
+        takes = f"its options: {', '.join(known)}" if known else "it takes none"
+        raise ValueError(f"Unknown {task} option(s): {', '.join(unknown)} ({takes})")
+
+
+def named_options(task: str) -> Callable[[Callable], Callable]:
+    """Decorate a built-in task's make(): an unknown option raises a ValueError naming every unknown one
+    and the options there are (Python's TypeError names only the first), in Python as on the command line."""
+
+    def decorate(make: Callable) -> Callable:
+        @functools.wraps(make)
+        def make_with_named_options(*args: Any, **options: Any) -> Any:
+            _check_names(task, make, options)
+            return make(*args, **options)
+
+        return make_with_named_options
+
+    return decorate
 
 
 def build_seeded(seed: int, build: Callable[[], Any]) -> Any:
     """``build()`` on a private RNG stream: the same seed gives the same weights without touching
     the caller's RNG."""
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()

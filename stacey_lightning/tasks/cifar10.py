@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from stacey_lightning.mixin import StaceyMixin
-from stacey_lightning.tasks import build_seeded, check_options
+from stacey_lightning.lightning.mixin import StaceyMixin
+from stacey_lightning.tasks import build_seeded, named_options
 from stacey_lightning.tasks.digits import EpochShuffle
 
 __all__ = ["DEFAULT_DATA_DIR", "CIFAR10_FILES", "LR", "P", "resnet18_32x32", "CIFAR10Module", "CIFAR10DataModule", "make_cifar10"]
@@ -40,7 +40,6 @@ STD = (0.2470, 0.2435, 0.2616)
 # Smoke mode: a few generated images, so that a CPU test epoch takes seconds.
 SMOKE_TRAIN_IMAGES = 16
 SMOKE_VAL_IMAGES = 8
-_STACEY_OPTIONS = ("lr", "p", "foreach")
 # Default Stacey step and geometry. The paper found p close to 2 best for ResNet-18 on CIFAR. At p = 2
 # the primal step is lr * c with c an average of gradients, while SGD with momentum 0.9 steps by
 # lr * (a sum of about 10 gradients): the usual SGD recipe (lr 0.1, momentum 0.9) corresponds to
@@ -168,8 +167,10 @@ class CIFAR10Module(StaceyMixin, pl.LightningModule):
         self.val_accuracy.reset()
 
 
+@named_options("cifar10")
 def make_cifar10(trial=None, data_dir: str | Path | None = None, download: bool = False, smoke: bool = False,
-                 batch_size: int = 128, num_workers: int = 2, seed: int = 0, **options):
+                 batch_size: int = 128, num_workers: int = 2, seed: int = 0, lr: float = LR, p: float = P,
+                 foreach: bool | None = None):
     """Build the ``cifar10`` task: (CIFAR10Module, CIFAR10DataModule). Monitor "val_acc", maximize.
 
     trial: accepted for the task contract; cifar10 suggests no hyperparameters of its own.
@@ -177,9 +178,8 @@ def make_cifar10(trial=None, data_dir: str | Path | None = None, download: bool 
     ~/.cache/stacey-lightning/cifar10); download: fetch it if missing (default False, needs network);
     smoke: offline test mode on random images (default False); batch_size: images per step (default 128);
     num_workers: data-loading processes (default 2); seed: weight initialisation and data order (default 0).
-    options: any of lr, p, foreach, passed to CIFAR10Module.
+    lr, p, foreach: passed to CIFAR10Module.
     """
-    check_options("cifar10", options, _STACEY_OPTIONS, "data_dir, download, smoke, batch_size, num_workers, seed")
-    module = build_seeded(seed, lambda: CIFAR10Module(**options))
+    module = build_seeded(seed, lambda: CIFAR10Module(lr=lr, p=p, foreach=foreach))
     return module, CIFAR10DataModule(data_dir=data_dir, download=download, smoke=smoke,
                                      batch_size=batch_size, num_workers=num_workers, seed=seed)

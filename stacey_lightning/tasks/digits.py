@@ -19,14 +19,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
-from stacey_lightning.mixin import StaceyMixin
-from stacey_lightning.tasks import build_seeded, check_options
+from stacey_lightning.lightning.mixin import StaceyMixin
+from stacey_lightning.tasks import build_seeded, named_options
 
 __all__ = ["DigitsModule", "DigitsDataModule", "EpochShuffle", "make_digits", "VALIDATION_FRACTION"]
 
 VALIDATION_FRACTION = 0.2
 _SPLIT_SEED = 0
-_MODULE_OPTIONS = ("lr", "p", "foreach")
 
 
 class DigitsModule(StaceyMixin, pl.LightningModule):
@@ -118,14 +117,14 @@ class DigitsDataModule(pl.LightningDataModule):
         return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=0)
 
 
-def make_digits(trial=None, hidden: int = 128, batch_size: int = 32, seed: int = 0,
-                **options) -> tuple[DigitsModule, DigitsDataModule]:
+@named_options("digits")
+def make_digits(trial=None, hidden: int = 128, batch_size: int = 32, seed: int = 0, lr: float = 0.03,
+                p: float = 4.0, foreach: bool | None = None) -> tuple[DigitsModule, DigitsDataModule]:
     """Build the ``digits`` task: (DigitsModule, DigitsDataModule). Monitor "val_acc", maximize.
 
     trial: accepted for the task contract; digits suggests no hyperparameters of its own.
     hidden: hidden width (default 128); batch_size: default 32; seed: weight initialisation and
-    batch order (default 0). options: any of lr, p, foreach, passed to DigitsModule.
+    batch order (default 0); lr, p, foreach: passed to DigitsModule.
     """
-    check_options("digits", options, _MODULE_OPTIONS, "hidden, batch_size, seed")
-    module = build_seeded(seed, lambda: DigitsModule(hidden=hidden, **options))
+    module = build_seeded(seed, lambda: DigitsModule(hidden=hidden, lr=lr, p=p, foreach=foreach))
     return module, DigitsDataModule(batch_size=batch_size, seed=seed)

@@ -26,8 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MeanMetric
 
-from stacey_lightning.mixin import StaceyMixin
-from stacey_lightning.tasks import build_seeded, check_options
+from stacey_lightning.lightning.mixin import StaceyMixin
+from stacey_lightning.tasks import build_seeded, named_options
 from stacey_lightning.tasks.digits import EpochShuffle
 
 __all__ = ["STDLIB_FILES", "SIZES", "VOCABULARY_SIZE", "VALIDATION_FRACTION", "load_stdlib_text",
@@ -39,7 +39,6 @@ STDLIB_FILES = ("argparse.py", "calendar.py", "csv.py", "difflib.py", "fractions
                 "heapq.py", "random.py", "statistics.py", "textwrap.py")
 
 VOCABULARY_SIZE = 256
-_STACEY_OPTIONS = ("lr", "p", "foreach")
 # Default Stacey step and geometry. The paper found p around 3 best for language models. At p = 3,
 # 150 steps of the small model (constant lr, Python 3.11) reached bits per character 3.71 / 3.42 /
 # 3.19 / 2.80 / 4.37 on the first 10 validation batches at lr 0.01 / 0.03 / 0.1 / 0.3 / 1.0. With gradients of order 1e-3 per coordinate, the step
@@ -220,18 +219,23 @@ class TextLMModule(StaceyMixin, pl.LightningModule):
         self.log("val_bpc", nats / math.log(2))
 
 
+@named_options("textlm")
 def make_textlm(trial=None, size: str = "small", context: int = 64, batch_size: int = 32,
-                max_chars: int | None = None, seed: int = 0, **options):
+                max_chars: int | None = None, seed: int = 0, width: int | None = None, depth: int | None = None,
+                heads: int | None = None, dropout: float | None = None, lr: float = LR, p: float = P,
+                foreach: bool | None = None):
     """Build the ``textlm`` task: (TextLMModule, TextLMDataModule). Monitor "val_bpc", minimize.
 
     trial: accepted for the task contract; textlm suggests no hyperparameters of its own.
-    size: "small" (default, CPU) or "large" (GPU), a preset from ``SIZES``; options: any of width,
-    depth, heads, dropout (overriding the preset) and lr, p, foreach, passed to TextLMModule. context: window length in characters (default 64);
-    batch_size: windows per step (default 32); max_chars: bytes of text to use (default: all, about
-    410 KB); seed: weight initialisation and data order (default 0).
+    size: "small" (default, CPU) or "large" (GPU), a preset from ``SIZES``, whose width, depth, heads
+    and dropout the arguments of those names override; context: window length in characters
+    (default 64); batch_size: windows per step (default 32); max_chars: bytes of text to use (default:
+    all, about 410 KB); seed: weight initialisation and data order (default 0); lr, p, foreach:
+    passed to TextLMModule.
     """
     if size not in SIZES:
         raise ValueError(f"Invalid size: {size!r} (choose one of {', '.join(SIZES)})")
-    check_options("textlm", options, (*SIZES[size], *_STACEY_OPTIONS), "size, context, batch_size, max_chars, seed")
-    module = build_seeded(seed, lambda: TextLMModule(context=context, **{**SIZES[size], **options}))
+    shape = {**SIZES[size], **{key: value for key, value in dict(width=width, depth=depth, heads=heads,
+                                                                 dropout=dropout).items() if value is not None}}
+    module = build_seeded(seed, lambda: TextLMModule(context=context, lr=lr, p=p, foreach=foreach, **shape))
     return module, TextLMDataModule(context=context, batch_size=batch_size, max_chars=max_chars, seed=seed)

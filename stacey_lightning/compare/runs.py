@@ -1,0 +1,298 @@
+"""``stacey-compare``: train one task with Stacey and with baseline optimizers, several seeds each.
+
+Every run is built and trained by ``stacey_lightning.run``, as a tuning trial is: ``seed_everything(seed)``,
+``make(seed=seed)`` when ``make`` takes a seed (the built-in tasks do), so every optimizer sees the
+same initial weights and the same data order for a given seed. A config from the tuner's
+``best.yaml`` brings the task's own sampled parameters (its ``task`` section), which are handed to
+``make`` as a fixed trial: the best trial's model is rebuilt. Outputs, under ``output_dir``:
+
+- ``tensorboard/<optimizer>/seed-<k>``: one TensorBoard run each, with the task's logged curves and
+  HParams (the optimizer's options, the seed and the final monitored metric as ``hp/<monitor>``, the
+  name the tuner's trial runs use);
+- ``compare.png``: mean and spread (± one standard deviation) across seeds of the training loss and
+  the monitored metric, against step and against wall-clock time;
+- ``compare.md`` and ``compare.csv``: per optimizer the final metric (mean ± sample std over seeds),
+  time per step and memory; ``runs.csv``: the same per run.
+
+Timing: a step is one training batch (forward, backward, optimizer step), timed by ``StepClock``;
+data loading and validation are not counted. The first step of every run is left out of the time
+per step and of the wall-clock axis, because it pays one-time costs (Stacey's torch.compile, lazy
+optimizer state, CUDA autotuning) that would otherwise favour whichever optimizer runs later.
+Memory: the bytes held in the optimizer's state (exact, on every device) and, on CUDA, the peak
+memory allocated during the run (``torch.cuda.max_memory_allocated``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from typing_extensions import override
+
+from stacey_lightning import run
+from stacey_lightning.baselines import DEFAULT_OPTIMIZERS, STACEY, baseline_options
+from stacey_lightning.compare.outputs import plot, read_curves, write_tables
+from stacey_lightning.compare.tuned import Tuned, tune_each
+from stacey_lightning.lightning.config import StaceyConfig, task_params
+from stacey_lightning.tasks import check_task_options, resolve_task
+
+__all__ = ["compare", "StepClock", "RunResult", "Comparison"]
+
+
+class StepClock(pl.Callback):
+    """Times every training batch: forward, backward and optimizer step, in seconds.
+
+    On CUDA it synchronises at both ends of a batch so that the time covers the kernels, not only
+    their launch. ``steps[i]`` is the step batch i belongs to, counted from 0 as the logger counts
+    the points it logs during that batch; ``durations[i]`` is the batch's duration.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.durations: list[float] = []
+        self.device = torch.device("cpu")
+        self._started = 0.0
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.device = trainer.strategy.root_device
+
+    @override
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._synchronize()
+        self.steps.append(trainer.global_step)
+        self._started = time.perf_counter()
+
+    @override
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._synchronize()
+        self.durations.append(time.perf_counter() - self._started)
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def seconds_per_step(self) -> float:
+        """Median duration of a step after the first one (the first pays one-time costs)."""
+        timed = self.durations[1:] or self.durations
+        return statistics.median(timed) if timed else math.nan
+
+    def elapsed(self) -> np.ndarray:
+        """Wall-clock seconds of training after each step, the first step counted as zero."""
+        durations = np.asarray(self.durations, dtype=float)
+        if durations.size:
+            durations[0] = 0.0
+        return np.cumsum(durations)
+
+
+@dataclass
+class RunResult:
+    """One training run: an optimizer with one seed."""
+
+    optimizer: str
+    seed: int
+    run_dir: str
+    final_metric: float
+    seconds_per_step: float
+    optimizer_state_bytes: int
+    peak_cuda_bytes: int | None  # None when the run was not on CUDA
+    options: dict[str, Any]  # what the optimizer was built with (Stacey: the resolved config)
+    clock_steps: np.ndarray = field(repr=False)
+    clock_elapsed: np.ndarray = field(repr=False)
+
+
+@dataclass
+class Comparison:
+    """What ``compare`` produced: every run, the files written, and each optimizer's tuning (if tuned)."""
+
+    monitor: str
+    runs: list[RunResult]
+    figure: str
+    markdown: str
+    csv: str
+    runs_csv: str
+    tuned: dict[str, Tuned] = field(default_factory=dict)
+
+
+def compare(
+    task: str | Callable,
+    optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
+    seeds: int | Sequence[int] = 3,
+    max_epochs: int = 10,
+    config: Any = None,
+    monitor: str | None = None,
+    output_dir: str | os.PathLike = "stacey-compare",
+    trainer_kwargs: Mapping[str, Any] | None = None,
+    optimizer_options: Mapping[str, Mapping[str, Any]] | None = None,
+    task_options: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+    *,
+    geometry: bool = False,
+    tune_trials: int = 0,
+    space: Any = None,
+    baseline_space: Any = None,
+    storage: Any = None,
+    sampler: Any = None,
+    pruner: Any = None,
+    tune_seed: int = 0,
+) -> Comparison:
+    """Train ``task`` with every optimizer and seed, and write TensorBoard runs, a figure and tables.
+
+    Args:
+        task: a built-in task name, "package.module:callable", or a task callable
+            ``make(trial=None, seed=0) -> (LightningModule, LightningDataModule)``; the module uses StaceyMixin.
+        optimizers: "stacey", baseline names ("adamw", "sgd", "lion") and optimizer class paths
+            ("torch.optim.RAdam"). Default: stacey, adamw, sgd, lion.
+        seeds: how many seeds (0, 1, ..., seeds - 1) or the seeds themselves. Default 3.
+        max_epochs: epochs per run. Default 10.
+        config: Stacey's config: a dict, a ``StaceyConfig`` or a YAML path such as the tuner's
+            best.yaml, whose ``task`` section (the task's own sampled parameters) goes to ``make``.
+            None keeps the config the task's module was built with.
+        monitor: the logged metric to compare; default the task's own (val_loss for custom tasks).
+        output_dir: where everything is written. Runs already there under the same names are replaced.
+        trainer_kwargs: extra ``lightning.Trainer`` arguments (accelerator, devices, limit_train_batches,
+            ...). The logger is set by compare; ``log_every_n_steps`` defaults to 1 for full curves.
+        optimizer_options: per optimizer name, options that override its defaults, for example
+            ``{"adamw": {"lr": 1e-3}, "stacey": {"p": 3.0}}`` ("stacey" entries update ``config``).
+        task_options: keyword arguments for the task's ``make``, for example ``{"foreach": True}``
+            for digits (Stacey without torch.compile).
+        progress: called with one line after every run (the CLI prints them). Default: silent.
+        geometry: add ``StaceyMonitor`` to Stacey's runs. Default False.
+        tune_trials: if above 0, first tune every optimizer with this many trials (``tuned.tune_each``:
+            Stacey on ``space``, baselines on ``baseline_space``, all with ``sampler``, ``pruner``,
+            ``max_epochs`` and ``tune_seed``, studies kept in ``storage``, by default
+            ``sqlite:///<output_dir>/studies.db``), then compare each at its best config.
+
+    Returns:
+        A ``Comparison`` with every ``RunResult`` and the paths of the files written.
+
+    Raises:
+        ValueError: a bad argument, option or config, before the first run.
+    """
+    resolved = resolve_task(task)
+    monitor = monitor or resolved.monitor
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(seed) for seed in seeds]
+    if not seed_list:
+        raise ValueError("seeds: need at least one seed")
+    if not optimizers:
+        raise ValueError("optimizers: need at least one optimizer")
+    if len(set(optimizers)) != len(optimizers):
+        raise ValueError(f"optimizers: {list(optimizers)} names an optimizer twice")
+    trainer_kwargs = {"log_every_n_steps": 1, **(trainer_kwargs or {})}
+    if "logger" in trainer_kwargs:
+        raise ValueError("trainer_kwargs: 'logger' is set by compare (TensorBoard runs under output_dir); remove it")
+    task_options = dict(task_options or {})
+    check_task_options(resolved, task_options)
+    optimizer_options = dict(optimizer_options or {})
+    unused = set(optimizer_options) - set(optimizers)
+    if unused:
+        raise ValueError(f"optimizer_options: {sorted(unused)} are not among the optimizers {list(optimizers)}")
+    if tune_trials and config is not None:
+        raise ValueError("config: give Stacey's config or tune it (tune_trials), not both")
+    # Resolve every option before the first run, so a typo fails in seconds, not after an hour of training.
+    options = {name: _stacey_options(config, optimizer_options.get(name)) if name == STACEY
+               else baseline_options(name, optimizer_options.get(name)) for name in optimizers}
+    fixed_tasks = {name: _task_trial(task_params(config) if config is not None and not isinstance(config, StaceyConfig)
+                                     else {}) for name in optimizers}
+    tuned: dict[str, Tuned] = {}
+    if tune_trials:
+        tuned = tune_each(task, optimizers, n_trials=tune_trials, max_epochs=max_epochs, output_dir=output_dir,
+                          space=space, baseline_space=baseline_space, storage=storage, sampler=sampler, pruner=pruner,
+                          seed=tune_seed, monitor=monitor, trainer_kwargs=trainer_kwargs, task_options=task_options)
+        for name, result in tuned.items():
+            overrides = optimizer_options.get(name)
+            options[name] = (_stacey_options(result.options, overrides) if name == STACEY
+                             else baseline_options(name, {**result.options, **(overrides or {})}))
+            fixed_tasks[name] = _task_trial(result.task_params)
+
+    output_dir = os.fspath(output_dir)
+    tensorboard_dir = os.path.join(output_dir, "tensorboard")
+    runs = []
+    total = len(optimizers) * len(seed_list)
+    for seed in seed_list:
+        for name in optimizers:
+            result = _train(resolved.make, task_options, fixed_tasks[name], name, options[name], seed, max_epochs,
+                            monitor, tensorboard_dir, trainer_kwargs, geometry)
+            runs.append(result)
+            if progress:
+                progress(f"[{len(runs)}/{total}] {name} seed {seed}: {monitor} {result.final_metric:.4g}, "
+                         f"{result.seconds_per_step * 1e3:.3g} ms/step")
+
+    curves = {name: [read_curves(r.run_dir, r.clock_steps, r.clock_elapsed, monitor) for r in runs
+                     if r.optimizer == name] for name in optimizers}
+    figure = os.path.join(output_dir, "compare.png")
+    plot(curves, monitor, figure)
+    markdown, table_csv, runs_csv = (os.path.join(output_dir, name) for name in ("compare.md", "compare.csv",
+                                                                                "runs.csv"))
+    write_tables(runs, optimizers, monitor, markdown, table_csv, runs_csv, tuned)
+    return Comparison(monitor, runs, figure, markdown, table_csv, runs_csv, tuned)
+
+
+def _stacey_options(config: Any, overrides: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What to hand to ``set_stacey_config``, validated now: the whole config with the overrides applied,
+    only the overrides (on top of the module's own config) when there is no config, or None."""
+    if config is None:
+        if not overrides:
+            return None
+        StaceyConfig.from_source(overrides)
+        return dict(overrides)
+    return StaceyConfig.from_source(dict(overrides or {}), defaults=StaceyConfig.from_source(config)).to_dict()
+
+
+def _task_trial(params: Mapping[str, Any]) -> Any:
+    """A fixed trial replaying the task's own sampled parameters (a best.yaml's ``task`` section), or None."""
+    if not params:
+        return None
+    import optuna
+
+    return optuna.trial.FixedTrial(dict(params))
+
+
+def _train(make: Callable, task_options: dict[str, Any], fixed_task: Any, name: str,
+           options: dict[str, Any] | None, seed: int, max_epochs: int, monitor: str, tensorboard_dir: str,
+           trainer_kwargs: dict[str, Any], geometry: bool) -> RunResult:
+    run_dir = os.path.join(tensorboard_dir, name, f"seed-{seed}")
+    # A previous run under the same name would mix its events into this run's curves.
+    shutil.rmtree(run_dir, ignore_errors=True)
+    module, datamodule = run.build(make, seed=seed, options=task_options, trial=fixed_task)
+    options = run.use_optimizer(module, name, options)
+    clock = StepClock()
+    callbacks: list = [clock]
+    if geometry and name == STACEY:
+        from stacey_lightning.lightning.monitor import StaceyMonitor
+
+        callbacks.append(StaceyMonitor(every_n_steps=10))
+    logger = run.make_logger(tensorboard_dir, name, f"seed-{seed}")
+    trainer = run.make_trainer(max_epochs=max_epochs, logger=logger, callbacks=callbacks,
+                               trainer_kwargs=trainer_kwargs)
+    on_cuda = trainer.strategy.root_device.type == "cuda"
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
+    run.fit(trainer, module, datamodule, seed)
+
+    final_metric = run.final_metric(trainer, monitor)
+    if final_metric is None:
+        raise ValueError(f"monitor {monitor!r} was not logged by the task (logged: "
+                         f"{', '.join(sorted(trainer.callback_metrics)) or 'nothing'}); pass --monitor NAME")
+    run.log_final_hparams(logger, {"optimizer": name, "seed": seed, **options}, {f"hp/{monitor}": final_metric},
+                          step=trainer.global_step)
+    return RunResult(
+        optimizer=name, seed=seed, run_dir=logger.log_dir, final_metric=final_metric,
+        seconds_per_step=clock.seconds_per_step(), optimizer_state_bytes=_state_bytes(trainer.optimizers[0]),
+        peak_cuda_bytes=torch.cuda.max_memory_allocated(trainer.strategy.root_device) if on_cuda else None,
+        options=options, clock_steps=np.asarray(clock.steps), clock_elapsed=clock.elapsed())
+
+
+def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    return sum(value.numel() * value.element_size() for state in optimizer.state.values()
+               for value in state.values() if isinstance(value, torch.Tensor))

@@ -1,0 +1,104 @@
+"""``StaceyMixin``: Stacey for a LightningModule without writing ``configure_optimizers``.
+
+    class Net(StaceyMixin, LightningModule):
+        ...
+
+Where the config comes from, highest precedence first:
+    1. ``set_stacey_config(config)`` (a dict, a StaceyConfig or a YAML path; the tuner uses it);
+    2. hyperparameters saved with ``save_hyperparameters()`` under Stacey's argument names
+       (lr, p, alpha, tau, betas, weight_decay, eps, variant; maximize, foreach, fused are passed
+       to Stacey as they are);
+    3. the documented defaults of StaceyConfig.
+A dict or YAML file given to ``set_stacey_config`` overrides only the keys it names.
+Checkpoints store the resolved config under "stacey_config"; a module restored from one uses it
+unless ``set_stacey_config`` was called first.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any
+
+from stacey_lightning.lightning.config import HYPERPARAMETERS, ConfigSource, StaceyConfig
+from stacey_lightning.optim.optimizer import Stacey
+from stacey_lightning.lightning.param_groups import check_groups, param_groups
+from stacey_lightning.lightning.schedule import build_scheduler
+
+__all__ = ["StaceyMixin", "OPTION_NAMES"]
+
+# Stacey's keyword-only options choose its behaviour or implementation; saved hyperparameters of these
+# names are passed through to the optimizer (its other arguments are the config's HYPERPARAMETERS).
+OPTION_NAMES = tuple(name for name, parameter in inspect.signature(Stacey).parameters.items()
+                     if parameter.kind == inspect.Parameter.KEYWORD_ONLY)
+
+
+class StaceyMixin:
+    """Gives a LightningModule ``configure_optimizers`` building Stacey, its param groups by kind and
+    its schedule from a StaceyConfig. Put it before LightningModule in the bases."""
+
+    def set_stacey_config(self, config: ConfigSource) -> None:
+        """Use ``config`` (a dict, a StaceyConfig or a YAML path) for the optimizer; it takes precedence
+        over saved hyperparameters. Validated now, so a bad key or value fails before training."""
+        StaceyConfig.from_source(config)
+        self._stacey_config_source = copy.deepcopy(config)
+
+    def stacey_config(self) -> StaceyConfig:
+        """The config in use, resolved by precedence (set_stacey_config > hparams > defaults)."""
+        # None in hparams means "not set", as for an optional __init__ argument.
+        saved = {key: value for key, value in self._stacey_hparams().items()
+                 if key in HYPERPARAMETERS and value is not None}
+        try:
+            from_hparams = StaceyConfig.from_source(saved)
+        except ValueError as error:
+            raise ValueError(f"{error} (from {type(self).__name__}'s saved hyperparameters)") from None
+        source = getattr(self, "_stacey_config_source", None)
+        if source is None:
+            return from_hparams
+        return StaceyConfig.from_source(source, defaults=from_hparams)
+
+    def stacey_param_groups(self, config: StaceyConfig) -> list[dict[str, Any]]:
+        """The param groups for Stacey; by default one per kind (see param_groups). Override it to
+        group parameters your own way: every parameter requiring grad must be in exactly one group."""
+        return param_groups(self, config)
+
+    def stacey_optimizer_config(self, config: ConfigSource | None = None) -> dict[str, Any]:
+        """``{"optimizer": Stacey, "lr_scheduler": {...}}`` (no lr_scheduler for the constant schedule),
+        in the form ``configure_optimizers`` returns. Call it from your own configure_optimizers.
+
+        Args:
+            config: used instead of the resolved config (``stacey_config()``) when given.
+        """
+        config = self.stacey_config() if config is None else StaceyConfig.from_source(config)
+        groups = self.stacey_param_groups(config)
+        check_groups(self, groups)
+        options = {key: value for key, value in self._stacey_hparams().items() if key in OPTION_NAMES}
+        optimizer = Stacey(groups, **{name: getattr(config, name) for name in HYPERPARAMETERS}, **options)
+        scheduler = build_scheduler(optimizer, config.schedule, self._stacey_total_steps(config))
+        if scheduler is None:
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return self.stacey_optimizer_config()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["stacey_config"] = self.stacey_config().to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A resumed or reloaded module gets the schedule and kinds it was trained with, unless
+        # set_stacey_config already chose a config for it.
+        if getattr(self, "_stacey_config_source", None) is None and "stacey_config" in checkpoint:
+            self.set_stacey_config(checkpoint["stacey_config"])
+
+    def _stacey_hparams(self) -> dict[str, Any]:
+        return dict(getattr(self, "hparams", {}))
+
+    def _stacey_total_steps(self, config: StaceyConfig) -> float:
+        if config.schedule["name"] != "warmup_cosine":
+            return float("inf")
+        trainer = getattr(self, "_trainer", None)
+        if trainer is None:
+            raise ValueError("schedule warmup_cosine needs the Trainer's step count: build the optimizer inside "
+                             "Trainer.fit (configure_optimizers), not before")
+        return trainer.estimated_stepping_batches

@@ -1,0 +1,108 @@
+"""Stacey parameter groups by kind of parameter, so that p, the step size and weight decay can follow
+the model's structure ("task- and model-adapted geometry").
+
+Kinds:
+    matrix     weights of two or more dimensions outside convolutions and embeddings (nn.Linear,
+               attention projections, ...)
+    conv       weights of convolution modules (nn.Conv1d/2d/3d and their transposes)
+    embedding  weights of nn.Embedding and nn.EmbeddingBag
+    vector     every parameter of at most one dimension: biases, normalisation scales and shifts
+
+The kind comes from the owning module's type where that says it (a Linear's weight is a matrix
+even when FSDP1 has flattened it to one dimension), and from the number of dimensions otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from stacey_lightning.lightning.config import KINDS, StaceyConfig
+
+__all__ = ["KINDS", "parameter_kind", "param_groups", "check_groups"]
+
+# Modules whose every parameter is a vector whatever its shape (FSDP1 flattens shapes away).
+_VECTOR_MODULES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+
+
+def _is_weight(module: nn.Module, param: torch.Tensor) -> bool:
+    return getattr(module, "weight", None) is param
+
+
+def parameter_kind(module: nn.Module, param: torch.Tensor) -> str:
+    """The kind of ``param``, a parameter owned directly by ``module``."""
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and _is_weight(module, param):
+        return "embedding"
+    if isinstance(module, nn.modules.conv._ConvNd) and _is_weight(module, param):
+        return "conv"
+    if isinstance(module, nn.Linear) and _is_weight(module, param):
+        return "matrix"
+    if isinstance(module, _VECTOR_MODULES) or getattr(module, "bias", None) is param:
+        return "vector"
+    return "vector" if param.ndim <= 1 else "matrix"
+
+
+def param_groups(
+    module: nn.Module,
+    config: StaceyConfig,
+    kind_of: Callable[[nn.Module, torch.Tensor], str] = parameter_kind,
+) -> list[dict[str, Any]]:
+    """One Stacey param group per kind present in ``module``, in the order of ``KINDS``.
+
+    Each group carries ``kind`` (used by StaceyMonitor), ``name`` (the kind again, which Lightning's
+    LearningRateMonitor shows as lr-Stacey/<kind>) and, from ``config.kinds[kind]``,
+    ``p``, ``lr = config.lr * lr_scale`` and ``weight_decay``; keys a kind leaves out take the
+    config's global value, except that vectors get weight_decay 0 unless their kind sets it.
+    Parameters that do not require grad are left out; a parameter shared between modules is
+    counted once, under its first owner.
+
+    Args:
+        module: the model.
+        config: the validated Stacey config.
+        kind_of: ``kind_of(owner_module, param) -> kind``; replace it to classify differently.
+    """
+    by_kind: dict[str, list[torch.Tensor]] = {kind: [] for kind in KINDS}
+    seen: set[int] = set()
+    for owner in module.modules():
+        for param in owner.parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            kind = kind_of(owner, param)
+            if kind not in by_kind:
+                raise ValueError(f"kind_of returned {kind!r} for a parameter of {type(owner).__name__}; "
+                                 f"it must return one of {', '.join(KINDS)}")
+            by_kind[kind].append(param)
+    groups = []
+    for kind, params in by_kind.items():
+        if not params:
+            continue
+        overrides = config.kinds.get(kind, {})
+        default_weight_decay = 0.0 if kind == "vector" else config.weight_decay
+        groups.append({
+            "params": params,
+            "name": kind,  # LearningRateMonitor logs the group as lr-Stacey/<name>
+            "kind": kind,
+            "p": overrides.get("p", config.p),
+            "lr": config.lr * overrides.get("lr_scale", 1.0),
+            "weight_decay": overrides.get("weight_decay", default_weight_decay),
+        })
+    return groups
+
+
+def check_groups(module: nn.Module, groups: list[dict[str, Any]]) -> None:
+    """Raise a ValueError unless every parameter of ``module`` that requires grad is in exactly one
+    group, naming the first parameter that is missing or repeated."""
+    count: dict[int, int] = {}
+    for group in groups:
+        for param in group["params"]:
+            count[id(param)] = count.get(id(param), 0) + 1
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        found = count.get(id(param), 0)
+        if found != 1:
+            raise ValueError(f"Parameter {name!r} is in {found} param groups; every trainable parameter must be "
+                             "in exactly one (check the grouping function)")

@@ -1,0 +1,206 @@
+"""The Stacey update as pure functions, one per implementation, in torch.optim's layout.
+
+``_single_tensor_stacey`` reads like ALGORITHM.md and is the oracle: every other path must produce
+what it produces (tests/optim/test_functional.py steps them side by side). ``_multi_tensor_stacey`` is
+the same update in multi-tensor (foreach) kernels; the compiled single-pass path lives in ``_fused``.
+``stacey`` picks a path.
+
+Notation (ALGORITHM.md): x parameter, g gradient, z dual iterate, m momentum, c interpolated
+momentum, s(c) the l_p steepest-descent direction, lr = eta (primal step), alpha dual step,
+tau interpolation coefficient.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["stacey", "lp_direction", "direction", "direction_kind", "signed_power"]
+
+
+def direction_kind(p: float) -> str:
+    """Which exact form of s(c) applies: no power at p = 2, rsqrt at p = 3, a division at p = inf,
+    the general power otherwise."""
+    if p == math.inf:
+        return "sign"
+    if p == 2:
+        return "identity"
+    if p == 3:
+        return "rsqrt"
+    return "power"
+
+
+def direction(c: Tensor, kind: str, p: float, eps: float, power: Callable = torch.pow) -> Tensor:
+    """s(c) = c * (|c| + eps) ** ((2 - p) / (p - 1)), in the exact form ``kind`` names.
+
+    Roughly sign(c) * |c| ** (1 / (p - 1)); eps sits inside the power's base so that p > 2 cannot
+    blow up a zero coordinate. ``power(base, exponent)`` computes the general power (the compiled
+    path passes one that keeps p symbolic).
+    """
+    if kind == "identity":  # (|c| + eps) ** 0 == 1
+        return c
+    if kind == "rsqrt":
+        return c * torch.rsqrt(c.abs() + eps)
+    if kind == "sign":  # the limit p -> inf
+        return c / (c.abs() + eps)
+    return c * power(c.abs() + eps, (2 - p) / (p - 1))
+
+
+def lp_direction(c: Tensor, p: float, eps: float) -> Tensor:
+    """s(c) by the paper's formula: the general power for finite p, c / (|c| + eps) at p = inf."""
+    return direction(c, "sign" if p == math.inf else "power", p, eps)
+
+
+def signed_power(t: Tensor, exponent: float, power: Callable = torch.pow) -> Tensor:
+    """sign(t) * |t| ** exponent. Equal to |t| ** (exponent - 1) * t, but finite at t = 0 for
+    exponents below 1 (p < 2 in the "pp" mirror map)."""
+    return t.sign() * power(t.abs(), exponent)
+
+
+def _single_tensor_stacey(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    ms: list[Tensor],
+    *,
+    lr: float,
+    p: float,
+    alpha: float,
+    tau: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    eps: float,
+    variant: str,
+    maximize: bool,
+) -> None:
+    for x, g, z, m in zip(params, grads, zs, ms):
+        if maximize:
+            g = -g
+        c = beta1 * m + (1 - beta1) * g  # m from before this step
+        if variant == "p2":
+            z.copy_(z - alpha * c)
+        else:  # "pp": mirror descent with (1/p)||.||_p^p
+            u = signed_power(z, p - 1) - alpha * c
+            z.copy_(signed_power(u, 1 / (p - 1)))
+        y = x - lr * lp_direction(c, p, eps)
+        x.copy_(tau * z + (1 - tau) * y - lr * weight_decay * x)
+        m.copy_(beta2 * m + (1 - beta2) * g)
+
+
+def group_by_device_and_dtype(*tensor_lists: list[Tensor]) -> list[tuple[list[Tensor], ...]]:
+    """The lists split into buckets of one device and dtype each (multi-tensor kernels need that)."""
+    groups: dict[tuple, tuple[list[Tensor], ...]] = defaultdict(lambda: tuple([] for _ in tensor_lists))
+    for tensors in zip(*tensor_lists):
+        bucket = groups[(tensors[0].device, tensors[0].dtype)]
+        for lst, t in zip(bucket, tensors):
+            lst.append(t)
+    return list(groups.values())
+
+
+def _multi_tensor_stacey(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    ms: list[Tensor],
+    *,
+    lr: float,
+    p: float,
+    alpha: float,
+    tau: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    eps: float,
+    variant: str,
+    maximize: bool,
+) -> None:
+    kind = direction_kind(p)
+    for xs, gs, zs_, ms_ in group_by_device_and_dtype(params, grads, zs, ms):
+        if maximize:
+            gs = torch._foreach_neg(gs)
+        c = torch._foreach_mul(ms_, beta1)
+        torch._foreach_add_(c, gs, alpha=1 - beta1)
+        if variant == "p2":
+            torch._foreach_add_(zs_, c, alpha=-alpha)
+        else:
+            u = torch._foreach_abs(zs_)
+            torch._foreach_pow_(u, p - 1)
+            torch._foreach_mul_(u, torch._foreach_sign(zs_))
+            torch._foreach_add_(u, c, alpha=-alpha)
+            new_z = torch._foreach_abs(u)
+            torch._foreach_pow_(new_z, 1 / (p - 1))
+            torch._foreach_mul_(new_z, torch._foreach_sign(u))
+            torch._foreach_copy_(zs_, new_z)
+        if kind == "identity":
+            s = c
+        else:
+            base = torch._foreach_abs(c)
+            torch._foreach_add_(base, eps)
+            if kind == "rsqrt":
+                torch._foreach_sqrt_(base)
+                s = torch._foreach_div(c, base)
+            elif kind == "sign":
+                s = torch._foreach_div(c, base)
+            else:
+                torch._foreach_pow_(base, (2 - p) / (p - 1))
+                s = torch._foreach_mul(c, base)
+        # x_new = (1 - tau - lr * weight_decay) * x + tau * z - (1 - tau) * lr * s(c)
+        torch._foreach_mul_(xs, 1 - tau - lr * weight_decay)
+        torch._foreach_add_(xs, zs_, alpha=tau)
+        torch._foreach_add_(xs, s, alpha=-(1 - tau) * lr)
+        torch._foreach_mul_(ms_, beta2)
+        torch._foreach_add_(ms_, gs, alpha=1 - beta2)
+
+
+def stacey(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    ms: list[Tensor],
+    *,
+    lr: float,
+    p: float,
+    alpha: float,
+    tau: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    eps: float,
+    variant: str,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    fused: bool | None = None,
+) -> None:
+    """Functional Stacey step over lists of tensors (updated in place); see ``Stacey``.
+
+    ``alpha`` is the dual step of this step (the class scales it with lr). Path: ``fused``
+    (compiled, the default where torch.compile works), else ``foreach`` (multi-tensor kernels)
+    unless ``foreach=False`` asks for the plain per-tensor loop.
+    """
+    if fused and foreach:
+        raise ValueError("Stacey: fused=True and foreach=True are mutually exclusive; choose one")
+    hyperparameters = dict(lr=lr, p=p, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
+                           eps=eps, variant=variant, maximize=maximize)
+    if fused is None and foreach is None:
+        fused = _fused_by_default(params)
+    if fused:
+        from stacey_lightning.optim._fused import fused_stacey  # imports this module's math
+
+        fused_stacey(params, grads, zs, ms, **hyperparameters)
+    elif foreach is False:
+        _single_tensor_stacey(params, grads, zs, ms, **hyperparameters)
+    else:
+        _multi_tensor_stacey(params, grads, zs, ms, **hyperparameters)
+
+
+def _fused_by_default(params: list[Tensor]) -> bool:
+    if torch.compiler.is_compiling():  # the caller compiles the whole step: trace the foreach path
+        return False
+    from stacey_lightning.optim._fused import RUNTIME
+
+    return RUNTIME.supported() and all(t.device.type in ("cpu", "cuda") for t in params)

@@ -1,0 +1,176 @@
+"""``Stacey``: the torch.optim.Optimizer. Validation, state and dispatch; the math is in _functional,
+the compiled path in _fused."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import torch
+from torch.optim import Optimizer
+
+from stacey_lightning.optim._functional import stacey
+
+__all__ = ["Stacey", "VARIANTS", "check_hyperparameters"]
+
+VARIANTS = ("p2", "pp")
+
+
+def check_hyperparameters(group: dict[str, Any]) -> None:
+    """Raise a ValueError naming the argument and its bad value."""
+    p = group["p"]
+    if not (isinstance(p, (int, float)) and p > 1):
+        raise ValueError(f"Invalid p: {p!r} (Stacey needs p > 1; use math.inf for the sign-like limit)")
+    if not 0.0 <= group["lr"]:
+        raise ValueError(f"Invalid lr: {group['lr']!r} (must be >= 0)")
+    if not 0.0 <= group["alpha"]:
+        raise ValueError(f"Invalid alpha: {group['alpha']!r} (must be >= 0)")
+    if not 0.0 <= group["tau"] <= 1.0:
+        raise ValueError(f"Invalid tau: {group['tau']!r} (must be in [0, 1])")
+    betas = group["betas"]
+    if len(betas) != 2:
+        raise ValueError(f"Invalid betas: {betas!r} (must be a pair (beta1, beta2))")
+    for index, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {index}: {beta!r} (must be in [0, 1))")
+    if not group["eps"] > 0.0:
+        raise ValueError(f"Invalid eps: {group['eps']!r} (must be > 0)")
+    if not 0.0 <= group["weight_decay"]:
+        raise ValueError(f"Invalid weight_decay: {group['weight_decay']!r} (must be >= 0)")
+    if group["variant"] not in VARIANTS:
+        raise ValueError(f"Invalid variant: {group['variant']!r} (choose one of {', '.join(VARIANTS)})")
+    if group["variant"] == "pp" and p == math.inf:
+        raise ValueError("Invalid p: inf with variant='pp' (the (1/p)||.||_p^p mirror map needs a finite p; "
+                         "use variant='p2' for p = inf)")
+    if group["fused"] and group["foreach"]:
+        raise ValueError("Invalid fused/foreach: fused=True and foreach=True are mutually exclusive")
+
+
+class Stacey(Optimizer):
+    r"""Stacey: accelerated stochastic steepest descent in the l_p norm (Luo et al., ICML 2025).
+
+    For each parameter x with gradient g, dual iterate z (starts as a copy of x) and momentum m
+    (starts at 0)::
+
+        c = beta1 * m + (1 - beta1) * g
+        z = z - alpha_t * c                                   # variant "p2"
+        x = tau * z + (1 - tau) * (x - lr * s(c)) - lr * weight_decay * x
+        m = beta2 * m + (1 - beta2) * g
+        s(c) = c * (|c| + eps) ** ((2 - p) / (p - 1))           # c / (|c| + eps) at p = inf
+
+    Variant "pp" replaces the z step by mirror descent with (1/p)||z||_p^p.
+    The parameters hold the primal iterate x: evaluate and save them as they are.
+
+    Args:
+        params: parameters or parameter groups (dicts); every argument below may differ per group.
+        lr: primal step eta, in ``group["lr"]``, so every torch.optim.lr_scheduler drives it.
+            Default 1e-2.
+        p: exponent of the primal norm, any p > 1 or ``math.inf``. 2 is SGD-like, inf is
+            signSGD/Lion-like. Default 4.
+        alpha: dual step at the initial lr. A scheduler that scales lr scales the dual step by the
+            same factor: alpha_t = alpha * lr / initial lr (exactly alpha without a scheduler).
+            The initial lr is recorded per group as ``group["initial_lr_for_alpha"]``. Default 0.1.
+        tau: interpolation between the dual iterate z (tau = 1) and the primal step (tau = 0),
+            in [0, 1]. Default 0.01.
+        betas: (beta1, beta2): beta1 interpolates momentum and gradient for the step, beta2 updates
+            the momentum, as in Lion. Default (0.9, 0.99).
+        weight_decay: decoupled weight decay lambda; the step subtracts lr * lambda * x. Default 0.
+        eps: added to |c| inside the power's base. Default 1e-8.
+        variant: "p2" (Algorithm 1, Euclidean dual step) or "pp" (Algorithm 2, finite p only).
+        maximize: ascend instead of descend (keyword-only, as are foreach and fused). Default False.
+        foreach: use the multi-tensor path; ``False`` forces the plain per-tensor loop.
+        fused: use the compiled single-pass path. Default (None): fused wherever torch.compile
+            works, falling back to foreach with one warning where it cannot compile.
+
+    The defaults were chosen on small tasks (ALGORITHM.md); tune p jointly with lr, alpha and tau.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-2,
+        p: float = 4.0,
+        alpha: float = 0.1,
+        tau: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        eps: float = 1e-8,
+        variant: str = "p2",
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+    ) -> None:
+        defaults = dict(lr=lr, p=p, alpha=alpha, tau=tau, betas=tuple(betas), weight_decay=weight_decay, eps=eps,
+                        variant=variant, maximize=maximize, foreach=foreach, fused=fused)
+        check_hyperparameters(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        group["p"] = float(group["p"])
+        group["betas"] = tuple(group["betas"])
+        check_hyperparameters(group)
+        for param in group["params"]:
+            if torch.is_complex(param):
+                raise ValueError("Stacey does not support complex parameters: pass torch.view_as_real(param) "
+                                 "as a real parameter instead")
+        group.setdefault("initial_lr_for_alpha", group["lr"])
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # State dicts saved before an option existed keep loading, with that option's default.
+        for group in self.param_groups:
+            group.setdefault("variant", "p2")
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+            group.setdefault("fused", None)
+            group.setdefault("initial_lr_for_alpha", group["lr"])
+
+    def _dual_step(self, group: dict[str, Any]) -> float:
+        initial_lr = group["initial_lr_for_alpha"]
+        return group["alpha"] * group["lr"] / initial_lr if initial_lr > 0 else group["alpha"]
+
+    def _init_group(self, group: dict[str, Any]) -> tuple[list, list, list, list]:
+        params, grads, zs, ms = [], [], [], []
+        for param in group["params"]:
+            if param.grad is None:
+                continue
+            if param.grad.is_sparse:
+                raise RuntimeError("Stacey does not support sparse gradients (e.g. nn.Embedding(sparse=True)); "
+                                   "use dense gradients")
+            state = self.state[param]
+            if not state:
+                # Contiguous whatever the parameter's layout, so the fused path can flatten them.
+                state["z"] = param.detach().clone(memory_format=torch.contiguous_format)
+                state["m"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+            params.append(param)
+            grads.append(param.grad)
+            zs.append(state["z"])
+            ms.append(state["m"])
+        return params, grads, zs, ms
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Perform one step; returns the closure's loss (None without a closure)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, zs, ms = self._init_group(group)
+            if not params:
+                continue
+            beta1, beta2 = group["betas"]
+            stacey(
+                params,
+                grads,
+                zs,
+                ms,
+                lr=group["lr"], p=group["p"], alpha=self._dual_step(group), tau=group["tau"],
+                beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                variant=group["variant"], maximize=group["maximize"],
+                foreach=group["foreach"], fused=group["fused"],
+            )
+        return loss

@@ -1,0 +1,120 @@
+"""One training run of a task: build it with a seed, give it its optimizer, fit it, record the result.
+
+Both the tuner (one run per trial) and ``stacey-compare`` (one run per optimizer and seed) train
+through these functions, so a run means the same in both: ``--seed S`` calls
+``seed_everything(S)``, builds the task with ``make(seed=S)`` when ``make`` takes a seed, and seeds
+again just before ``fit``. With the same seed, epochs and config, ``stacey-compare`` reproduces a
+tuning trial exactly on CPU.
+
+This module knows nothing of Optuna: the trial, where there is one, is only passed to ``make``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import signal
+from typing import Any, Callable, Mapping
+
+__all__ = ["build", "use_optimizer", "make_logger", "make_trainer", "fit", "final_metric", "log_final_hparams",
+           "TRAINER_DEFAULTS"]
+
+# A tuning trial or a compared run shows one line, not Lightning's progress bars and summaries, and
+# checkpoints nothing; log_every_n_steps=10 keeps train_loss curves for small tasks (digits: 45 steps
+# an epoch).
+TRAINER_DEFAULTS = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        num_sanity_val_steps=0, log_every_n_steps=10)
+
+
+def _takes(function: Callable, name: str) -> bool:
+    parameters = inspect.signature(function).parameters
+    return name in parameters or any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def build(make: Callable, *, seed: int, options: Mapping[str, Any] | None = None, trial: Any = None) -> tuple:
+    """``seed_everything(seed)``, then ``make(**options, seed=seed, trial=trial)`` (each when ``make``
+    takes it). Returns (module, datamodule).
+
+    Lightning's own start-of-fit hyperparameter record is switched off: the caller records the run's
+    hyperparameters once, with its final metric (``log_final_hparams``).
+    """
+    from lightning.pytorch import seed_everything
+
+    seed_everything(seed, workers=True, verbose=False)
+    kwargs = dict(options or {})
+    if _takes(make, "seed"):
+        kwargs["seed"] = seed
+    if _takes(make, "trial"):
+        kwargs["trial"] = trial
+    built = make(**kwargs)
+    if not (isinstance(built, tuple) and len(built) == 2):
+        raise TypeError(f"the task's make() must return (LightningModule, LightningDataModule), got {type(built).__name__}")
+    for part in built:
+        if part is not None and hasattr(part, "_log_hyperparams"):
+            part._log_hyperparams = False
+    return built
+
+
+def use_optimizer(module: Any, optimizer: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Make ``module`` train with ``optimizer``: "stacey" (through its StaceyMixin, with the config
+    ``options``, None keeping its own) or a baseline name or class path (see ``baselines``).
+    Returns what the optimizer is built with (Stacey: the resolved config)."""
+    from stacey_lightning.baselines import STACEY, use_baseline
+
+    if optimizer != STACEY:
+        return use_baseline(module, optimizer, options)
+    if not hasattr(module, "set_stacey_config"):
+        raise TypeError(f"the task's module {type(module).__name__} has no set_stacey_config: make it inherit "
+                        "stacey_lightning.StaceyMixin")
+    if options is not None:
+        module.set_stacey_config(options)
+    return module.stacey_config().to_dict()
+
+
+def make_logger(root: str, name: str, version: str) -> Any:
+    """A TensorBoard run at root/name/version, without Lightning's placeholder hp_metric."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(root, name=name, version=version, default_hp_metric=False)
+
+
+def make_trainer(*, max_epochs: int, logger: Any, callbacks: list, trainer_kwargs: Mapping[str, Any]) -> Any:
+    """A Trainer with ``TRAINER_DEFAULTS``, overridden by ``trainer_kwargs``; their ``callbacks`` come after ours."""
+    from lightning.pytorch import Trainer
+
+    kwargs = {**TRAINER_DEFAULTS, "max_epochs": max_epochs, **trainer_kwargs}
+    kwargs["callbacks"] = [*callbacks, *trainer_kwargs.get("callbacks", [])]
+    return Trainer(logger=logger, **kwargs)
+
+
+def fit(trainer: Any, module: Any, datamodule: Any, seed: int) -> None:
+    """``trainer.fit`` after ``seed_everything(seed)``; Ctrl-C inside fit raises KeyboardInterrupt."""
+    from lightning.pytorch import seed_everything
+
+    seed_everything(seed, workers=True, verbose=False)
+    sigint_handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except SystemExit as error:
+        # Lightning answers Ctrl-C inside fit with sys.exit(1) after setting SIGINT to SIG_IGN: restore
+        # the handler and raise KeyboardInterrupt again, so that the caller can keep what is finished
+        # instead of the process ending mid-way.
+        if not isinstance(error.__context__, KeyboardInterrupt):
+            raise
+        if sigint_handler is not None:
+            signal.signal(signal.SIGINT, sigint_handler)
+        raise KeyboardInterrupt from None
+
+
+def final_metric(trainer: Any, monitor: str) -> float | None:
+    """The last logged value of ``monitor``, or None if it was never logged."""
+    value = trainer.callback_metrics.get(monitor)
+    return None if value is None else float(value)
+
+
+def log_final_hparams(logger: Any, hparams: Mapping[str, Any], metrics: Mapping[str, float],
+                      step: int | None = None) -> None:
+    """One HParams record for the run, with its final metrics (at ``step``), and close the logger."""
+    if logger is None:
+        return
+    logger.log_hyperparams(dict(hparams), dict(metrics), step=step)
+    logger.finalize("success")

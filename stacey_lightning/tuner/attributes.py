@@ -1,0 +1,72 @@
+"""What a study records, and the settings every part of a study shares: the bottom of the tuner.
+
+Trial user attributes (optuna-dashboard and ``stacey-report`` show them; the tuner reads them back):
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings", "CONFIG", "OPTIMIZER_OPTIONS", "TASK_PARAMS", "HOSTNAME", "PID", "RETRY_OF", "FAIL_REASON",
+           "TRACEBACK", "STOP_REASON", "ANCHOR", "SURPLUS", "DDP_KEY", "DDP_RUN", "STUDY_OPTIMIZER",
+           "ANCHORS_ENQUEUED", "DDP_DONE_PREFIX", "SAMPLERS", "PRUNERS", "DEFAULT_SAMPLER", "DEFAULT_PRUNER"]
+
+CONFIG = "stacey_config"  # a Stacey trial's config, StaceyConfig.to_dict()
+OPTIMIZER_OPTIONS = "optimizer_options"  # a baseline trial's optimizer keyword arguments
+TASK_PARAMS = "task_params"  # what the task's own make() sampled on the trial (e.g. a hidden width)
+HOSTNAME = "hostname"  # the host of the worker running the trial
+PID = "pid"  # that worker's process id
+RETRY_OF = "retry_of"  # the number of the failed trial whose parameters this trial runs again
+FAIL_REASON = "fail_reason"  # why the trial failed, in one line
+TRACEBACK = "traceback"  # the task's traceback when it raised
+STOP_REASON = "stop_reason"  # why the run stopped early (pruned, non-finite loss); absent if it did not
+ANCHOR = "anchor"  # the name of the anchor point the trial runs (see anchors.py)
+SURPLUS = "surplus"  # asked for by a racing worker after the study was full: failed before training
+DDP_KEY = "ddp_key"  # plain DDP: the job whose rank 0 trains this trial (see ddp.py)
+DDP_RUN = "ddp_run"  # plain DDP: which of that job's training runs it is
+
+# Study user attributes.
+STUDY_OPTIMIZER = "optimizer"  # the optimizer the study tunes: "stacey" or a baseline name
+ANCHORS_ENQUEUED = "anchors_enqueued"  # the anchor trials were enqueued once, when the study was created
+DDP_DONE_PREFIX = "stacey_ddp_done:"  # + DDP key: rank 0 of that job has finished after this many runs
+
+# Samplers and pruners by name (samplers.py builds them); here, where the command line can read them
+# without importing Optuna.
+SAMPLERS = ("tpe", "gp", "cmaes", "random", "qmc")
+PRUNERS = ("hyperband", "median", "none")
+DEFAULT_SAMPLER = "tpe"
+DEFAULT_PRUNER = "hyperband"
+
+
+@dataclass
+class Settings:
+    """Everything a worker process needs to run trials of one study; picklable.
+
+    ``space`` is a ``SearchSpace`` (Stacey) or a ``BaselineSpace``; ``sampler`` and ``pruner`` are what
+    ``tune`` was given (names, class paths, objects or None for the defaults).
+    """
+
+    task: Any
+    optimizer: str
+    space: Any
+    n_trials: int
+    timeout: float | None
+    storage: Any  # a URL string or an optuna storage object
+    study_name: str
+    monitor: str
+    direction: str
+    max_epochs: int
+    sampler: Any
+    pruner: Any
+    trainer_kwargs: dict
+    output_dir: Path
+    seed: int
+    task_options: dict
+    max_consecutive_failures: int
+    geometry: bool = False
+    anchors: bool = True
+    worker_index: int = 0
+    started: float = field(default_factory=time.monotonic)

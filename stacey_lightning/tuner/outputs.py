@@ -1,0 +1,151 @@
+"""What a study shows and writes: one progress line per trial, ``best.yaml``, the table of the best trials.
+
+``best.yaml`` holds the best trial's optimizer config (for Stacey, a StaceyConfig mapping, loadable
+by ``set_stacey_config``) and, under ``task``, the parameters the task's own ``make`` sampled, which
+``stacey-compare --config best.yaml`` hands back to ``make`` to rebuild the same model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from stacey_lightning.lightning.config import TASK_SECTION
+from stacey_lightning.tuner.attributes import ANCHOR, FAIL_REASON, SURPLUS, TASK_PARAMS, Settings
+from stacey_lightning.tuner.storage import finished
+from stacey_lightning.tuner.trial import Outcome, trial_options
+
+__all__ = ["progress_line", "write_best", "summary_table", "flat_config", "quiet_libraries"]
+
+_ALWAYS = ("p", "lr", "alpha", "tau")  # Stacey's columns even where a space fixes them
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, str) and value == "inf":
+        return "inf"
+    if isinstance(value, float):
+        return "inf" if value == math.inf else f"{value:.3g}"
+    return str(value)
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as one level of keys: betas -> beta1, beta2; kinds -> kinds.<kind>.<key>; no schedule."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == "betas":
+            flat["beta1"], flat["beta2"] = value
+        elif key == "kinds":
+            for kind, overrides in value.items():
+                flat.update({f"kinds.{kind}.{name}": item for name, item in overrides.items()})
+        elif key != "schedule":
+            flat[key] = value
+    return flat
+
+
+def _row(trial: FrozenTrial) -> dict[str, Any]:
+    row = flat_config(trial_options(trial))
+    row.update({f"task.{name}": value for name, value in trial.user_attrs.get(TASK_PARAMS, {}).items()})
+    return row
+
+
+def progress_line(study: optuna.Study, number: int, outcome: Outcome, settings: Settings) -> str:
+    """``trial k of N (#n STATE, metric = v | reason), best so far ...``."""
+    trials = study.get_trials(deepcopy=False)
+    line = f"[stacey-tune] trial {finished(trials)} of {settings.n_trials} (#{number} {outcome.state.name}"
+    anchor = trials[number].user_attrs.get(ANCHOR)
+    if anchor:
+        line += f", anchor {anchor}"
+    if outcome.value is not None and outcome.state == TrialState.COMPLETE:
+        line += f", {settings.monitor} = {outcome.value:.4g}"
+    elif outcome.reason:
+        line += f": {outcome.reason}"
+    line += ")"
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        best = study.best_trial
+        p = trial_options(best).get("p")
+        line += f", best so far {best.value:.4g} (#{best.number}" + ("" if p is None else f", p = {_number(p)}") + ")"
+    return line
+
+
+def write_best(study: optuna.Study, output_dir: Path, monitor: str) -> Path | None:
+    """Write ``output_dir/best.yaml`` from the best completed trial; None (and a line) if none completed."""
+    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        print("[stacey-tune] no trial has completed yet: best.yaml not written", flush=True)
+        return None
+    best = study.best_trial
+    content = dict(trial_options(best))
+    task_params = best.user_attrs.get(TASK_PARAMS)
+    if task_params:
+        content[TASK_SECTION] = dict(task_params)
+    path = output_dir / "best.yaml"
+    header = f"# best trial #{best.number} of study {study.study_name!r}: {monitor} = {best.value:.6g}\n"
+    path.write_text(header + yaml.safe_dump(content, sort_keys=False))
+    print(f"[stacey-tune] best trial #{best.number}: {monitor} = {best.value:.4g}; config written to {path}",
+          flush=True)
+    return path
+
+
+def summary_table(study: optuna.Study, monitor: str, top: int = 5) -> str:
+    """A Markdown table of the ``top`` best completed trials, then the trials by state.
+
+    Columns: the trial, the anchor it ran (if any), every p the configs set (global and per kind),
+    lr, alpha, tau, every other config key or task parameter that varies between the study's trials,
+    and the metric.
+    """
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS)]
+    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value,
+                      reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+    rows = {t.number: _row(t) for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    keys: list[str] = []
+    for row in rows.values():
+        keys += [key for key in row if key not in keys]
+    varying = [key for key in keys if len({repr(row.get(key)) for row in rows.values()}) > 1]
+    p_columns = [key for key in keys if key == "p" or key.endswith(".p")]
+    columns = [*p_columns, *(key for key in _ALWAYS[1:] if key in keys)]
+    columns += [key for key in varying if key not in columns]
+    show_anchor = any(t.user_attrs.get(ANCHOR) for t in complete[:top])
+    header = ["trial", *(["anchor"] if show_anchor else []), *columns, monitor]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for trial in complete[:top]:
+        cells = [str(trial.number), *([trial.user_attrs.get(ANCHOR, "")] if show_anchor else [])]
+        cells += [_number(rows[trial.number].get(key, "")) for key in columns]
+        lines.append("| " + " | ".join(cells + [f"{trial.value:.4g}"]) + " |")
+    counts = {state.name: sum(1 for t in trials if t.state == state) for state in TrialState}
+    lines.append("trials: " + ", ".join(f"{count} {name}" for name, count in counts.items() if count))
+    failed = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON)]
+    if failed:
+        last = failed[-1]
+        lines.append(f"last failure: trial {last.number}: {last.user_attrs[FAIL_REASON]}")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """One progress line per trial instead of Lightning's and Optuna's per-fit and per-trial chatter."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    verbosity = optuna.logging.get_verbosity()
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            # Heartbeats and fail_stale_trials are used on purpose, with ask/tell instead of optimize.
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            warnings.filterwarnings("ignore", message=".*fail_stale_trials is experimental")
+            # Printed by Lightning on every fit; about Lightning's own use of torch, nothing a user can act on.
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        optuna.logging.set_verbosity(verbosity)

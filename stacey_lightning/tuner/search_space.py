@@ -1,0 +1,186 @@
+"""``SearchSpace``: the distributions a study samples Stacey's hyperparameters from.
+
+A space is read from a preset name ("default", "vision", "language"; see the ``search_spaces``
+package) or from the path of a YAML file, and is validated completely before any trial runs.
+Format (each value a distribution; a plain value means "fixed")::
+
+    p: {distribution: p_exponent, low: 2.0, high: .inf}    # r = 1/(p-1) uniform in [1/(high-1), 1/(low-1)]
+    lr: {distribution: log_uniform, low: 1.0e-3, high: 1.0e-1}
+    alpha: {distribution: log_uniform, low: 1.0e-3, high: 1.0}
+    tau: {distribution: uniform, low: 0.0, high: 0.2}
+    betas: {beta1: {distribution: uniform, low: 0.8, high: 0.95}, beta2: 0.99}   # or a fixed [b1, b2]
+    weight_decay: {distribution: fixed, value: 0.0}
+    variant: {distribution: categorical, choices: [p2, pp]}
+    kinds: {matrix: {p: {distribution: p_exponent, low: 2, high: 8}, lr_scale: 1.0}}
+    schedule: {name: warmup_cosine, warmup_fraction: 0.05}  # passed through to the config, not tuned
+    eps: 1.0e-8                                              # fixed only
+
+``suggest(trial)`` returns the sampled keys as a Stacey config mapping, ``sample_config(trial)`` the
+whole validated config (``StaceyConfig.to_dict()``). Trial parameter names are the keys (``lr``,
+``alpha``, ``tau``, ``beta1``, ``beta2``, ``weight_decay``, ``variant``, ``kinds.<kind>.<key>``), except
+that p is sampled as ``r`` (``kinds.<kind>.r``), so the geometry from p = 2 (r = 1) to p = inf (r = 0)
+is covered evenly. Which values are allowed is ``StaceyConfig``'s to say (``check_value``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from stacey_lightning.lightning.config import HYPERPARAMETERS, KIND_KEYS, KINDS, StaceyConfig
+from stacey_lightning.tuner.distributions import Distribution, SearchSpaceError, SpaceParser, r_name
+
+__all__ = ["SearchSpace", "SearchSpaceError", "Distribution", "load_yaml"]
+
+_TOP_KEYS = (*HYPERPARAMETERS, "kinds", "schedule")
+_BETA_KEYS = ("beta1", "beta2")
+
+
+def load_yaml(space: str | os.PathLike) -> tuple[Mapping[str, Any], str]:
+    """(spec, path) of a preset name or a YAML file; a SearchSpaceError saying which, if neither."""
+    from search_spaces import PRESETS, preset_path
+
+    path = preset_path(str(space)) if str(space) in PRESETS else Path(space)
+    if not path.is_file():
+        raise SearchSpaceError(f"Search space {str(space)!r} is neither a preset ({', '.join(PRESETS)}) "
+                               "nor an existing YAML file")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SearchSpaceError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(spec, Mapping):
+        raise SearchSpaceError(f"{path}: expected a mapping of hyperparameter to distribution, got {spec!r}")
+    return spec, str(path)
+
+
+class SearchSpace(SpaceParser):
+    """A validated search space. Build it with ``SearchSpace.load(preset_or_path_or_mapping)``."""
+
+    def __init__(self, spec: Mapping[str, Any], source: str = "<search space>") -> None:
+        super().__init__(source)
+        self.distributions: dict[str, Distribution] = {}
+        self.schedule: dict | None = None
+        self._parse(spec)
+        self._check_combinations()
+
+    @classmethod
+    def load(cls, space: str | os.PathLike | Mapping[str, Any] | SearchSpace) -> SearchSpace:
+        """Read a preset name, a YAML path, or a mapping, and validate it (raises SearchSpaceError)."""
+        if isinstance(space, SearchSpace):
+            return space
+        if isinstance(space, Mapping):
+            return cls(space)
+        return cls(*load_yaml(space))
+
+    def suggest(self, trial) -> dict[str, Any]:
+        """Sample the space's keys from ``trial`` (an optuna.Trial or FixedTrial) as a Stacey config mapping."""
+        config: dict[str, Any] = {}
+        for name, distribution in self.distributions.items():
+            value = distribution.sample(trial, name)
+            if name.startswith("kinds."):
+                _, kind, key = name.split(".")
+                config.setdefault("kinds", {}).setdefault(kind, {})[key] = value
+            elif name in _BETA_KEYS:
+                config.setdefault("betas", [None, None])[_BETA_KEYS.index(name)] = value
+            else:
+                config[name] = value
+        if self.schedule is not None:
+            config["schedule"] = dict(self.schedule)
+        return config
+
+    def sample_config(self, trial) -> dict[str, Any]:
+        """The whole Stacey config for ``trial``, validated: ``StaceyConfig.to_dict()``."""
+        return StaceyConfig.from_source(self.suggest(trial)).to_dict()
+
+    def param_names(self) -> set[str]:
+        """The names of the trial parameters this space samples (p appears as r)."""
+        return {r_name(name) if distribution.kind == "p_exponent" else name
+                for name, distribution in self.distributions.items() if distribution.kind != "fixed"}
+
+    def p_names(self) -> list[str]:
+        """Names of the p values the space sets ("p", "kinds.matrix.p", ...)."""
+        return [name for name in self.distributions if name == "p" or name.endswith(".p")]
+
+    def _parse(self, spec: Mapping[str, Any]) -> None:
+        for key in spec:
+            if key not in _TOP_KEYS:
+                raise self.error(key, f"unknown key (allowed keys: {', '.join(_TOP_KEYS)})")
+        for key, value in spec.items():
+            if key == "betas":
+                self._parse_betas(value)
+            elif key == "kinds":
+                self._parse_kinds(value)
+            elif key == "schedule":
+                self._parse_schedule(value)
+            else:
+                distribution = self.distribution(key, value, self._check, p_exponent=key == "p")
+                if key == "eps" and distribution.kind != "fixed":
+                    raise self.error(key, "eps is not tuned: give a plain value")
+                self.distributions[key] = distribution
+
+    def _parse_schedule(self, value: Any) -> None:
+        if not isinstance(value, Mapping):
+            raise self.error("schedule", f"expected a fixed schedule mapping such as {{name: constant}}, got {value!r}")
+        try:
+            StaceyConfig.from_source({"schedule": dict(value)})
+        except ValueError as error:
+            raise self.error("schedule", str(error)) from None
+        self.schedule = dict(value)
+
+    def _parse_betas(self, value: Any) -> None:
+        if isinstance(value, (list, tuple)):
+            if len(value) != 2:
+                raise self.error("betas", f"expected [beta1, beta2], got {value!r}")
+            value = dict(zip(_BETA_KEYS, value))
+        if not isinstance(value, Mapping):
+            raise self.error("betas", f"expected a mapping with keys beta1, beta2 or a list, got {value!r}")
+        for key in value:
+            if key not in _BETA_KEYS:
+                raise self.error(f"betas.{key}", "unknown key (allowed keys: beta1, beta2)")
+        for key in _BETA_KEYS:
+            if key not in value:
+                raise self.error("betas", f"missing {key}")
+            self.distributions[key] = self.distribution(f"betas.{key}", value[key], self._check)
+
+    def _parse_kinds(self, value: Any) -> None:
+        if not isinstance(value, Mapping):
+            raise self.error("kinds", f"expected a mapping of kind to overrides, got {value!r}")
+        for kind, overrides in value.items():
+            if kind not in KINDS:
+                raise self.error(f"kinds.{kind}", f"unknown kind (choose from {', '.join(KINDS)})")
+            if not isinstance(overrides, Mapping):
+                raise self.error(f"kinds.{kind}", f"expected a mapping with keys from {', '.join(KIND_KEYS)}")
+            for key, spec in overrides.items():
+                name = f"kinds.{kind}.{key}"
+                if key not in KIND_KEYS:
+                    raise self.error(name, f"unknown key (allowed keys: {', '.join(KIND_KEYS)})")
+                self.distributions[name] = self.distribution(name, spec, self._check, p_exponent=key == "p")
+
+    def _check(self, key: str, value: Any) -> Any:
+        """One possible value of the config key ``key`` ("lr", "betas.beta1", "kinds.matrix.p"), checked by
+        StaceyConfig; returned as Stacey takes it."""
+        config_key = key.removeprefix("betas.")
+        if config_key != "variant":
+            value = self.number(key, value)
+            if (config_key == "p" or config_key.endswith(".p")) and not value > 1:
+                # r = 1/(p-1) needs p > 1 as much as Stacey does.
+                raise self.error(key, f"p must be > 1 (p = inf is allowed), got {value}")
+        try:
+            StaceyConfig.check_value(config_key, value)
+        except ValueError as error:
+            raise self.error(key, f"{value} is outside what Stacey accepts: {error}") from None
+        return value
+
+    def _check_combinations(self) -> None:
+        """The pp variant has no mirror map at p = inf: refuse a space that could sample both."""
+        variant = self.distributions.get("variant")
+        if variant is None or "pp" not in variant.extremes():
+            return
+        for name in self.p_names():
+            if math.inf in self.distributions[name].extremes():
+                raise self.error(name, "can reach p = inf, which the pp variant cannot use: "
+                                       "give p a finite high or drop pp from variant")

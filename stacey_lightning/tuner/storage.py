@@ -1,0 +1,229 @@
+"""Where a study lives, and which of its trials count.
+
+Storage: an SQLite file by default; any SQLAlchemy URL (PostgreSQL for several machines);
+``journal:PATH`` for Optuna's JournalStorage file backend; or an optuna storage object.
+
+Counting: ``n_trials`` is the number of COMPLETE and PRUNED trials the study should end with. FAIL
+trials never count (a failure is not a result). Workers decide what to start from the storage alone,
+so the count is exact across processes and machines: Optuna numbers trials densely, creating one
+at a time (RDB storages lock the study row; the journal is one ordered log), so once a worker holds
+trial k it sees every trial numbered below k. A trial is *surplus* when n_trials trials that are
+finished, running or waiting come before it; its worker fails it before training (``SURPLUS``).
+
+Dead workers: every trial records its worker's ``HOSTNAME`` and ``PID``. A worker fails, at once,
+the RUNNING trials of dead processes on its own host; trials of other hosts are failed by Optuna's
+heartbeat (RDB storages only) after ``HEARTBEAT_GRACE_S``. Either way the parameters are enqueued
+again (``RETRY_OF``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import threading
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from stacey_lightning.tuner.attributes import FAIL_REASON, HOSTNAME, PID, RETRY_OF, STUDY_OPTIMIZER, SURPLUS, Settings
+from stacey_lightning.tuner.samplers import make_pruner, make_sampler
+
+__all__ = ["StorageError", "mask_password", "describe", "open_storage", "open_study", "dashboard_hint", "journal_path",
+           "Heartbeat", "requeue", "fail_dead_trials", "finished", "study_is_full", "is_surplus",
+           "HEARTBEAT_INTERVAL_S", "HEARTBEAT_GRACE_S"]
+
+HEARTBEAT_INTERVAL_S = 30
+HEARTBEAT_GRACE_S = 120
+_JOURNAL = "journal:"
+# What each database needs installed, by SQLAlchemy dialect.
+_DRIVERS = {"postgresql": "pip install 'stacey-lightning[postgres]' (psycopg2)", "mysql": "pip install mysqlclient"}
+
+
+class StorageError(ValueError):
+    """A storage that cannot be opened; the message is one line naming it (password masked) and the fix."""
+
+
+def mask_password(url: str) -> str:
+    """``url`` with its password replaced by ***, safe to print or log."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
+        return url
+    credentials, _, location = rest.rpartition("@")
+    if ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{location}"
+
+
+def describe(storage: Any) -> str:
+    """The storage as it may be printed: its URL with the password masked, or its class name."""
+    return mask_password(storage) if isinstance(storage, str) else type(storage).__name__
+
+
+def journal_path(storage: str) -> str | None:
+    """The file of a ``journal:PATH`` storage, else None."""
+    return storage[len(_JOURNAL):].removeprefix("//") if storage.startswith(_JOURNAL) else None
+
+
+def dashboard_hint(storage: str) -> str:
+    """The optuna-dashboard command that opens ``storage`` (it takes a journal file as a bare path)."""
+    path = journal_path(storage)
+    return f"optuna-dashboard {path if path is not None else mask_password(storage)}"
+
+
+def open_storage(storage: Any) -> optuna.storages.BaseStorage:
+    """An optuna storage for a URL, ``journal:PATH`` or a storage object (returned as it is).
+
+    Raises:
+        StorageError: one line naming the storage, what went wrong, and what to do.
+    """
+    if not isinstance(storage, str):
+        return storage
+    shown = mask_password(storage)
+    path = journal_path(storage)
+    if path is not None:
+        from optuna.storages.journal import JournalFileBackend
+
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise StorageError(f"storage {shown}: the folder of {path!r} does not exist; create it or fix the path")
+        return optuna.storages.JournalStorage(JournalFileBackend(path))
+    if "://" not in storage:
+        raise StorageError(f"storage {shown!r} is not a database URL (sqlite:///file.db, "
+                           "postgresql://user:password@host/db) nor journal:PATH")
+    url = _with_installed_postgres_driver(storage)
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                                          grace_period=HEARTBEAT_GRACE_S, heartbeat_stale_trial_callback=requeue)
+    except Exception as error:  # any driver, URL or connection error becomes one line
+        raise StorageError(f"cannot open storage {shown}: {_cause(error, storage, shown)}") from None
+
+
+def _cause(error: Exception, url: str, shown: str) -> str:
+    """The first line of the deepest error, without the password, and a hint for a missing driver."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    lines = [line.strip() for line in str(error).replace(url, shown).splitlines() if line.strip()]
+    message = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    dialect = url.split("://", 1)[0].split("+", 1)[0]
+    if isinstance(error, (ImportError, ModuleNotFoundError)) or "Can't load plugin" in message:
+        install = _DRIVERS.get(dialect, "install its SQLAlchemy driver")
+        return f"{message} (no driver for {dialect}: {install}; or use sqlite:///file.db or journal:PATH)"
+    if dialect == "postgresql":
+        return f"{message} (check the host, port, user, password and database, and that the server is running)"
+    return message
+
+
+def _with_installed_postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 maps postgresql:// to psycopg (3); use psycopg2 (our `postgres` extra) when only it is installed."""
+    if not url.startswith("postgresql://"):
+        return url
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def open_study(settings: Settings, worker_index: int) -> optuna.Study:
+    """Create the study or load it, with this worker's sampler and the study's pruner.
+
+    Raises:
+        ValueError: the study exists with another direction, or tunes another optimizer.
+    """
+    storage = open_storage(settings.storage)
+    existing = next((s for s in optuna.get_all_study_summaries(storage) if s.study_name == settings.study_name), None)
+    # A fresh seed per worker and per resume, else resumed or parallel runs repeat the same draws.
+    offset = existing.n_trials if existing is not None else 0
+    sampler = make_sampler(settings.sampler, settings.seed + 7919 * worker_index + offset, settings.n_trials)
+    pruner = make_pruner(settings.pruner, settings.max_epochs, settings.n_trials)
+    study = optuna.create_study(storage=storage, study_name=settings.study_name, direction=settings.direction,
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    if study.direction.name.lower() != settings.direction:
+        raise ValueError(f"direction: study {settings.study_name!r} already exists with direction "
+                         f"{study.direction.name.lower()}, not {settings.direction}; use another study name")
+    tuned = study.user_attrs.get(STUDY_OPTIMIZER)
+    if tuned is None:
+        study.set_user_attr(STUDY_OPTIMIZER, settings.optimizer)
+    elif tuned != settings.optimizer:
+        raise ValueError(f"study {settings.study_name!r} already tunes {tuned}, not {settings.optimizer}; "
+                         "use another study name")
+    return study
+
+
+class Heartbeat:
+    """Records a trial's heartbeat in an RDB storage from a thread while the trial runs."""
+
+    def __init__(self, storage: Any, trial_id: int) -> None:
+        self._stop = threading.Event()
+        self._thread = None
+        if hasattr(storage, "record_heartbeat") and storage.get_heartbeat_interval():
+            self._thread = threading.Thread(target=self._beat, args=(storage, trial_id), daemon=True)
+
+    def _beat(self, storage: Any, trial_id: int) -> None:
+        while True:
+            storage.record_heartbeat(trial_id)
+            if self._stop.wait(storage.get_heartbeat_interval()):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Enqueue a failed trial's parameters again (a new WAITING trial with ``RETRY_OF``)."""
+    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number}, skip_if_exists=False)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_trials(study: optuna.Study) -> None:
+    """Fail and re-queue RUNNING trials whose worker on this host is gone, and heartbeat-stale ones."""
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = trial.user_attrs.get(PID)
+        if trial.user_attrs.get(HOSTNAME) != host or pid is None or _process_alive(pid):
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON,
+                                           f"worker process {pid} on {host} died while the trial was running")
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        requeue(study, trial)
+        print(f"[stacey-tune] trial {trial.number}: its worker (pid {pid}) died; failed and re-queued", flush=True)
+    optuna.storages.fail_stale_trials(study)  # other hosts' trials, by heartbeat (RDB storages only)
+
+
+def finished(trials: list[FrozenTrial]) -> int:
+    """The trials that count towards n_trials: COMPLETE and PRUNED."""
+    return sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def _holds_a_place(trial: FrozenTrial) -> bool:
+    """Finished, running or waiting to run, and not surplus: one of the study's n_trials places."""
+    return (trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+            and not trial.user_attrs.get(SURPLUS))
+
+
+def study_is_full(trials: list[FrozenTrial], n_trials: int) -> bool:
+    """True when n_trials trials are finished or running, so that no trial is left to start."""
+    running = [t for t in trials if t.state == TrialState.RUNNING and not t.user_attrs.get(SURPLUS)]
+    return finished(trials) + len(running) >= n_trials
+
+
+def is_surplus(trials: list[FrozenTrial], number: int, n_trials: int) -> bool:
+    """Whether trial ``number`` comes after the study's first n_trials places (by trial number)."""
+    return sum(1 for t in trials if t.number < number and _holds_a_place(t)) >= n_trials

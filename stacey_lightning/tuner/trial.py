@@ -1,0 +1,144 @@
+"""One trial: sample its optimizer config, train the task once, and tell the study the outcome."""
+
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from stacey_lightning import run
+from stacey_lightning.tuner.attributes import (CONFIG, FAIL_REASON, OPTIMIZER_OPTIONS, STOP_REASON, TASK_PARAMS,
+                                               TRACEBACK, Settings)
+from stacey_lightning.tuner.ddp import RankZero
+from stacey_lightning.tuner.pruning import StaceyPruning
+from stacey_lightning.tuner.storage import Heartbeat, requeue
+
+__all__ = ["Outcome", "run_trial", "train_as_follower", "options_attribute", "trial_options", "p_values"]
+
+GEOMETRY_EVERY_N_STEPS = 10  # StaceyMonitor's interval under --geometry: short trials still get curves
+
+
+@dataclass
+class Outcome:
+    """How a trial ended: its state, final value (COMPLETE only) and, if it did not complete, why."""
+
+    state: TrialState
+    value: float | None = None
+    reason: str | None = None
+
+
+def options_attribute(optimizer: str) -> str:
+    """The trial user attribute holding the optimizer's config: CONFIG for Stacey, else OPTIMIZER_OPTIONS."""
+    return CONFIG if optimizer == "stacey" else OPTIMIZER_OPTIONS
+
+
+def trial_options(trial: Any) -> dict[str, Any]:
+    """The optimizer config a trial (frozen or live) trained with: Stacey's config or a baseline's options."""
+    return trial.user_attrs.get(CONFIG, trial.user_attrs.get(OPTIMIZER_OPTIONS, {}))
+
+
+def p_values(config: dict[str, Any]) -> dict[str, float]:
+    """Every p a Stacey config sets, by name: "p" and "kinds.<kind>.p"."""
+    values = {"p": float(config["p"])} if "p" in config else {}
+    for kind, overrides in config.get("kinds", {}).items():
+        if "p" in overrides:
+            values[f"kinds.{kind}.p"] = float(overrides["p"])
+    return values
+
+
+def _callbacks(settings: Settings, trial: Any) -> list:
+    callbacks = [StaceyPruning(trial, settings.monitor)]
+    if settings.geometry and settings.optimizer == "stacey":
+        from stacey_lightning.lightning.monitor import StaceyMonitor
+
+        callbacks.append(StaceyMonitor(every_n_steps=GEOMETRY_EVERY_N_STEPS))
+    return callbacks
+
+
+def _logger(settings: Settings, number: int) -> Any:
+    return run.make_logger(str(settings.output_dir / "tensorboard"), settings.study_name, f"trial-{number}")
+
+
+def run_trial(settings: Settings, study: optuna.Study, trial: optuna.Trial, make: Callable,
+              rank_zero: RankZero) -> Outcome:
+    """Train ``trial`` and tell ``study`` how it ended. Ctrl-C fails the trial, re-queues its parameters
+    and raises KeyboardInterrupt again."""
+    logger = None
+    try:
+        with Heartbeat(study._storage, trial._trial_id):
+            options = settings.space.sample_config(trial)
+            trial.set_user_attr(options_attribute(settings.optimizer), options)
+            module, datamodule = run.build(make, seed=settings.seed, options=settings.task_options, trial=trial)
+            own = {name: value for name, value in trial.params.items() if name not in settings.space.param_names()}
+            if own:
+                trial.set_user_attr(TASK_PARAMS, own)
+            run.use_optimizer(module, settings.optimizer, options)
+            logger = _logger(settings, trial.number)
+            trainer = run.make_trainer(max_epochs=settings.max_epochs, logger=logger,
+                                       callbacks=_callbacks(settings, trial), trainer_kwargs=settings.trainer_kwargs)
+            rank_zero.announce(trial, trainer)
+            run.fit(trainer, module, datamodule, settings.seed)
+            value = run.final_metric(trainer, settings.monitor)
+            # From the storage: under ddp_spawn rank 0 ran in another process, and Trial.user_attrs
+            # is this process's cached copy.
+            stop_reason = study._storage.get_trial_user_attrs(trial._trial_id).get(STOP_REASON)
+    except KeyboardInterrupt:
+        _fail(study, trial, "interrupted (Ctrl-C)")
+        requeue(study, trial)
+        raise
+    except Exception as error:
+        reason = _last_line(error)
+        trial.set_user_attr(TRACEBACK, traceback.format_exc())
+        _fail(study, trial, reason)
+        _record(logger, settings, trial, TrialState.FAIL, None)
+        return Outcome(TrialState.FAIL, reason=reason)
+    if stop_reason is not None:
+        _record(logger, settings, trial, TrialState.PRUNED, value)
+        study.tell(trial, state=TrialState.PRUNED)
+        return Outcome(TrialState.PRUNED, value, stop_reason)
+    if value is None or not math.isfinite(value):
+        reason = (f"monitor {settings.monitor!r} was never logged (logged: "
+                  f"{', '.join(sorted(trainer.callback_metrics)) or 'nothing'}); pass the metric the task logs"
+                  if value is None else f"final {settings.monitor} is {value}")
+        _fail(study, trial, reason)
+        _record(logger, settings, trial, TrialState.FAIL, None)
+        return Outcome(TrialState.FAIL, reason=reason)
+    _record(logger, settings, trial, TrialState.COMPLETE, value)
+    study.tell(trial, value)
+    return Outcome(TrialState.COMPLETE, value)
+
+
+def train_as_follower(settings: Settings, make: Callable, frozen: optuna.trial.FrozenTrial) -> None:
+    """On a non-zero rank of a plain-DDP job: join rank 0's run of ``frozen`` with the same parameters."""
+    fixed = optuna.trial.FixedTrial(frozen.params, frozen.number)
+    module, datamodule = run.build(make, seed=settings.seed, options=settings.task_options, trial=fixed)
+    run.use_optimizer(module, settings.optimizer, trial_options(frozen))
+    trainer = run.make_trainer(max_epochs=settings.max_epochs, logger=_logger(settings, frozen.number),
+                               callbacks=_callbacks(settings, None), trainer_kwargs=settings.trainer_kwargs)
+    run.fit(trainer, module, datamodule, settings.seed)
+
+
+def _last_line(error: BaseException) -> str:
+    """The exception as one line: its type and the last non-empty line of its message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1]}" if lines else type(error).__name__
+
+
+def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr(FAIL_REASON, reason)
+    study.tell(trial, state=TrialState.FAIL)
+
+
+def _record(logger: Any, settings: Settings, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
+    """The trial's HParams in its TensorBoard run: every sampled value, every p, state, final metric."""
+    hparams: dict[str, Any] = dict(trial.params)
+    hparams.update(p_values(trial.user_attrs.get(CONFIG, {})))
+    hparams["state"] = state.name
+    metrics = {"pruned": float(state == TrialState.PRUNED)}
+    if value is not None:
+        metrics[f"hp/{settings.monitor}"] = value
+    run.log_final_hparams(logger, hparams, metrics)

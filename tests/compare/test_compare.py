@@ -1,0 +1,166 @@
+"""stacey-compare on the digits task: TensorBoard runs read back, the figure, the tables, seeding, errors."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import statistics
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from stacey_lightning.cli import _parse_setting, compare_main
+from stacey_lightning.compare import compare
+
+OPTIMIZERS = ("stacey", "adamw", "sgd", "lion")
+SEEDS = (0, 1)
+BATCHES = 6  # training batches per run: enough for curves, a few seconds for all 8 runs
+DIGITS_PARAMETERS = 64 * 128 + 128 + 128 * 10 + 10
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    return compare("digits", OPTIMIZERS, seeds=len(SEEDS), max_epochs=1,
+                   output_dir=tmp_path_factory.mktemp("compare"),
+                   trainer_kwargs={"limit_train_batches": BATCHES, "limit_val_batches": 3},
+                   optimizer_options={"stacey": {"p": 3.0}, "adamw": {"lr": 1e-3}},
+                   task_options={"foreach": True})  # Stacey without torch.compile: no compile time
+
+
+def _events(run_dir):
+    events = EventAccumulator(run_dir, size_guidance={SCALARS: 0})
+    events.Reload()
+    return events
+
+
+def _values(events, tag):
+    return [(point.step, point.value) for point in events.Scalars(tag)]
+
+
+def test_every_optimizer_and_seed_has_a_run_with_its_curves(comparison):
+    assert [(run.optimizer, run.seed) for run in comparison.runs] == [(o, s) for s in SEEDS for o in OPTIMIZERS]
+    for run in comparison.runs:
+        assert run.run_dir.replace("\\", "/").endswith(f"tensorboard/{run.optimizer}/seed-{run.seed}")
+        events = _events(run.run_dir)
+        loss = _values(events, "train_loss")
+        assert [step for step, _ in loss] == list(range(BATCHES))
+        assert all(math.isfinite(value) for _, value in loss)
+        (step, val_acc), = _values(events, "val_acc")
+        assert step == BATCHES - 1
+        assert val_acc == pytest.approx(run.final_metric)
+        assert 0.0 <= val_acc <= 1.0
+        assert _values(events, "hp/val_acc") == [(BATCHES, pytest.approx(run.final_metric))]
+
+
+def test_hparams_hold_the_optimizer_options_and_seed(comparison):
+    expected_lr = {"stacey": 0.03, "adamw": 1e-3, "sgd": 0.1, "lion": 3e-4}  # stacey: digits' own lr
+    for run in comparison.runs:
+        content = _events(run.run_dir).PluginTagToContent("hparams")
+        assert "_hparams_/experiment" in content
+        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+        hparams = start.session_start_info.hparams
+        assert hparams["optimizer"].string_value == run.optimizer
+        assert hparams["seed"].number_value == run.seed
+        assert hparams["lr"].number_value == pytest.approx(expected_lr[run.optimizer])
+        assert "hp_metric" not in _events(run.run_dir).Tags()["scalars"]  # no placeholder -1
+    stacey = next(run for run in comparison.runs if run.optimizer == "stacey")
+    assert stacey.options["p"] == 3.0  # the override reached the module's config
+
+
+def test_same_seed_same_first_loss_across_optimizers(comparison):
+    # The first loss is computed before any optimizer step: equal iff weights and first batch are equal.
+    first = {(run.optimizer, run.seed): _values(_events(run.run_dir), "train_loss")[0][1] for run in comparison.runs}
+    for seed in SEEDS:
+        assert len({first[(name, seed)] for name in OPTIMIZERS}) == 1
+    assert first[("adamw", 0)] != first[("adamw", 1)]
+
+
+def test_figure_decodes_and_is_not_blank(comparison):
+    import matplotlib.image
+
+    image = matplotlib.image.imread(comparison.figure)
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 300
+    assert image[..., :3].var() > 0
+
+
+def test_tables_name_every_optimizer_with_consistent_numbers(comparison):
+    with open(comparison.csv, newline="") as stream:
+        rows = {row["optimizer"]: row for row in csv.DictReader(stream)}
+    assert list(rows) == list(OPTIMIZERS)
+    for name, row in rows.items():
+        finals = [run.final_metric for run in comparison.runs if run.optimizer == name]
+        assert float(row["final_val_acc_mean"]) == pytest.approx(statistics.fmean(finals))
+        assert float(row["final_val_acc_std"]) == pytest.approx(statistics.stdev(finals))
+        assert float(row["seconds_per_step"]) > 0
+        assert row["peak_cuda_bytes"] == ""  # CPU run: no CUDA counter
+    # One float32 buffer per parameter (SGD's momentum, Lion's exp_avg); two for AdamW and Stacey.
+    assert int(rows["sgd"]["optimizer_state_bytes"]) == 4 * DIGITS_PARAMETERS
+    assert int(rows["lion"]["optimizer_state_bytes"]) == 4 * DIGITS_PARAMETERS
+    assert int(rows["stacey"]["optimizer_state_bytes"]) >= 2 * 4 * DIGITS_PARAMETERS
+    markdown = open(comparison.markdown).read()
+    for name in OPTIMIZERS:
+        assert f"| {name} | 2 |" in markdown
+    with open(comparison.runs_csv, newline="") as stream:
+        assert len(list(csv.DictReader(stream))) == len(OPTIMIZERS) * len(SEEDS)
+
+
+def test_clock_elapsed_grows_with_steps(comparison):
+    for run in comparison.runs:
+        assert list(run.clock_steps) == list(range(BATCHES))
+        assert run.clock_elapsed[0] == 0.0  # first step (one-time costs) not counted
+        assert np.all(np.diff(run.clock_elapsed) > 0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"optimizers": ("stacey", "adamz")}, "adamz"),
+    ({"optimizers": ("sgd",), "optimizer_options": {"sgd": {"momentun": 0.9}}}, "momentun"),
+    ({"optimizers": ("adamw",), "optimizer_options": {"lion": {"lr": 1e-4}}}, "lion"),
+    ({"optimizers": ("stacey",), "optimizer_options": {"stacey": {"p": 0.5}}}, "p"),
+    ({"optimizers": ("torch.optim.NoSuchThing",)}, "torch.optim.NoSuchThing"),
+    ({"optimizers": ("sgd", "sgd")}, "twice"),
+    ({"seeds": 0}, "seeds"),
+    ({"trainer_kwargs": {"logger": False}}, "logger"),
+])
+def test_bad_arguments_fail_before_training(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        compare("digits", output_dir=tmp_path, **kwargs)
+    assert not (tmp_path / "tensorboard").exists()
+
+
+def test_unlogged_monitor_names_the_logged_metrics(tmp_path):
+    with pytest.raises(ValueError, match="val_bpc.*val_acc"):
+        compare("digits", ("sgd",), seeds=1, max_epochs=1, monitor="val_bpc", output_dir=tmp_path,
+                trainer_kwargs={"limit_train_batches": 2, "limit_val_batches": 1})
+
+
+def test_parse_setting_reads_numbers_and_names_bad_input():
+    assert _parse_setting("adamw.lr=1e-3", ["adamw"]) == ("adamw", "lr", 1e-3)
+    assert _parse_setting("stacey.p=inf", ["stacey"])[2] == math.inf
+    assert _parse_setting("torch.optim.SGD.nesterov=true", ["torch.optim.SGD"]) == ("torch.optim.SGD", "nesterov",
+                                                                                    True)
+    with pytest.raises(ValueError, match="OPTIMIZER.KEY=VALUE"):
+        _parse_setting("lr=1e-3", ["adamw"])
+    with pytest.raises(ValueError, match="not among"):
+        _parse_setting("lion.lr=1e-3", ["adamw"])
+
+
+def test_cli_reports_bad_input_with_exit_status_2(tmp_path, capsys):
+    assert compare_main(["--task", "digits", "--optimizers", "sgd", "--set", "adamw.lr=1", "--output",
+                         str(tmp_path)]) == 2
+    assert "adamw" in capsys.readouterr().err
+
+
+def test_cli_end_to_end_with_one_seed(tmp_path, capsys):
+    assert compare_main(["--task", "digits", "--optimizers", "sgd,torch.optim.RAdam", "--seeds", "1",
+                         "--max-epochs", "1", "--task-option", "hidden=8", "--set", "torch.optim.RAdam.lr=0.01",
+                         "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("| sgd |", "| torch.optim.RAdam |"))]
+    assert len(rows) == 2 and all("±" not in row for row in rows)  # no std of a single seed
+    assert '- torch.optim.RAdam: `{"lr": 0.01}`' in out
+    assert (tmp_path / "tensorboard" / "torch.optim.RAdam" / "seed-0").is_dir()
+    assert (tmp_path / "compare.png").stat().st_size > 0

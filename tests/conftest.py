@@ -1,0 +1,36 @@
+"""Shared test setup: the ``slow`` and ``gpu`` markers, and ``tests/helpers`` on the import path, here
+(pyproject's ``pythonpath``) and in the subprocesses that tests start (``subprocess_env``).
+
+``pytest -m "not slow"`` skips the multi-process tests (DDP, FSDP2, torchrun, several workers, a
+PostgreSQL server); ``gpu`` tests run only where CUDA is available.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+HELPERS = Path(__file__).parent / "helpers"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: starts several processes or a server (tens of seconds)")
+    config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped without one")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """The environment for a subprocess that imports the helpers (tasks given as "tuning_tasks:make_...")."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), os.environ.get("PYTHONPATH", "")])}

@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import yaml
+
+from stacey_lightning.lightning.config import StaceyConfig
+
+
+def test_defaults_round_trip_through_yaml(tmp_path):
+    config = StaceyConfig(p=math.inf, kinds={"matrix": {"p": 3.0, "lr_scale": 0.5}},
+                          schedule={"name": "warmup_cosine", "warmup_fraction": 0.05, "min_lr_ratio": 0.1})
+    data = config.to_dict()
+    assert data["p"] == "inf" and data["betas"] == [0.9, 0.99]
+    path = tmp_path / "best.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert StaceyConfig.from_source(path) == config
+    assert StaceyConfig.from_source(str(path)) == config
+    assert StaceyConfig.from_source(data) == config
+    assert StaceyConfig.from_source(config) == config
+
+
+def test_yaml_numbers_inf_and_partial_mapping(tmp_path):
+    path = tmp_path / "c.yaml"
+    # YAML 1.1 reads 1e-3 (no dot) as a string; .inf as a float.
+    path.write_text("lr: 1e-3\np: .inf\nkinds:\n  vector: {p: inf}\n")
+    config = StaceyConfig.from_source(path)
+    assert config.lr == 1e-3 and config.p == math.inf and config.kinds == {"vector": {"p": math.inf}}
+    assert config.alpha == StaceyConfig().alpha
+    assert StaceyConfig.from_source({"tau": 0.5}, defaults=StaceyConfig(lr=0.2)).lr == 0.2
+
+
+@pytest.mark.parametrize("content, key", [
+    ("lr: 0.01\nlearning_rate: 0.1\n", "learning_rate"),
+    ("p: 1.0\n", "p"),
+    ("p: two\n", "p"),
+    ("tau: 2\n", "tau"),
+    ("betas: [0.9]\n", "betas"),
+    ("betas: [0.9, 1.5]\n", "beta parameter at index 1"),
+    ("variant: pq\n", "variant"),
+    ("variant: pp\np: .inf\n", "p"),
+    ("weight_decay: true\n", "weight_decay"),
+    ("kinds: {bias: {p: 2}}\n", "bias"),
+    ("kinds: {matrix: {q: 2}}\n", "kinds.matrix: unknown key 'q'"),
+    ("kinds: {matrix: {p: 0.5}}\n", "kinds.matrix: Invalid p"),
+    ("kinds: {matrix: {lr_scale: -1}}\n", "kinds.matrix.lr_scale"),
+    ("schedule: {name: linear}\n", "schedule.name"),
+    ("schedule: {name: constant, warmup_steps: 3}\n", "schedule"),
+    ("schedule: {name: warmup_cosine, warmup_fraction: 2}\n", "schedule.warmup_fraction"),
+    ("schedule: {name: warmup_cosine, warmup_steps: 1, warmup_fraction: 0.1}\n", "not both"),
+    ("schedule: {name: warmup_cosine, warmup_steps: 1.5}\n", "schedule.warmup_steps"),
+    ("schedule: {name: torch.optim.lr_scheduler.NoSuch}\n", "NoSuch"),
+    ("schedule: {name: torch.optim.lr_scheduler.StepLR, gamma: 0.5}\n", "StepLR"),
+    ("- 1\n- 2\n", "mapping"),
+])
+def test_errors_name_the_key_and_the_file(tmp_path, content, key):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(ValueError) as error:
+        StaceyConfig.from_source(path)
+    assert key in str(error.value) and "bad.yaml" in str(error.value)
+
+
+def test_errors_for_mappings_and_missing_files(tmp_path):
+    with pytest.raises(ValueError, match="unknown key 'momentum'"):
+        StaceyConfig.from_source({"momentum": 0.9})
+    with pytest.raises(ValueError, match="missing.yaml"):
+        StaceyConfig.from_source(tmp_path / "missing.yaml")
+
+
+def test_scheduler_class_path_with_options_is_accepted():
+    config = StaceyConfig.from_source({"schedule": {"name": "torch.optim.lr_scheduler.StepLR", "step_size": 10}})
+    assert config.schedule == {"name": "torch.optim.lr_scheduler.StepLR", "step_size": 10}

@@ -1,0 +1,114 @@
+import math
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from regression import TRAINER_OPTIONS, Regression
+from stacey_lightning import Stacey, StaceyConfig, StaceyMixin
+from stacey_lightning.tasks.digits import make_digits
+
+def _optimizer(module):
+    return module.stacey_optimizer_config()["optimizer"]
+
+
+def test_precedence_set_config_over_hparams_over_defaults(tmp_path):
+    module = Regression()
+    assert module.stacey_config() == StaceyConfig()
+    module = Regression(lr=0.5, p=3.0)
+    assert (module.stacey_config().lr, module.stacey_config().p) == (0.5, 3.0)
+    path = tmp_path / "best.yaml"
+    path.write_text(yaml.safe_dump({"p": "inf", "tau": 0.2}))
+    module.set_stacey_config(path)
+    config = module.stacey_config()
+    assert (config.lr, config.p, config.tau) == (0.5, math.inf, 0.2)  # lr still from hparams
+    module.set_stacey_config(StaceyConfig(lr=0.1))  # a whole StaceyConfig replaces everything
+    assert (module.stacey_config().lr, module.stacey_config().p) == (0.1, 4.0)
+    optimizer = _optimizer(module)
+    assert isinstance(optimizer, Stacey) and optimizer.defaults["foreach"] is True  # option from hparams
+    assert [group["kind"] for group in optimizer.param_groups] == ["matrix", "vector"]
+
+
+def test_bad_config_fails_before_training(tmp_path):
+    path = tmp_path / "trial.yaml"
+    path.write_text("p: 4\nalpha: -1\n")
+    with pytest.raises(ValueError, match=r"trial\.yaml.*alpha"):
+        Regression().set_stacey_config(path)
+    with pytest.raises(ValueError, match="unknown key 'momentum'"):
+        Regression().set_stacey_config({"momentum": 0.9})
+    module = Regression(p=0.5)
+    with pytest.raises(ValueError, match="Invalid p.*Regression's saved hyperparameters"):
+        pl.Trainer(max_epochs=1, **TRAINER_OPTIONS).fit(module)
+    assert module.global_step == 0
+
+
+def test_user_configure_optimizers_and_custom_groups():
+    class OneGroup(Regression):
+        def stacey_param_groups(self, config):
+            return [{"params": list(self.parameters()), "kind": "all"}]
+
+        def configure_optimizers(self):
+            return self.stacey_optimizer_config({"lr": 0.2})
+
+    result = OneGroup().configure_optimizers()
+    assert [group["kind"] for group in result["optimizer"].param_groups] == ["all"]
+    assert result["optimizer"].param_groups[0]["lr"] == 0.2 and "lr_scheduler" not in result
+
+    class Incomplete(Regression):
+        def stacey_param_groups(self, config):
+            return [{"params": [self.net[0].weight]}]
+
+    with pytest.raises(ValueError, match="'net.0.bias' is in 0 param groups"):
+        Incomplete().stacey_optimizer_config()
+    module = Regression()
+    module.set_stacey_config({"schedule": {"name": "warmup_cosine"}})
+    with pytest.raises(ValueError, match="Trainer"):
+        module.stacey_optimizer_config()
+
+
+class StopAfter(pl.Callback):
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
+def _digits_trainer(max_epochs, callbacks=()):
+    return pl.Trainer(max_epochs=max_epochs, deterministic=True, callbacks=list(callbacks), **TRAINER_OPTIONS)
+
+
+def _digits(config):
+    module, data = make_digits(hidden=32, batch_size=64, foreach=True)
+    module.set_stacey_config(config)
+    return module, data
+
+
+def test_exact_resume_matches_uninterrupted_run(tmp_path):
+    config = {"p": 3.0, "lr": 0.03, "weight_decay": 0.01,
+              "schedule": {"name": "warmup_cosine", "warmup_fraction": 0.1, "min_lr_ratio": 0.1}}
+    k = 2
+    pl.seed_everything(0)
+    module, data = _digits(config)
+    _digits_trainer(2 * k).fit(module, data)
+
+    pl.seed_everything(0)
+    first, data = _digits(config)
+    trainer = _digits_trainer(2 * k, [StopAfter(k)])
+    trainer.fit(first, data)
+    assert trainer.current_epoch == k
+    trainer.save_checkpoint(tmp_path / "half.ckpt")
+
+    pl.seed_everything(0)
+    resumed, data = make_digits(hidden=32, batch_size=64, foreach=True)  # the config comes from the checkpoint
+    trainer = _digits_trainer(2 * k)
+    trainer.fit(resumed, data, ckpt_path=tmp_path / "half.ckpt")
+    assert trainer.global_step == 2 * k * 23
+    assert resumed.stacey_config() == StaceyConfig.from_source(config, defaults=StaceyConfig(lr=0.03))
+    for (name, expected), actual in zip(module.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(expected, actual), name
+    assert not torch.equal(first.net[0].weight, resumed.net[0].weight)  # the second half did train

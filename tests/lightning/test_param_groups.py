@@ -1,0 +1,71 @@
+import pytest
+import torch
+from torch import nn
+from torchvision.models import resnet18
+
+from stacey_lightning.lightning.config import StaceyConfig
+from stacey_lightning.optim.optimizer import Stacey
+from stacey_lightning.lightning.param_groups import check_groups, param_groups
+
+
+class TinyTransformer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(50, 16)
+        layer = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+        self.head = nn.Linear(16, 50)
+        self.head.weight = self.embedding.weight  # tied: one parameter, two owners
+
+
+def _kinds(groups):
+    return {group["kind"]: group for group in groups}
+
+
+def _assert_each_parameter_once(model, groups):
+    check_groups(model, groups)
+    grouped = [param for group in groups for param in group["params"]]
+    assert len(grouped) == len({id(param) for param in grouped})
+    assert {id(param) for param in grouped} == {id(param) for param in model.parameters() if param.requires_grad}
+
+
+def test_transformer_kinds_and_coverage():
+    model = TinyTransformer()
+    groups = param_groups(model, StaceyConfig(weight_decay=0.1))
+    _assert_each_parameter_once(model, groups)
+    kinds = _kinds(groups)
+    assert set(kinds) == {"matrix", "embedding", "vector"}
+    assert kinds["embedding"]["params"] == [model.embedding.weight]
+    layer = model.encoder.layers[0]
+    assert any(param is layer.self_attn.in_proj_weight for param in kinds["matrix"]["params"])
+    assert any(param is layer.norm1.weight for param in kinds["vector"]["params"])
+    assert kinds["matrix"]["weight_decay"] == 0.1 and kinds["vector"]["weight_decay"] == 0.0
+
+
+def test_resnet_kinds_coverage_and_overrides():
+    model = resnet18(num_classes=10)
+    model.fc.bias.requires_grad_(False)
+    config = StaceyConfig(lr=0.1, p=4.0, weight_decay=0.01,
+                          kinds={"conv": {"p": 2.0, "lr_scale": 0.5}, "vector": {"weight_decay": 0.001}})
+    groups = param_groups(model, config)
+    _assert_each_parameter_once(model, groups)
+    kinds = _kinds(groups)
+    assert [group["kind"] for group in groups] == ["matrix", "conv", "vector"]
+    assert kinds["conv"]["p"] == 2.0 and kinds["conv"]["lr"] == 0.05 and kinds["conv"]["weight_decay"] == 0.01
+    assert kinds["matrix"]["params"] == [model.fc.weight] and kinds["matrix"]["p"] == 4.0
+    assert kinds["vector"]["weight_decay"] == 0.001
+    assert all(param is not model.fc.bias for param in kinds["vector"]["params"])
+    optimizer = Stacey(groups, foreach=True)  # the groups are valid Stacey param groups
+    assert [group["p"] for group in optimizer.param_groups] == [4.0, 2.0, 4.0]
+
+
+def test_custom_classifier_and_check_groups_errors():
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+    groups = param_groups(model, StaceyConfig(), kind_of=lambda owner, param: "matrix")
+    assert [group["kind"] for group in groups] == ["matrix"]
+    with pytest.raises(ValueError, match="'bias'"):
+        param_groups(model, StaceyConfig(), kind_of=lambda owner, param: "bias")
+    with pytest.raises(ValueError, match=r"'1.weight' is in 0"):
+        check_groups(model, [{"params": [model[0].weight, model[0].bias, model[1].bias]}])
+    with pytest.raises(ValueError, match=r"'0.weight' is in 2"):
+        check_groups(model, [{"params": list(model.parameters())}, {"params": [model[0].weight]}])

@@ -1,0 +1,70 @@
+import math
+
+import optuna
+import pytest
+import yaml
+
+from search_spaces import PRESETS, preset_path
+from stacey_lightning.lightning.config import StaceyConfig
+from stacey_lightning.tuner.search_space import SearchSpace, SearchSpaceError
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_sample_valid_configs(name):
+    space = SearchSpace.load(name)
+    assert space.source == str(preset_path(name))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        config = space.suggest(trial)
+        StaceyConfig.from_source(config)
+        study.tell(trial, 0.0)
+    assert "r" in trial.params and "p" not in trial.params
+
+
+def test_p_is_sampled_through_r():
+    space = SearchSpace.load({"p": {"distribution": "p_exponent", "low": 2.0, "high": math.inf}})
+    assert space.distributions["p"].r_range() == (0.0, 1.0)
+    assert space.suggest(optuna.trial.FixedTrial({"r": 0.0}))["p"] == math.inf
+    assert space.suggest(optuna.trial.FixedTrial({"r": 1.0}))["p"] == 2.0
+    assert space.suggest(optuna.trial.FixedTrial({"r": 0.5}))["p"] == 3.0
+    extended = SearchSpace.load({"p": {"distribution": "p_exponent", "low": 1.5, "high": 5.0}})
+    assert extended.distributions["p"].r_range() == (0.25, 2.0)
+    assert extended.suggest(optuna.trial.FixedTrial({"r": 2.0}))["p"] == 1.5
+
+
+def test_kinds_betas_and_fixed_values_reach_the_config():
+    space = SearchSpace.load({
+        "lr": 0.01, "betas": [0.9, 0.99], "variant": {"distribution": "categorical", "choices": ["p2", "pp"]},
+        "kinds": {"matrix": {"p": {"distribution": "p_exponent", "low": 2, "high": 8}, "weight_decay": 0.0}},
+        "schedule": {"name": "constant"},
+    })
+    config = space.suggest(optuna.trial.FixedTrial({"variant": "pp", "kinds.matrix.r": 0.5}))
+    assert config == {"lr": 0.01, "betas": [0.9, 0.99], "variant": "pp",
+                      "kinds": {"matrix": {"p": 3.0, "weight_decay": 0.0}}, "schedule": {"name": "constant"}}
+
+
+@pytest.mark.parametrize("spec, key, words", [
+    ({"learning_rate": 0.1}, "learning_rate", "unknown key"),
+    ({"lr": {"distribution": "uniform", "low": 0.1, "high": 0.01}}, "lr", "inverted"),
+    ({"lr": {"distribution": "uniform", "low": 0.1, "high": 0.1}}, "lr", "empty"),
+    ({"p": {"distribution": "p_exponent", "low": 1.0, "high": 4}}, "p", "p must be > 1"),
+    ({"p": 0.5}, "p", "p must be > 1"),
+    ({"alpha": {"distribution": "log_uniform", "low": 0.0, "high": 1.0}}, "alpha", "above 0"),
+    ({"tau": {"distribution": "gaussian", "low": 0.0, "high": 1.0}}, "tau", "bad distribution"),
+    ({"tau": {"distribution": "uniform", "low": 0.0, "high": 2.0}}, "tau", "outside"),
+    ({"betas": {"beta1": 0.9}}, "betas", "missing beta2"),
+    ({"kinds": {"bias": {"p": 2}}}, "kinds.bias", "unknown kind"),
+    ({"variant": "pp", "p": {"distribution": "p_exponent", "low": 2, "high": ".inf"}}, "p", "pp variant"),
+])
+def test_bad_spaces_name_file_and_key(tmp_path, spec, key, words):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SearchSpaceError) as error:
+        SearchSpace.load(path)
+    assert str(path) in str(error.value) and f": {key}:" in str(error.value) and words in str(error.value)
+
+
+def test_unknown_preset_or_missing_file():
+    with pytest.raises(SearchSpaceError, match="neither a preset"):
+        SearchSpace.load("no-such-space.yaml")
