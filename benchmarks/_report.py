@@ -8,8 +8,9 @@ import platform
 import shlex
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -28,9 +29,11 @@ def machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{os.cpu_count()} cores (nproc), CPU {model}, {gpu}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}), "
-            f"Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} cores (nproc), CPU {model}, {gpu}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}), "
+        f"Python {platform.python_version()}"
+    )
 
 
 def command_line(script: str, argv: list[str]) -> str:
@@ -41,15 +44,21 @@ def command_line(script: str, argv: list[str]) -> str:
 def write_report(path: str | os.PathLike, title: str, command: str, body: str) -> str:
     """Write ``body`` under a header with the command, machine and date; return the whole text."""
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = (f"# {title}\n\nCommand: `{command}`\n\nMachine: {machine()}\n\nDate: {date}\n\n{body.rstrip()}\n")
+    text = f"# {title}\n\nCommand: `{command}`\n\nMachine: {machine()}\n\nDate: {date}\n\n{body.rstrip()}\n"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return text
 
 
-def run_benchmark(script: str, title: str, argv: list[str] | None, parse: Callable[[list[str]], Any],
-                  measure: Callable[[Any, Path], Any], render: Callable[[Any, Any], str]) -> str:
+def run_benchmark(
+    script: str,
+    title: str,
+    argv: list[str] | None,
+    parse: Callable[[list[str]], Any],
+    measure: Callable[[Any, Path], Any],
+    render: Callable[[Any, Any], str],
+) -> str:
     """A benchmark's ``main``: parse ``argv`` (default: the command line), use ``arguments.threads`` torch
     threads, ``measure(arguments, workdir)``
     in a temporary folder, then print the report and write it to ``arguments.output``; return it."""

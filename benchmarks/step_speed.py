@@ -19,7 +19,7 @@ import argparse
 import json
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torchvision
@@ -47,7 +47,15 @@ class PublishedStyleStacey:
 
     def __init__(self, params, lr=1e-2, p=3.0, alpha=0.1, tau=0.01, betas=(0.9, 0.99), weight_decay=0.0, eps=1e-8):
         self.params = list(params)
-        self.lr, self.p, self.alpha, self.tau, self.betas, self.wd, self.eps = lr, p, alpha, tau, betas, weight_decay, eps
+        self.lr, self.p, self.alpha, self.tau, self.betas, self.wd, self.eps = (
+            lr,
+            p,
+            alpha,
+            tau,
+            betas,
+            weight_decay,
+            eps,
+        )
         self.state = {}
 
     @torch.no_grad()
@@ -112,8 +120,12 @@ def time_step(optimizer, device) -> float:
 
 
 def state_bytes(optimizer) -> int:
-    return sum(t.numel() * t.element_size() for s in optimizer.state.values()
-               for t in (s.values() if isinstance(s, dict) else s) if torch.is_tensor(t) and t.ndim > 0)
+    return sum(
+        t.numel() * t.element_size()
+        for s in optimizer.state.values()
+        for t in (s.values() if isinstance(s, dict) else s)
+        if torch.is_tensor(t) and t.ndim > 0
+    )
 
 
 def peak_extra_memory(optimizer, device) -> int:
@@ -165,8 +177,12 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1M / 11M / 100M sweep")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--cuda-compile-options", type=json.loads, default=None,
-                        help='inductor options for the fused CUDA path, e.g. \'{"combo_kernels": false}\'')
+    parser.add_argument(
+        "--cuda-compile-options",
+        type=json.loads,
+        default=None,
+        help="inductor options for the fused CUDA path, e.g. '{\"combo_kernels\": false}'",
+    )
     args = parser.parse_args(argv)
     if args.cuda_compile_options is not None:
         RUNTIME.cuda_compile_options = args.cuda_compile_options
@@ -174,32 +190,49 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     shapes = resnet18_shapes()
-    print(f"device {device}{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"ResNet-18: {len(shapes)} tensors, {sum(s.numel() for s in shapes) / 1e6:.1f}M parameters")
+    print(
+        f"device {device}{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"ResNet-18: {len(shapes)} tensors, {sum(s.numel() for s in shapes) / 1e6:.1f}M parameters"
+    )
     names = list(optimizers(device))
     results = measure(shapes, device, names, args.repetitions, args.warmup)
     reference = results["SGD(momentum, foreach)"]["median"]
     published = results["published-style loop p=3"]["median"]
     adamw_fused = results.get("AdamW(fused)", {}).get("median")
-    print(f"\n{'optimizer':30s} {'step ms':>9s} {'x SGD':>7s} {'x publ.':>8s}"
-          + (f" {'x AdamW fused':>14s}" if adamw_fused else "")
-          + f" {'state/param':>12s} {'peak extra/param':>17s} {'first step s':>13s}")
+    print(
+        f"\n{'optimizer':30s} {'step ms':>9s} {'x SGD':>7s} {'x publ.':>8s}"
+        + (f" {'x AdamW fused':>14s}" if adamw_fused else "")
+        + f" {'state/param':>12s} {'peak extra/param':>17s} {'first step s':>13s}"
+    )
     for name, r in results.items():
-        line = (f"{name:30s} {r['median'] * 1e3:9.2f} {r['median'] / reference:7.2f} {published / r['median']:7.1f}x"
-                + (f" {r['median'] / adamw_fused:14.2f}" if adamw_fused else "")
-                + f" {r['state_ratio']:12.2f} {r['peak_extra']:17.2f} {r['first']:13.2f}")
+        line = (
+            f"{name:30s} {r['median'] * 1e3:9.2f} {r['median'] / reference:7.2f} {published / r['median']:7.1f}x"
+            + (f" {r['median'] / adamw_fused:14.2f}" if adamw_fused else "")
+            + f" {r['state_ratio']:12.2f} {r['peak_extra']:17.2f} {r['first']:13.2f}"
+        )
         print(line)
-    print("\nx SGD: step time / SGD(momentum, foreach) step time (lower is faster); x publ.: how many times "
-          "faster than the published-style per-tensor loop with NaN checks; state/param and peak extra/param: "
-          "bytes per parameter byte (peak extra on CPU: all bytes allocated during a step, an upper bound); first step: state creation plus, for the default path, compiling.")
+    print(
+        "\nx SGD: step time / SGD(momentum, foreach) step time (lower is faster); x publ.: how many times "
+        "faster than the published-style per-tensor loop with NaN checks; state/param and peak extra/param: "
+        "bytes per parameter byte (peak extra on CPU: all bytes allocated during a step, an upper bound); "
+        "first step: state creation plus, for the default path, compiling."
+    )
 
     if not args.no_scaling:
-        print(f"\nScaling (median step ms; ratio to SGD(momentum, foreach) of the same size):")
-        for label, size_shapes in (("1M", shapes_with_params(1_000_000)), ("11M (ResNet-18)", shapes),
-                                   ("100M", shapes_with_params(100_000_000))):
-            sweep = measure(size_shapes, device, ["SGD(momentum, foreach)", "Stacey p=3 default",
-                                                  "Stacey p=4.5 default"], max(3, args.repetitions // 3), 1)
+        print("\nScaling (median step ms; ratio to SGD(momentum, foreach) of the same size):")
+        for label, size_shapes in (
+            ("1M", shapes_with_params(1_000_000)),
+            ("11M (ResNet-18)", shapes),
+            ("100M", shapes_with_params(100_000_000)),
+        ):
+            sweep = measure(
+                size_shapes,
+                device,
+                ["SGD(momentum, foreach)", "Stacey p=3 default", "Stacey p=4.5 default"],
+                max(3, args.repetitions // 3),
+                1,
+            )
             sgd = sweep["SGD(momentum, foreach)"]["median"]
             cells = ", ".join(f"{n} {r['median'] * 1e3:.2f} ms ({r['median'] / sgd:.2f}x)" for n, r in sweep.items())
             print(f"  {label:16s} {sum(s.numel() for s in size_shapes) / 1e6:6.1f}M params: {cells}")

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 import optuna
-
 from _report import add_threads_argument, run_benchmark
+
 from stacey_lightning import tune
 from stacey_lightning.tuner.samplers import make_sampler
 
@@ -58,12 +58,17 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tau", type=_floats, default=[0.01, 0.1], help="grid values of tau")
     parser.add_argument("--trials", type=int, default=20, help="trials of the pruned study (default: %(default)s)")
     parser.add_argument("--max-epochs", type=int, default=15, help="epochs per grid point and per unpruned trial")
-    parser.add_argument("--seeds", type=int, default=10, help="studies, one per sampler seed 0.. (default: %(default)s)")
+    parser.add_argument(
+        "--seeds", type=int, default=10, help="studies, one per sampler seed 0.. (default: %(default)s)"
+    )
     parser.add_argument("--tolerance", type=float, default=0.005, help="accuracy tolerance (0.005 = 0.5 pp)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown file (default: %(default)s)")
     add_threads_argument(parser)
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny budget (2 grid points, 2 trials, 1 epoch of 5 batches) to check the script")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny budget (2 grid points, 2 trials, 1 epoch of 5 batches) to check the script",
+    )
     arguments = parser.parse_args(argv)
     if arguments.smoke:
         arguments.p, arguments.lr, arguments.tau = [2.0, math.inf], [0.03], [0.01]
@@ -95,8 +100,9 @@ def _walk(study: optuna.Study, threshold: float) -> dict:
 def run(arguments: argparse.Namespace, workdir: Path) -> dict:
     trainer_kwargs = {"limit_train_batches": 5, "limit_val_batches": 2} if arguments.smoke else {}
     # Training always uses seed 0 (weights, batch order); each study gets its own default sampler, seeded.
-    common = dict(max_epochs=arguments.max_epochs, task_options={"foreach": True}, trainer_kwargs=trainer_kwargs,
-                  seed=0)
+    common = dict(
+        max_epochs=arguments.max_epochs, task_options={"foreach": True}, trainer_kwargs=trainer_kwargs, seed=0
+    )
     # The grid's points are enqueued: tune trains enqueued parameters before it samples any. (Optuna's
     # GridSampler stops the study through Study.stop, which only works inside Study.optimize.)
     (workdir / "grid").mkdir(parents=True)
@@ -105,8 +111,16 @@ def run(arguments: argparse.Namespace, workdir: Path) -> dict:
     for p, lr, tau in itertools.product(arguments.p, arguments.lr, arguments.tau):
         grid.enqueue_trial({"r": 0.0 if p == math.inf else 1.0 / (p - 1.0), "lr": lr, "tau": tau})
     started = time.monotonic()
-    grid_study = tune("digits", space=GRID_SPACE, n_trials=len(grid.trials), storage=storage, study_name="grid",
-                      output_dir=workdir / "grid", pruner=optuna.pruners.NopPruner(), **common)
+    grid_study = tune(
+        "digits",
+        space=GRID_SPACE,
+        n_trials=len(grid.trials),
+        storage=storage,
+        study_name="grid",
+        output_dir=workdir / "grid",
+        pruner=optuna.pruners.NopPruner(),
+        **common,
+    )
     grid_seconds = time.monotonic() - started
     grid_trials = [t for t in grid_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     grid_best = max(grid_trials, key=lambda t: t.value)
@@ -114,11 +128,24 @@ def run(arguments: argparse.Namespace, workdir: Path) -> dict:
     studies = []
     for seed in range(arguments.seeds):
         started = time.monotonic()
-        study = tune("digits", n_trials=arguments.trials, study_name=f"study-{seed}",
-                     sampler=make_sampler(None, seed, arguments.trials), output_dir=workdir / f"study-{seed}", **common)
+        study = tune(
+            "digits",
+            n_trials=arguments.trials,
+            study_name=f"study-{seed}",
+            sampler=make_sampler(None, seed, arguments.trials),
+            output_dir=workdir / f"study-{seed}",
+            **common,
+        )
         studies.append({**_walk(study, threshold), "seed": seed, "seconds": time.monotonic() - started})
-    return dict(grid=grid_study, grid_trials=grid_trials, grid_epochs=sum(_epochs(t) for t in grid_study.trials),
-                grid_best=grid_best, threshold=threshold, grid_seconds=grid_seconds, studies=studies)
+    return dict(
+        grid=grid_study,
+        grid_trials=grid_trials,
+        grid_epochs=sum(_epochs(t) for t in grid_study.trials),
+        grid_best=grid_best,
+        threshold=threshold,
+        grid_seconds=grid_seconds,
+        studies=studies,
+    )
 
 
 def _config(trial: optuna.trial.FrozenTrial) -> dict:
@@ -161,21 +188,33 @@ def render(arguments: argparse.Namespace, result: dict) -> str:
             fractions.append(reached[1] / grid_epochs)
             to_target = f"{reached[1]} (trial #{reached[0].number})"
             fraction = _fraction_text(reached[1], grid_epochs)
-        lines.append(f"| {entry['seed']} | {len(study.trials)} ({len(complete)} / {pruned}) | {entry['epochs']} | "
-                     f"{entry['seconds']:.0f} | {best_value} | {to_target} | {fraction} |")
+        lines.append(
+            f"| {entry['seed']} | {len(study.trials)} ({len(complete)} / {pruned}) | {entry['epochs']} | "
+            f"{entry['seconds']:.0f} | {best_value} | {to_target} | {fraction} |"
+        )
     missed = len(studies) - len(fractions)
-    summary = (f"median over the seeds that reached it: **{statistics.median(fractions):.1%}**" if fractions
-               else "**no study reached the target**")
+    summary = (
+        f"median over the seeds that reached it: **{statistics.median(fractions):.1%}**"
+        if fractions
+        else "**no study reached the target**"
+    )
     points, hits = len(result["grid_trials"]), sum(t.value >= result["threshold"] for t in result["grid_trials"])
     # The first hit in a random order of n points of which h hit lies at position (n + 1) / (h + 1) on average.
     random_order = (points + 1) / (hits + 1) / points
-    lines += ["", f"Fraction of the grid's training epochs needed: {summary}; {len(fractions)} of {len(studies)} "
-              f"studies reached the target{f', {missed} did not within {arguments.trials} trials' if missed else ''}.",
-              "", f"For scale: {hits} of {points} grid points reach the target themselves, so the grid trained in a "
-              f"random order would reach it after {random_order:.1%} of its epochs on average. Where that is "
-              "small too, the task is flat at this tolerance and the fraction says little about the pruner.",
-              "", f"Grid, best {MONITOR} for each p (over lr and tau):", "",
-              f"| p | best {MONITOR} | lr | tau |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"Fraction of the grid's training epochs needed: {summary}; {len(fractions)} of {len(studies)} "
+        f"studies reached the target{f', {missed} did not within {arguments.trials} trials' if missed else ''}.",
+        "",
+        f"For scale: {hits} of {points} grid points reach the target themselves, so the grid trained in a "
+        f"random order would reach it after {random_order:.1%} of its epochs on average. Where that is "
+        "small too, the task is flat at this tolerance and the fraction says little about the pruner.",
+        "",
+        f"Grid, best {MONITOR} for each p (over lr and tau):",
+        "",
+        f"| p | best {MONITOR} | lr | tau |",
+        "|---|---|---|---|",
+    ]
     by_p: dict[float, optuna.trial.FrozenTrial] = {}
     for trial in result["grid_trials"]:
         p = float(_config(trial)["p"])
@@ -186,29 +225,44 @@ def render(arguments: argparse.Namespace, result: dict) -> str:
     for p in sorted(by_p):
         trial = by_p[p]
         lines.append(f"| {_p_text(p)} | {trial.value:.4f} | {_config(trial)['lr']:.3g} | {_config(trial)['tau']:.3g} |")
-    lines += ["", f"Study with sampler seed {studies[0]['seed']}, trials in order (epochs: trained; cumulative: "
-              "running total):", "",
-              f"| trial | state | p | lr | alpha | tau | epochs | cumulative | {MONITOR} |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Study with sampler seed {studies[0]['seed']}, trials in order (epochs: trained; cumulative: running total):",
+        "",
+        f"| trial | state | p | lr | alpha | tau | epochs | cumulative | {MONITOR} |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for trial, spent, final in studies[0]["rows"]:
         trial_config = trial.user_attrs.get("stacey_config", {})
         last = list(trial.intermediate_values.values())[-1] if trial.intermediate_values else float("nan")
         value = f"{final:.4f}" if final is not None else f"({last:.4f} when stopped)"
-        lines.append(f"| {trial.number} | {trial.state.name} | {_p_text(float(trial_config.get('p', 'nan')))} | "
-                     f"{trial_config.get('lr', float('nan')):.3g} | {trial_config.get('alpha', float('nan')):.3g} | "
-                     f"{trial_config.get('tau', float('nan')):.3g} | {_epochs(trial)} | {spent} | {value} |")
-    lines += ["", "Stacey ran with foreach=True (the digits task option): no torch.compile, so short runs pay no "
-              "compile time; the arithmetic is the same. Every run trains with seed 0 (weights and batch order), "
-              "so the grid and the studies differ only in their configs; the studies differ only in the "
-              "sampler's seed. The studies search the `default` space (p, lr, alpha, tau, betas, weight decay), "
-              "wider than the grid. The first 10 trials of a TPE study are its random start-up trials. digits "
-              "validates on 359 images: 0.5 pp is about 2 images, so single runs are noisy at this tolerance."]
+        lines.append(
+            f"| {trial.number} | {trial.state.name} | {_p_text(float(trial_config.get('p', 'nan')))} | "
+            f"{trial_config.get('lr', float('nan')):.3g} | {trial_config.get('alpha', float('nan')):.3g} | "
+            f"{trial_config.get('tau', float('nan')):.3g} | {_epochs(trial)} | {spent} | {value} |"
+        )
+    lines += [
+        "",
+        "Stacey ran with foreach=True (the digits task option): no torch.compile, so short runs pay no "
+        "compile time; the arithmetic is the same. Every run trains with seed 0 (weights and batch order), "
+        "so the grid and the studies differ only in their configs; the studies differ only in the "
+        "sampler's seed. The studies search the `default` space (p, lr, alpha, tau, betas, weight decay), "
+        "wider than the grid. The first 10 trials of a TPE study are its random start-up trials. digits "
+        "validates on 359 images: 0.5 pp is about 2 images, so single runs are noisy at this tolerance.",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print the report and write it to ``--output``; return the report."""
-    return run_benchmark("tuning_efficiency.py", "Tuning efficiency: default pruned study against a full grid (digits)", argv, parse_arguments, run, render)
+    return run_benchmark(
+        "tuning_efficiency.py",
+        "Tuning efficiency: default pruned study against a full grid (digits)",
+        argv,
+        parse_arguments,
+        run,
+        render,
+    )
 
 
 if __name__ == "__main__":

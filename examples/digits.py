@@ -31,13 +31,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     module, data = make_digits(seed=args.seed, p=args.p, lr=args.lr, foreach=True)
     module.set_stacey_config({"schedule": {"name": "warmup_cosine", "warmup_fraction": 0.05}})
     logger = TensorBoardLogger(args.output, name="", default_hp_metric=False)
-    trainer = pl.Trainer(max_epochs=args.max_epochs, accelerator="cpu", logger=logger, log_every_n_steps=10,
-                         callbacks=[StaceyMonitor(every_n_steps=10)], enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=args.max_epochs,
+        accelerator="cpu",
+        logger=logger,
+        log_every_n_steps=10,
+        callbacks=[StaceyMonitor(every_n_steps=10)],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, data)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-    print(f"val_acc {metrics['val_acc']:.3f}  val_loss {metrics['val_loss']:.3f}  "
-          f"(TensorBoard logs in {logger.log_dir})")
+    print(
+        f"val_acc {metrics['val_acc']:.3f}  val_loss {metrics['val_loss']:.3f}  (TensorBoard logs in {logger.log_dir})"
+    )
     return metrics
 
 

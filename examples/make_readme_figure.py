@@ -24,13 +24,20 @@ def main() -> None:
     parser.add_argument("--config", help="Stacey config YAML, for example the tuner's best.yaml")
     parser.add_argument("--epochs", type=int, default=8, help="epochs per run (default: %(default)s)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per optimizer (default: %(default)s)")
-    parser.add_argument("--output", default="stacey-compare-digits",
-                        help="stacey-compare's output directory (default: %(default)s)")
+    parser.add_argument(
+        "--output", default="stacey-compare-digits", help="stacey-compare's output directory (default: %(default)s)"
+    )
     arguments = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    result = compare("digits", ("stacey", "adamw", "sgd", "lion"), seeds=arguments.seeds,
-                     max_epochs=arguments.epochs, config=arguments.config, output_dir=arguments.output,
-                     progress=print)
+    result = compare(
+        "digits",
+        ("stacey", "adamw", "sgd", "lion"),
+        seeds=arguments.seeds,
+        max_epochs=arguments.epochs,
+        config=arguments.config,
+        output_dir=arguments.output,
+        progress=print,
+    )
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(result.figure, FIGURE)
     print(Path(result.markdown).read_text())

@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from stacey_lightning import StaceyMonitor
-from stacey_lightning.tasks.textlm import LR, P, SIZES, make_textlm
+from stacey_lightning.tasks.textlm import LR, SIZES, P, make_textlm
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -34,19 +34,33 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
 
     # foreach: the small model is too small for the compiled kernel to repay its compile time.
-    module, data = make_textlm(size=args.size, context=args.context, batch_size=args.batch_size,
-                               max_chars=args.max_chars, seed=args.seed, p=args.p, lr=args.lr,
-                               foreach=True if args.size == "small" else None)
+    module, data = make_textlm(
+        size=args.size,
+        context=args.context,
+        batch_size=args.batch_size,
+        max_chars=args.max_chars,
+        seed=args.seed,
+        p=args.p,
+        lr=args.lr,
+        foreach=True if args.size == "small" else None,
+    )
     # Constant lr (the config's default schedule): under warmup_cosine the lr decays to 0 while tau keeps
     # pulling x toward the dual iterate z, and on textlm the loss rose again over the last half of training.
     logger = TensorBoardLogger(args.output, name="", default_hp_metric=False)
-    trainer = pl.Trainer(max_epochs=args.max_epochs, logger=logger, log_every_n_steps=10,
-                         callbacks=[StaceyMonitor(every_n_steps=50)], enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=args.max_epochs,
+        logger=logger,
+        log_every_n_steps=10,
+        callbacks=[StaceyMonitor(every_n_steps=50)],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, data)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-    print(f"val_bpc {metrics['val_bpc']:.3f}  val_loss {metrics['val_loss']:.3f}  "
-          f"(TensorBoard logs in {logger.log_dir})")
+    print(
+        f"val_bpc {metrics['val_bpc']:.3f}  val_loss {metrics['val_loss']:.3f}  (TensorBoard logs in {logger.log_dir})"
+    )
     return metrics
 
 

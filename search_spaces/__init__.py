@@ -18,6 +18,8 @@ BASELINES = "baselines"
 def preset_path(name: str) -> Path:
     """Return the path of the preset ``name`` (one of PRESETS, or BASELINES)."""
     if name not in (*PRESETS, BASELINES):
-        raise ValueError(f"Unknown search-space preset {name!r}: choose one of {', '.join(PRESETS)}, "
-                         "or pass the path of your own YAML file")
+        raise ValueError(
+            f"Unknown search-space preset {name!r}: choose one of {', '.join(PRESETS)}, "
+            "or pass the path of your own YAML file"
+        )
     return Path(str(resources.files(__name__).joinpath(f"{name}.yaml")))

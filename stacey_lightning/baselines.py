@@ -20,7 +20,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import types
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -43,8 +44,10 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
     path = BASELINES[name][0] if name in BASELINES else name
     module_name, _, class_name = path.rpartition(".")
     if not module_name:
-        raise ValueError(f"Unknown optimizer {name!r}: use {STACEY!r}, a baseline name "
-                         f"({', '.join(BASELINES)}) or a class path such as 'torch.optim.RAdam'")
+        raise ValueError(
+            f"Unknown optimizer {name!r}: use {STACEY!r}, a baseline name "
+            f"({', '.join(BASELINES)}) or a class path such as 'torch.optim.RAdam'"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:

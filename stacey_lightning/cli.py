@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import yaml
 
@@ -22,8 +23,16 @@ from stacey_lightning.baselines import BASELINES, DEFAULT_OPTIMIZERS
 from stacey_lightning.tasks import BUILTIN_TASKS
 from stacey_lightning.tuner.attributes import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS, SAMPLERS
 
-__all__ = ["main", "tune_main", "compare_main", "report_main", "tune_parser", "compare_parser", "report_parser",
-           "COMMANDS"]
+__all__ = [
+    "main",
+    "tune_main",
+    "compare_main",
+    "report_main",
+    "tune_parser",
+    "compare_parser",
+    "report_parser",
+    "COMMANDS",
+]
 
 _TASK_HELP = f"built-in task ({', '.join(BUILTIN_TASKS)}) or module:callable (imported from the current folder)"
 
@@ -64,51 +73,82 @@ def _positive(text: str) -> int:
 
 def _add_task_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, help=_TASK_HELP)
-    parser.add_argument("--task-option", type=_task_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="keyword argument for the task's make(), value read as YAML; repeatable")
+    parser.add_argument(
+        "--task-option",
+        type=_task_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument for the task's make(), value read as YAML; repeatable",
+    )
     parser.add_argument("--max-epochs", type=_positive, default=10, help="epochs per run (default: %(default)s)")
-    parser.add_argument("--monitor", "--metric", dest="monitor", default=None,
-                        help="logged metric to optimise or compare (default: the task's); under torchrun, "
-                             "spell it --metric (torchrun takes --monitor for its own --monitor-interval)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the sampler, of seed_everything and of the task's make(seed=...) "
-                             "(default: %(default)s)")
+    parser.add_argument(
+        "--monitor",
+        "--metric",
+        dest="monitor",
+        default=None,
+        help="logged metric to optimise or compare (default: the task's); under torchrun, "
+        "spell it --metric (torchrun takes --monitor for its own --monitor-interval)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the sampler, of seed_everything and of the task's make(seed=...) (default: %(default)s)",
+    )
     parser.add_argument("--accelerator", default=None, help="Lightning accelerator (cpu, gpu, auto)")
     parser.add_argument("--devices", type=_devices, default=None, help="Lightning devices per run")
-    parser.add_argument("--geometry", action="store_true",
-                        help="log Stacey's geometry per parameter group (StaceyMonitor: p, step, ||x - z||) to "
-                             "TensorBoard")
+    parser.add_argument(
+        "--geometry",
+        action="store_true",
+        help="log Stacey's geometry per parameter group (StaceyMonitor: p, step, ||x - z||) to TensorBoard",
+    )
 
 
 def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--space", default=None,
-                        help=f"Stacey's search space: a preset ({', '.join(PRESETS)}) or a YAML path; default: "
-                             "the task's")
-    parser.add_argument("--sampler", default=None,
-                        help=f"{', '.join(SAMPLERS)}, or a class path such as optuna.samplers.NSGAIISampler "
-                             f"(default: {DEFAULT_SAMPLER})")
-    parser.add_argument("--pruner", default=None,
-                        help=f"{', '.join(PRUNERS)}, or a class path such as optuna.pruners.PatientPruner "
-                             f"(default: {DEFAULT_PRUNER})")
-    parser.add_argument("--storage", default=None,
-                        help="database URL (postgresql://user:password@host/db, sqlite:///file.db) or "
-                             "journal:PATH; default: an SQLite file in --output")
+    parser.add_argument(
+        "--space",
+        default=None,
+        help=f"Stacey's search space: a preset ({', '.join(PRESETS)}) or a YAML path; default: the task's",
+    )
+    parser.add_argument(
+        "--sampler",
+        default=None,
+        help=f"{', '.join(SAMPLERS)}, or a class path such as optuna.samplers.NSGAIISampler "
+        f"(default: {DEFAULT_SAMPLER})",
+    )
+    parser.add_argument(
+        "--pruner",
+        default=None,
+        help=f"{', '.join(PRUNERS)}, or a class path such as optuna.pruners.PatientPruner (default: {DEFAULT_PRUNER})",
+    )
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="database URL (postgresql://user:password@host/db, sqlite:///file.db) or "
+        "journal:PATH; default: an SQLite file in --output",
+    )
 
 
 def tune_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stacey-tune",
         description="Tune Stacey's p, lr, alpha and tau with Optuna on a Lightning task. Re-running the same "
-                    "command resumes the study until --n-trials trials have finished.")
+        "command resumes the study until --n-trials trials have finished.",
+    )
     _add_task_arguments(parser)
-    parser.add_argument("--n-trials", type=_positive, default=20,
-                        help="completed or pruned trials the study should have; failed ones do not count "
-                             "(default: %(default)s)")
+    parser.add_argument(
+        "--n-trials",
+        type=_positive,
+        default=20,
+        help="completed or pruned trials the study should have; failed ones do not count (default: %(default)s)",
+    )
     _add_study_arguments(parser)
     parser.add_argument("--study-name", default=None, help="default: the task's name")
     parser.add_argument("--output", default="stacey_runs", help="output directory (default: %(default)s)")
-    parser.add_argument("--workers", type=_positive, default=1,
-                        help="worker processes on this machine (default: %(default)s)")
+    parser.add_argument(
+        "--workers", type=_positive, default=1, help="worker processes on this machine (default: %(default)s)"
+    )
     parser.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
     parser.add_argument("--strategy", default=None, help="Lightning strategy (ddp, ddp_spawn, ...)")
     parser.add_argument("--direction", choices=("maximize", "minimize"), default=None, help="default: the task's")
@@ -119,35 +159,58 @@ def compare_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stacey-compare",
         description="Train a task with Stacey and baseline optimizers over several seeds; write TensorBoard "
-                    "runs, a figure and tables. With --tune-trials N, first tune every optimizer with the same "
-                    "N trials, then compare each at its best.")
+        "runs, a figure and tables. With --tune-trials N, first tune every optimizer with the same "
+        "N trials, then compare each at its best.",
+    )
     _add_task_arguments(parser)
-    parser.add_argument("--optimizers", default=",".join(DEFAULT_OPTIMIZERS),
-                        help="comma-separated: stacey, " + ", ".join(BASELINES) + " or optimizer class paths "
-                             "such as torch.optim.RAdam (default: %(default)s)")
-    parser.add_argument("--seeds", type=_positive, default=3,
-                        help="number of seeds: --seed, --seed + 1, ... (default: %(default)s)")
-    parser.add_argument("--config", help="Stacey config YAML, for example the tuner's best.yaml (its task "
-                                         "section is passed to the task's make)")
+    parser.add_argument(
+        "--optimizers",
+        default=",".join(DEFAULT_OPTIMIZERS),
+        help="comma-separated: stacey, " + ", ".join(BASELINES) + " or optimizer class paths "
+        "such as torch.optim.RAdam (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seeds", type=_positive, default=3, help="number of seeds: --seed, --seed + 1, ... (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--config",
+        help="Stacey config YAML, for example the tuner's best.yaml (its task section is passed to the task's make)",
+    )
     parser.add_argument("--output", default="stacey-compare", help="output directory (default: %(default)s)")
-    parser.add_argument("--set", action="append", default=[], metavar="OPTIMIZER.KEY=VALUE",
-                        help="override an option, repeatable: adamw.lr=1e-3, stacey.p=3, sgd.nesterov=true")
-    parser.add_argument("--tune-trials", type=int, default=0, metavar="N",
-                        help="tune every optimizer with N trials first (Stacey on --space, baselines on "
-                             "--baseline-space), then compare them at their best (default: 0, no tuning)")
-    parser.add_argument("--baseline-space", default=None,
-                        help="YAML file of the baselines' search spaces (default: the baselines preset)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="OPTIMIZER.KEY=VALUE",
+        help="override an option, repeatable: adamw.lr=1e-3, stacey.p=3, sgd.nesterov=true",
+    )
+    parser.add_argument(
+        "--tune-trials",
+        type=int,
+        default=0,
+        metavar="N",
+        help="tune every optimizer with N trials first (Stacey on --space, baselines on "
+        "--baseline-space), then compare them at their best (default: 0, no tuning)",
+    )
+    parser.add_argument(
+        "--baseline-space",
+        default=None,
+        help="YAML file of the baselines' search spaces (default: the baselines preset)",
+    )
     _add_study_arguments(parser)
     return parser
 
 
 def report_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="stacey-report",
-        description="Export Optuna's plots (HTML and PNG) and a Markdown summary of one study.")
-    parser.add_argument("storage", metavar="STORAGE_URL",
-                        help="storage as stacey-tune takes it: sqlite:///stacey_runs/optuna.db, "
-                             "postgresql://user:password@host/db or journal:PATH")
+        prog="stacey-report", description="Export Optuna's plots (HTML and PNG) and a Markdown summary of one study."
+    )
+    parser.add_argument(
+        "storage",
+        metavar="STORAGE_URL",
+        help="storage as stacey-tune takes it: sqlite:///stacey_runs/optuna.db, "
+        "postgresql://user:password@host/db or journal:PATH",
+    )
     parser.add_argument("--study", help="study name (needed when the storage holds several)")
     parser.add_argument("--output", default="stacey-report", help="output directory (default: %(default)s)")
     return parser
@@ -168,15 +231,30 @@ def _import_from_current_folder() -> None:
 def _tune(args: argparse.Namespace) -> int:
     from stacey_lightning.tuner import tune
 
-    tune(args.task, space=args.space, n_trials=args.n_trials, timeout=args.timeout, storage=args.storage,
-         study_name=args.study_name, monitor=args.monitor, direction=args.direction, max_epochs=args.max_epochs,
-         sampler=args.sampler, pruner=args.pruner, trainer_kwargs=_trainer_kwargs(args), workers=args.workers,
-         output_dir=args.output, seed=args.seed, task_options=dict(args.task_option), geometry=args.geometry)
+    tune(
+        args.task,
+        space=args.space,
+        n_trials=args.n_trials,
+        timeout=args.timeout,
+        storage=args.storage,
+        study_name=args.study_name,
+        monitor=args.monitor,
+        direction=args.direction,
+        max_epochs=args.max_epochs,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        trainer_kwargs=_trainer_kwargs(args),
+        workers=args.workers,
+        output_dir=args.output,
+        seed=args.seed,
+        task_options=dict(args.task_option),
+        geometry=args.geometry,
+    )
     return 0
 
 
 def _parse_setting(text: str, optimizers: Sequence[str]) -> tuple[str, str, Any]:
-    """"adamw.lr=1e-3" -> ("adamw", "lr", 0.001); the value is read as YAML (numbers, lists, inf)."""
+    """ "adamw.lr=1e-3" -> ("adamw", "lr", 0.001); the value is read as YAML (numbers, lists, inf)."""
     target, equals, _ = text.partition("=")
     name, dot, key = target.rpartition(".")
     if not (equals and dot and name and key):
@@ -204,10 +282,27 @@ def _compare(args: argparse.Namespace) -> int:
 
     # --seed S is the first of the --seeds seeds: with --seeds 1 a run is the tuning trial with --seed S.
     seeds = list(range(args.seed, args.seed + args.seeds))
-    result = compare(args.task, optimizers, seeds, args.max_epochs, args.config, args.monitor, args.output,
-                     _trainer_kwargs(args), settings, dict(args.task_option), progress=print, geometry=args.geometry,
-                     tune_trials=args.tune_trials, space=args.space, baseline_space=args.baseline_space,
-                     storage=args.storage, sampler=args.sampler, pruner=args.pruner, tune_seed=args.seed)
+    result = compare(
+        args.task,
+        optimizers,
+        seeds,
+        args.max_epochs,
+        args.config,
+        args.monitor,
+        args.output,
+        _trainer_kwargs(args),
+        settings,
+        dict(args.task_option),
+        progress=print,
+        geometry=args.geometry,
+        tune_trials=args.tune_trials,
+        space=args.space,
+        baseline_space=args.baseline_space,
+        storage=args.storage,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        tune_seed=args.seed,
+    )
     with open(result.markdown, encoding="utf-8") as stream:
         print("\n" + stream.read())
     print(f"figure: {result.figure}\ntables: {result.markdown}, {result.csv}, {result.runs_csv}")
@@ -227,8 +322,9 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command(prog: str, parser: Callable[[], argparse.ArgumentParser],
-             work: Callable[[argparse.Namespace], int]) -> Callable[[Sequence[str] | None], int]:
+def _command(
+    prog: str, parser: Callable[[], argparse.ArgumentParser], work: Callable[[argparse.Namespace], int]
+) -> Callable[[Sequence[str] | None], int]:
     def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(argv)
         _import_from_current_folder()
@@ -276,7 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m stacey_lightning",
         description="Stacey, accelerated l_p steepest descent, for PyTorch Lightning: tune its geometry p, "
-                    "compare it with other optimizers, report on studies. 'COMMAND --help' tells more.")
+        "compare it with other optimizers, report on studies. 'COMMAND --help' tells more.",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, description) in COMMANDS.items():
         commands.add_parser(name, help=description, add_help=False)

@@ -21,7 +21,8 @@ import datetime
 import math
 import os
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -37,8 +38,9 @@ __all__ = ["report"]
 _P_TICKS = (2.0, 2.5, 3.0, 4.0, 6.0, math.inf)
 
 
-def report(storage_url: str, study_name: str | None = None,
-           output_dir: str | os.PathLike = "stacey-report") -> dict[str, str]:
+def report(
+    storage_url: str, study_name: str | None = None, output_dir: str | os.PathLike = "stacey-report"
+) -> dict[str, str]:
     """Export the plots and the summary of one study in ``storage_url``.
 
     Args:
@@ -87,21 +89,26 @@ def _load_study(storage_url: str, study_name: str | None) -> optuna.Study:
             storage = open_storage(storage_url)
         names = optuna.get_all_study_names(storage=storage)
     except Exception as error:  # any driver or connection error: say which storage, without its password
-        raise ValueError(f"Cannot read the Optuna storage {shown}: {type(error).__name__}: "
-                         f"{str(error).replace(storage_url, shown)}") from None
+        raise ValueError(
+            f"Cannot read the Optuna storage {shown}: {type(error).__name__}: {str(error).replace(storage_url, shown)}"
+        ) from None
     if not names:
         raise ValueError(f"The storage {shown} holds no study")
     if study_name is None:
         if len(names) > 1:
-            raise ValueError(f"The storage {shown} holds {len(names)} studies: {', '.join(sorted(names))}; "
-                             "choose one with --study NAME")
+            raise ValueError(
+                f"The storage {shown} holds {len(names)} studies: {', '.join(sorted(names))}; "
+                "choose one with --study NAME"
+            )
         study_name = names[0]
     elif study_name not in names:
         raise ValueError(f"No study {study_name!r} in {shown}; its studies: {', '.join(sorted(names))}")
     study = optuna.load_study(study_name=study_name, storage=storage)
     if len(study.directions) > 1:
-        raise ValueError(f"Study {study_name!r} has {len(study.directions)} objectives; stacey-report handles "
-                         "single-objective studies only")
+        raise ValueError(
+            f"Study {study_name!r} has {len(study.directions)} objectives; stacey-report handles "
+            "single-objective studies only"
+        )
     return study
 
 
@@ -120,8 +127,10 @@ def _check_storage_file(storage_url: str) -> None:
             return
         path = url.database
     if not os.path.isfile(path):
-        raise ValueError(f"No storage file {path!r} (from {mask_password(storage_url)}); check the path: "
-                         "sqlite:///relative.db, sqlite:////absolute.db or journal:PATH")
+        raise ValueError(
+            f"No storage file {path!r} (from {mask_password(storage_url)}); check the path: "
+            "sqlite:///relative.db, sqlite:////absolute.db or journal:PATH"
+        )
 
 
 class _Skip(Exception):
@@ -133,8 +142,8 @@ def _plots(study: optuna.Study) -> dict[str, tuple[Callable, Callable]]:
     import matplotlib
 
     matplotlib.use("Agg")  # files only; works without a display
-    from optuna.visualization import matplotlib as static
     from optuna import visualization as interactive
+    from optuna.visualization import matplotlib as static
 
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
@@ -144,8 +153,9 @@ def _plots(study: optuna.Study) -> dict[str, tuple[Callable, Callable]]:
 
     def importances(module) -> Any:
         needs(2)
-        varied = {name for name in _param_names(completed)
-                  if len({repr(trial.params.get(name)) for trial in completed}) > 1}
+        varied = {
+            name for name in _param_names(completed) if len({repr(trial.params.get(name)) for trial in completed}) > 1
+        }
         if not varied:
             raise _Skip("no parameter varies across the completed trials")
         return module.plot_param_importances(study)
@@ -168,8 +178,12 @@ def _plots(study: optuna.Study) -> dict[str, tuple[Callable, Callable]]:
     def pair(draw: Callable) -> tuple[Callable, Callable]:
         return (lambda: draw(interactive), lambda: _figure_of(_quietly(draw, static)))
 
-    return {"history": pair(history), "importances": pair(importances), "p": pair(objective_against_p),
-            "parallel": pair(parallel)}
+    return {
+        "history": pair(history),
+        "importances": pair(importances),
+        "p": pair(objective_against_p),
+        "parallel": pair(parallel),
+    }
 
 
 def _quietly(draw: Callable, module) -> Any:
@@ -222,8 +236,9 @@ def _label_p(figure: Any) -> Any:
         for key in figure.layout:
             axis = figure.layout[key]
             if key.startswith("xaxis") and axis.title.text and _is_r(axis.title.text):
-                axis.update(tickvals=values, ticktext=labels, autorange="reversed",
-                            title_text=axis.title.text[:-1] + "p")
+                axis.update(
+                    tickvals=values, ticktext=labels, autorange="reversed", title_text=axis.title.text[:-1] + "p"
+                )
         figure.update_layout(title_text=title)
         return figure
     for axes in np.ravel(figure):
@@ -251,8 +266,14 @@ def _summary(study: optuna.Study, shown_url: str, skipped: dict[str, str]) -> st
                 shown += f" (p = {_p_label(_p_of_r(value))})"
             lines.append(f"| {name} | {shown} |")
         if best.user_attrs:
-            lines += ["", "Recorded with the trial:", "", "```yaml",
-                      yaml.safe_dump(_yaml_safe(best.user_attrs), sort_keys=True).rstrip(), "```"]
+            lines += [
+                "",
+                "Recorded with the trial:",
+                "",
+                "```yaml",
+                yaml.safe_dump(_yaml_safe(best.user_attrs), sort_keys=True).rstrip(),
+                "```",
+            ]
     else:
         lines.append("No completed trial.")
 
@@ -264,11 +285,14 @@ def _summary(study: optuna.Study, shown_url: str, skipped: dict[str, str]) -> st
     starts = [trial.datetime_start for trial in trials if trial.datetime_start is not None]
     ends = [trial.datetime_complete for trial in trials if trial.datetime_complete is not None]
     lines += ["", "## Time spent", ""]
-    lines.append(f"- trials, summed: {_duration(sum(durations, datetime.timedelta()))} over {len(durations)} "
-                 "finished trials")
+    lines.append(
+        f"- trials, summed: {_duration(sum(durations, datetime.timedelta()))} over {len(durations)} finished trials"
+    )
     if starts and ends:
-        lines.append(f"- wall clock, first start to last finish: {_duration(max(ends) - min(starts))} "
-                     "(parallel workers make it shorter than the sum)")
+        lines.append(
+            f"- wall clock, first start to last finish: {_duration(max(ends) - min(starts))} "
+            "(parallel workers make it shorter than the sum)"
+        )
     if durations:
         lines.append(f"- median trial: {_duration(sorted(durations)[len(durations) // 2])}")
 

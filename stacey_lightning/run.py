@@ -13,16 +13,30 @@ from __future__ import annotations
 
 import inspect
 import signal
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-__all__ = ["build", "use_optimizer", "make_logger", "make_trainer", "fit", "final_metric", "log_final_hparams",
-           "TRAINER_DEFAULTS"]
+__all__ = [
+    "build",
+    "use_optimizer",
+    "make_logger",
+    "make_trainer",
+    "fit",
+    "final_metric",
+    "log_final_hparams",
+    "TRAINER_DEFAULTS",
+]
 
 # A tuning trial or a compared run shows one line, not Lightning's progress bars and summaries, and
 # checkpoints nothing; log_every_n_steps=10 keeps train_loss curves for small tasks (digits: 45 steps
 # an epoch).
-TRAINER_DEFAULTS = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                        num_sanity_val_steps=0, log_every_n_steps=10)
+TRAINER_DEFAULTS = dict(
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    enable_checkpointing=False,
+    num_sanity_val_steps=0,
+    log_every_n_steps=10,
+)
 
 
 def _takes(function: Callable, name: str) -> bool:
@@ -47,7 +61,9 @@ def build(make: Callable, *, seed: int, options: Mapping[str, Any] | None = None
         kwargs["trial"] = trial
     built = make(**kwargs)
     if not (isinstance(built, tuple) and len(built) == 2):
-        raise TypeError(f"the task's make() must return (LightningModule, LightningDataModule), got {type(built).__name__}")
+        raise TypeError(
+            f"the task's make() must return (LightningModule, LightningDataModule), got {type(built).__name__}"
+        )
     for part in built:
         if part is not None and hasattr(part, "_log_hyperparams"):
             part._log_hyperparams = False
@@ -63,8 +79,10 @@ def use_optimizer(module: Any, optimizer: str, options: Mapping[str, Any] | None
     if optimizer != STACEY:
         return use_baseline(module, optimizer, options)
     if not hasattr(module, "set_stacey_config"):
-        raise TypeError(f"the task's module {type(module).__name__} has no set_stacey_config: make it inherit "
-                        "stacey_lightning.StaceyMixin")
+        raise TypeError(
+            f"the task's module {type(module).__name__} has no set_stacey_config: make it inherit "
+            "stacey_lightning.StaceyMixin"
+        )
     if options is not None:
         module.set_stacey_config(options)
     return module.stacey_config().to_dict()
@@ -111,8 +129,9 @@ def final_metric(trainer: Any, monitor: str) -> float | None:
     return None if value is None else float(value)
 
 
-def log_final_hparams(logger: Any, hparams: Mapping[str, Any], metrics: Mapping[str, float],
-                      step: int | None = None) -> None:
+def log_final_hparams(
+    logger: Any, hparams: Mapping[str, Any], metrics: Mapping[str, float], step: int | None = None
+) -> None:
     """One HParams record for the run, with its final metrics (at ``step``), and close the logger."""
     if logger is None:
         return

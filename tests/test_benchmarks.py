@@ -19,9 +19,14 @@ def test_tuning_efficiency_smoke(benchmark, tmp_path):
     output = tmp_path / "tuning_efficiency.md"
     benchmark("tuning_efficiency").main(["--smoke", "--output", str(output)])
     text = output.read_text()
-    for row in ("Grid: 2 p x 1 lr x 1 tau = 2 points",
-                "| sampler seed |", "Fraction of the grid's training epochs needed", "| inf |", "Command: `python benchmarks/tuning_efficiency.py",
-                "Machine: "):
+    for row in (
+        "Grid: 2 p x 1 lr x 1 tau = 2 points",
+        "| sampler seed |",
+        "Fraction of the grid's training epochs needed",
+        "| inf |",
+        "Command: `python benchmarks/tuning_efficiency.py",
+        "Machine: ",
+    ):
         assert row in text
 
 

@@ -6,8 +6,9 @@ import csv
 import json
 import os
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,8 +44,10 @@ def read_curves(run_dir: str, clock_steps: np.ndarray, clock_elapsed: np.ndarray
     tags = events.Tags()["scalars"]
     loss_tag = next((tag for tag in _LOSS_TAGS if tag in tags), None)
     if loss_tag is None:
-        raise ValueError(f"run {run_dir!r} has no per-step training loss ({' or '.join(_LOSS_TAGS)}); "
-                         f"its scalars: {', '.join(sorted(tags))}. The task must self.log('train_loss', ...)")
+        raise ValueError(
+            f"run {run_dir!r} has no per-step training loss ({' or '.join(_LOSS_TAGS)}); "
+            f"its scalars: {', '.join(sorted(tags))}. The task must self.log('train_loss', ...)"
+        )
 
     def series(tag: str) -> tuple[np.ndarray, np.ndarray]:
         points = events.Scalars(tag)
@@ -52,6 +55,7 @@ def read_curves(run_dir: str, clock_steps: np.ndarray, clock_elapsed: np.ndarray
 
     loss_steps, loss = series(loss_tag)
     metric_steps, metric = series(monitor)
+
     # Interpolation: with gradient accumulation several batches share one step.
     def seconds(steps: np.ndarray) -> np.ndarray:
         return np.interp(steps, clock_steps, clock_elapsed) if clock_steps.size else steps * 0.0
@@ -92,8 +96,11 @@ def plot(curves: dict[str, list[Curves]], monitor: str, path: str) -> None:
     for index, (name, runs) in enumerate(curves.items()):
         color = plt.get_cmap("tab10")(index % 10)
         rows = (
-            ([run.loss_steps for run in runs], [_moving_average(run.loss, window) for run in runs],
-             [run.loss_seconds for run in runs]),
+            (
+                [run.loss_steps for run in runs],
+                [_moving_average(run.loss, window) for run in runs],
+                [run.loss_seconds for run in runs],
+            ),
             ([run.metric_steps for run in runs], [run.metric for run in runs], [run.metric_seconds for run in runs]),
         )
         for row, (steps, values, seconds) in enumerate(rows):
@@ -118,38 +125,64 @@ def plot(curves: dict[str, list[Curves]], monitor: str, path: str) -> None:
     plt.close(figure)
 
 
-def write_tables(runs: list[RunResult], optimizers: Sequence[str], monitor: str, markdown: str, table_csv: str,
-                 runs_csv: str, tuned: Mapping[str, Tuned] | None = None) -> None:
+def write_tables(
+    runs: list[RunResult],
+    optimizers: Sequence[str],
+    monitor: str,
+    markdown: str,
+    table_csv: str,
+    runs_csv: str,
+    tuned: Mapping[str, Tuned] | None = None,
+) -> None:
     """compare.md (mean ± std per optimizer, time per step, memory, and with ``tuned`` the tuning budget
     spent and the best tuning trial), compare.csv and runs.csv."""
     tuned = tuned or {}
     on_cuda = any(run.peak_cuda_bytes is not None for run in runs)
-    mib = 2.0 ** 20
+    mib = 2.0**20
     rows = []
     for name in optimizers:
         mine = [run for run in runs if run.optimizer == name]
         finals = [run.final_metric for run in mine]
-        rows.append({
-            "optimizer": name,
-            "seeds": len(mine),
-            f"final_{monitor}_mean": statistics.fmean(finals),
-            # Sample std; undefined for one seed, left empty rather than shown as a misleading 0.
-            f"final_{monitor}_std": statistics.stdev(finals) if len(finals) > 1 else None,
-            "seconds_per_step": statistics.fmean(run.seconds_per_step for run in mine),
-            "optimizer_state_bytes": max(run.optimizer_state_bytes for run in mine),
-            "peak_cuda_bytes": max((run.peak_cuda_bytes or 0 for run in mine), default=0) if on_cuda else None,
-            "options": json.dumps(mine[0].options),
-        })
+        rows.append(
+            {
+                "optimizer": name,
+                "seeds": len(mine),
+                f"final_{monitor}_mean": statistics.fmean(finals),
+                # Sample std; undefined for one seed, left empty rather than shown as a misleading 0.
+                f"final_{monitor}_std": statistics.stdev(finals) if len(finals) > 1 else None,
+                "seconds_per_step": statistics.fmean(run.seconds_per_step for run in mine),
+                "optimizer_state_bytes": max(run.optimizer_state_bytes for run in mine),
+                "peak_cuda_bytes": max((run.peak_cuda_bytes or 0 for run in mine), default=0) if on_cuda else None,
+                "options": json.dumps(mine[0].options),
+            }
+        )
         if name in tuned:
             result = tuned[name]
-            rows[-1].update({"tuning_complete": result.complete, "tuning_pruned": result.pruned,
-                             "tuning_failed": result.failed, "tuning_epochs": result.epochs,
-                             f"best_tuning_{monitor}": result.best_value})
+            rows[-1].update(
+                {
+                    "tuning_complete": result.complete,
+                    "tuning_pruned": result.pruned,
+                    "tuning_failed": result.failed,
+                    "tuning_epochs": result.epochs,
+                    f"best_tuning_{monitor}": result.best_value,
+                }
+            )
     _write_csv(table_csv, rows)
-    _write_csv(runs_csv, [{"optimizer": run.optimizer, "seed": run.seed, f"final_{monitor}": run.final_metric,
-                           "seconds_per_step": run.seconds_per_step,
-                           "optimizer_state_bytes": run.optimizer_state_bytes,
-                           "peak_cuda_bytes": run.peak_cuda_bytes, "run_dir": run.run_dir} for run in runs])
+    _write_csv(
+        runs_csv,
+        [
+            {
+                "optimizer": run.optimizer,
+                "seed": run.seed,
+                f"final_{monitor}": run.final_metric,
+                "seconds_per_step": run.seconds_per_step,
+                "optimizer_state_bytes": run.optimizer_state_bytes,
+                "peak_cuda_bytes": run.peak_cuda_bytes,
+                "run_dir": run.run_dir,
+            }
+            for run in runs
+        ],
+    )
 
     header = ["optimizer", "seeds", f"final {monitor} (mean ± std)", "time per step (ms)", "optimizer state (MiB)"]
     if on_cuda:
@@ -160,27 +193,47 @@ def write_tables(runs: list[RunResult], optimizers: Sequence[str], monitor: str,
     for row in rows:
         std = row[f"final_{monitor}_std"]
         final = f"{row[f'final_{monitor}_mean']:.4f}" + (f" ± {std:.4f}" if std is not None else "")
-        cells = [row["optimizer"], str(row["seeds"]), final, f"{row['seconds_per_step'] * 1e3:.3g}",
-                 f"{row['optimizer_state_bytes'] / mib:.3g}"]
+        cells = [
+            row["optimizer"],
+            str(row["seeds"]),
+            final,
+            f"{row['seconds_per_step'] * 1e3:.3g}",
+            f"{row['optimizer_state_bytes'] / mib:.3g}",
+        ]
         if on_cuda:
             cells.append(f"{row['peak_cuda_bytes'] / mib:.4g}")
         if tuned:
-            cells += [f"{row['tuning_complete']} / {row['tuning_pruned']} / {row['tuning_failed']}",
-                      str(row["tuning_epochs"]), f"{row[f'best_tuning_{monitor}']:.4f}"] if row["optimizer"] in tuned \
+            cells += (
+                [
+                    f"{row['tuning_complete']} / {row['tuning_pruned']} / {row['tuning_failed']}",
+                    str(row["tuning_epochs"]),
+                    f"{row[f'best_tuning_{monitor}']:.4f}",
+                ]
+                if row["optimizer"] in tuned
                 else ["", "", ""]
+            )
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "Time per step: median over the steps after the first (forward, backward and optimizer step; "
         "no data loading or validation), averaged over seeds.",
         "Optimizer state: bytes of tensors in the optimizer's state after training."
-        + (" Peak CUDA memory: torch.cuda.max_memory_allocated over the run." if on_cuda else
-           " Runs were on CPU, where no peak-memory counter isolates one run; the state size is what differs "
-           "between optimizers."),
-        *([f"Tuning: every optimizer had the same trials, sampler, pruner and epochs per trial; tuning epochs "
-           "are the epochs trained over all its trials (pruned ones stop early). Its study is kept: "
-           + ", ".join(f"{name} in study {result.study_name!r}" for name, result in tuned.items()) + "."]
-          if tuned else []),
+        + (
+            " Peak CUDA memory: torch.cuda.max_memory_allocated over the run."
+            if on_cuda
+            else " Runs were on CPU, where no peak-memory counter isolates one run; the state size is what differs "
+            "between optimizers."
+        ),
+        *(
+            [
+                "Tuning: every optimizer had the same trials, sampler, pruner and epochs per trial; tuning epochs "
+                "are the epochs trained over all its trials (pruned ones stop early). Its study is kept: "
+                + ", ".join(f"{name} in study {result.study_name!r}" for name, result in tuned.items())
+                + "."
+            ]
+            if tuned
+            else []
+        ),
         "",
         "Options" + (" (each optimizer's best tuning trial)" if tuned else "") + ":",
         "",
@@ -195,5 +248,3 @@ def _write_csv(path: str, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
-
-

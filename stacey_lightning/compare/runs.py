@@ -29,8 +29,9 @@ import os
 import shutil
 import statistics
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -66,15 +67,17 @@ class StepClock(pl.Callback):
         self.device = trainer.strategy.root_device
 
     @override
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._synchronize()
         self.steps.append(trainer.global_step)
         self._started = time.perf_counter()
 
     @override
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._synchronize()
         self.durations.append(time.perf_counter() - self._started)
 
@@ -200,19 +203,41 @@ def compare(
     if tune_trials and config is not None:
         raise ValueError("config: give Stacey's config or tune it (tune_trials), not both")
     # Resolve every option before the first run, so a typo fails in seconds, not after an hour of training.
-    options = {name: _stacey_options(config, optimizer_options.get(name)) if name == STACEY
-               else baseline_options(name, optimizer_options.get(name)) for name in optimizers}
-    fixed_tasks = {name: _task_trial(task_params(config) if config is not None and not isinstance(config, StaceyConfig)
-                                     else {}) for name in optimizers}
+    options = {
+        name: _stacey_options(config, optimizer_options.get(name))
+        if name == STACEY
+        else baseline_options(name, optimizer_options.get(name))
+        for name in optimizers
+    }
+    fixed_tasks = {
+        name: _task_trial(task_params(config) if config is not None and not isinstance(config, StaceyConfig) else {})
+        for name in optimizers
+    }
     tuned: dict[str, Tuned] = {}
     if tune_trials:
-        tuned = tune_each(task, optimizers, n_trials=tune_trials, max_epochs=max_epochs, output_dir=output_dir,
-                          space=space, baseline_space=baseline_space, storage=storage, sampler=sampler, pruner=pruner,
-                          seed=tune_seed, monitor=monitor, trainer_kwargs=trainer_kwargs, task_options=task_options)
+        tuned = tune_each(
+            task,
+            optimizers,
+            n_trials=tune_trials,
+            max_epochs=max_epochs,
+            output_dir=output_dir,
+            space=space,
+            baseline_space=baseline_space,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            seed=tune_seed,
+            monitor=monitor,
+            trainer_kwargs=trainer_kwargs,
+            task_options=task_options,
+        )
         for name, result in tuned.items():
             overrides = optimizer_options.get(name)
-            options[name] = (_stacey_options(result.options, overrides) if name == STACEY
-                             else baseline_options(name, {**result.options, **(overrides or {})}))
+            options[name] = (
+                _stacey_options(result.options, overrides)
+                if name == STACEY
+                else baseline_options(name, {**result.options, **(overrides or {})})
+            )
             fixed_tasks[name] = _task_trial(result.task_params)
 
     output_dir = os.fspath(output_dir)
@@ -221,19 +246,35 @@ def compare(
     total = len(optimizers) * len(seed_list)
     for seed in seed_list:
         for name in optimizers:
-            result = _train(resolved.make, task_options, fixed_tasks[name], name, options[name], seed, max_epochs,
-                            monitor, tensorboard_dir, trainer_kwargs, geometry)
+            result = _train(
+                resolved.make,
+                task_options,
+                fixed_tasks[name],
+                name,
+                options[name],
+                seed,
+                max_epochs,
+                monitor,
+                tensorboard_dir,
+                trainer_kwargs,
+                geometry,
+            )
             runs.append(result)
             if progress:
-                progress(f"[{len(runs)}/{total}] {name} seed {seed}: {monitor} {result.final_metric:.4g}, "
-                         f"{result.seconds_per_step * 1e3:.3g} ms/step")
+                progress(
+                    f"[{len(runs)}/{total}] {name} seed {seed}: {monitor} {result.final_metric:.4g}, "
+                    f"{result.seconds_per_step * 1e3:.3g} ms/step"
+                )
 
-    curves = {name: [read_curves(r.run_dir, r.clock_steps, r.clock_elapsed, monitor) for r in runs
-                     if r.optimizer == name] for name in optimizers}
+    curves = {
+        name: [read_curves(r.run_dir, r.clock_steps, r.clock_elapsed, monitor) for r in runs if r.optimizer == name]
+        for name in optimizers
+    }
     figure = os.path.join(output_dir, "compare.png")
     plot(curves, monitor, figure)
-    markdown, table_csv, runs_csv = (os.path.join(output_dir, name) for name in ("compare.md", "compare.csv",
-                                                                                "runs.csv"))
+    markdown, table_csv, runs_csv = (
+        os.path.join(output_dir, name) for name in ("compare.md", "compare.csv", "runs.csv")
+    )
     write_tables(runs, optimizers, monitor, markdown, table_csv, runs_csv, tuned)
     return Comparison(monitor, runs, figure, markdown, table_csv, runs_csv, tuned)
 
@@ -258,9 +299,19 @@ def _task_trial(params: Mapping[str, Any]) -> Any:
     return optuna.trial.FixedTrial(dict(params))
 
 
-def _train(make: Callable, task_options: dict[str, Any], fixed_task: Any, name: str,
-           options: dict[str, Any] | None, seed: int, max_epochs: int, monitor: str, tensorboard_dir: str,
-           trainer_kwargs: dict[str, Any], geometry: bool) -> RunResult:
+def _train(
+    make: Callable,
+    task_options: dict[str, Any],
+    fixed_task: Any,
+    name: str,
+    options: dict[str, Any] | None,
+    seed: int,
+    max_epochs: int,
+    monitor: str,
+    tensorboard_dir: str,
+    trainer_kwargs: dict[str, Any],
+    geometry: bool,
+) -> RunResult:
     run_dir = os.path.join(tensorboard_dir, name, f"seed-{seed}")
     # A previous run under the same name would mix its events into this run's curves.
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -273,8 +324,7 @@ def _train(make: Callable, task_options: dict[str, Any], fixed_task: Any, name: 
 
         callbacks.append(StaceyMonitor(every_n_steps=10))
     logger = run.make_logger(tensorboard_dir, name, f"seed-{seed}")
-    trainer = run.make_trainer(max_epochs=max_epochs, logger=logger, callbacks=callbacks,
-                               trainer_kwargs=trainer_kwargs)
+    trainer = run.make_trainer(max_epochs=max_epochs, logger=logger, callbacks=callbacks, trainer_kwargs=trainer_kwargs)
     on_cuda = trainer.strategy.root_device.type == "cuda"
     if on_cuda:
         torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
@@ -282,17 +332,31 @@ def _train(make: Callable, task_options: dict[str, Any], fixed_task: Any, name: 
 
     final_metric = run.final_metric(trainer, monitor)
     if final_metric is None:
-        raise ValueError(f"monitor {monitor!r} was not logged by the task (logged: "
-                         f"{', '.join(sorted(trainer.callback_metrics)) or 'nothing'}); pass --monitor NAME")
-    run.log_final_hparams(logger, {"optimizer": name, "seed": seed, **options}, {f"hp/{monitor}": final_metric},
-                          step=trainer.global_step)
+        raise ValueError(
+            f"monitor {monitor!r} was not logged by the task (logged: "
+            f"{', '.join(sorted(trainer.callback_metrics)) or 'nothing'}); pass --monitor NAME"
+        )
+    run.log_final_hparams(
+        logger, {"optimizer": name, "seed": seed, **options}, {f"hp/{monitor}": final_metric}, step=trainer.global_step
+    )
     return RunResult(
-        optimizer=name, seed=seed, run_dir=logger.log_dir, final_metric=final_metric,
-        seconds_per_step=clock.seconds_per_step(), optimizer_state_bytes=_state_bytes(trainer.optimizers[0]),
+        optimizer=name,
+        seed=seed,
+        run_dir=logger.log_dir,
+        final_metric=final_metric,
+        seconds_per_step=clock.seconds_per_step(),
+        optimizer_state_bytes=_state_bytes(trainer.optimizers[0]),
         peak_cuda_bytes=torch.cuda.max_memory_allocated(trainer.strategy.root_device) if on_cuda else None,
-        options=options, clock_steps=np.asarray(clock.steps), clock_elapsed=clock.elapsed())
+        options=options,
+        clock_steps=np.asarray(clock.steps),
+        clock_elapsed=clock.elapsed(),
+    )
 
 
 def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    return sum(value.numel() * value.element_size() for state in optimizer.state.values()
-               for value in state.values() if isinstance(value, torch.Tensor))
+    return sum(
+        value.numel() * value.element_size()
+        for state in optimizer.state.values()
+        for value in state.values()
+        if isinstance(value, torch.Tensor)
+    )

@@ -10,9 +10,10 @@ resumes the studies instead of starting over.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from optuna.trial import TrialState
 
@@ -38,11 +39,23 @@ class Tuned:
     epochs: int  # epochs trained over all trials: the reports each trial made to the pruner
 
 
-def tune_each(task: str | Callable, optimizers: Sequence[str], *, n_trials: int, max_epochs: int,
-              output_dir: str | os.PathLike, space: Any = None, baseline_space: Any = None, storage: Any = None,
-              sampler: Any = None, pruner: Any = None, seed: int = 0, monitor: str | None = None,
-              trainer_kwargs: Mapping[str, Any] | None = None, task_options: Mapping[str, Any] | None = None,
-              ) -> dict[str, Tuned]:
+def tune_each(
+    task: str | Callable,
+    optimizers: Sequence[str],
+    *,
+    n_trials: int,
+    max_epochs: int,
+    output_dir: str | os.PathLike,
+    space: Any = None,
+    baseline_space: Any = None,
+    storage: Any = None,
+    sampler: Any = None,
+    pruner: Any = None,
+    seed: int = 0,
+    monitor: str | None = None,
+    trainer_kwargs: Mapping[str, Any] | None = None,
+    task_options: Mapping[str, Any] | None = None,
+) -> dict[str, Tuned]:
     """Tune every optimizer of ``optimizers`` with the same ``n_trials``; returns each one's result by name."""
     from stacey_lightning.tasks import resolve_task
     from stacey_lightning.tuner.study import tune
@@ -52,18 +65,33 @@ def tune_each(task: str | Callable, optimizers: Sequence[str], *, n_trials: int,
     name = resolve_task(task).name
     results = {}
     for optimizer in optimizers:
-        study = tune(task, space=space if optimizer == STACEY else baseline_space, n_trials=n_trials,
-                     storage=storage, study_name=f"{name}-{optimizer}", monitor=monitor, max_epochs=max_epochs,
-                     sampler=sampler, pruner=pruner, trainer_kwargs=trainer_kwargs,
-                     output_dir=output_dir / "tuning" / optimizer, seed=seed, task_options=task_options,
-                     optimizer=optimizer)
+        study = tune(
+            task,
+            space=space if optimizer == STACEY else baseline_space,
+            n_trials=n_trials,
+            storage=storage,
+            study_name=f"{name}-{optimizer}",
+            monitor=monitor,
+            max_epochs=max_epochs,
+            sampler=sampler,
+            pruner=pruner,
+            trainer_kwargs=trainer_kwargs,
+            output_dir=output_dir / "tuning" / optimizer,
+            seed=seed,
+            task_options=task_options,
+            optimizer=optimizer,
+        )
         trials = study.get_trials(deepcopy=False)
         best = study.best_trial
         results[optimizer] = Tuned(
-            optimizer=optimizer, study_name=study.study_name, options=dict(trial_options(best)),
-            task_params=dict(best.user_attrs.get(TASK_PARAMS, {})), best_value=best.value,
+            optimizer=optimizer,
+            study_name=study.study_name,
+            options=dict(trial_options(best)),
+            task_params=dict(best.user_attrs.get(TASK_PARAMS, {})),
+            best_value=best.value,
             complete=sum(t.state == TrialState.COMPLETE for t in trials),
             pruned=sum(t.state == TrialState.PRUNED for t in trials),
             failed=sum(t.state == TrialState.FAIL for t in trials),
-            epochs=sum(len(t.intermediate_values) for t in trials))
+            epochs=sum(len(t.intermediate_values) for t in trials),
+        )
     return results

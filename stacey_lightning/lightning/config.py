@@ -36,16 +36,26 @@ import importlib
 import inspect
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any
 
 import torch
 import yaml
 
 from stacey_lightning.optim.optimizer import check_hyperparameters
 
-__all__ = ["StaceyConfig", "HYPERPARAMETERS", "KINDS", "KIND_KEYS", "SCHEDULES", "TASK_SECTION", "ConfigSource",
-           "scheduler_class", "task_params"]
+__all__ = [
+    "StaceyConfig",
+    "HYPERPARAMETERS",
+    "KINDS",
+    "KIND_KEYS",
+    "SCHEDULES",
+    "TASK_SECTION",
+    "ConfigSource",
+    "scheduler_class",
+    "task_params",
+]
 
 KINDS = ("matrix", "conv", "embedding", "vector")
 KIND_KEYS = ("p", "lr_scale", "weight_decay")
@@ -188,13 +198,15 @@ class StaceyConfig:
             "weight_decay": self.weight_decay,
             "eps": self.eps,
             "variant": self.variant,
-            "kinds": {kind: {key: _yaml_float(value) for key, value in overrides.items()}
-                      for kind, overrides in self.kinds.items()},
+            "kinds": {
+                kind: {key: _yaml_float(value) for key, value in overrides.items()}
+                for kind, overrides in self.kinds.items()
+            },
             "schedule": copy.deepcopy(self.schedule),
         }
 
 
-ConfigSource = Union[StaceyConfig, Mapping[str, Any], str, os.PathLike]
+ConfigSource = StaceyConfig | Mapping[str, Any] | str | os.PathLike
 
 # Stacey's hyperparameters in the order the class lists them (what the mixin reads from saved
 # hyperparameters), and those that are numbers.
@@ -233,8 +245,9 @@ def _parse_kinds(kinds: Any, values: dict[str, Any]) -> dict[str, dict[str, floa
         if kind not in KINDS:
             raise ValueError(f"kinds: unknown kind {kind!r} (choose from {', '.join(KINDS)})")
         if not isinstance(overrides, Mapping):
-            raise ValueError(f"kinds.{kind}: expected a mapping with keys from {', '.join(KIND_KEYS)}, "
-                             f"got {overrides!r}")
+            raise ValueError(
+                f"kinds.{kind}: expected a mapping with keys from {', '.join(KIND_KEYS)}, got {overrides!r}"
+            )
         for key in overrides:
             if key not in KIND_KEYS:
                 raise ValueError(f"kinds.{kind}: unknown key {key!r} (allowed keys: {', '.join(KIND_KEYS)})")
@@ -265,8 +278,10 @@ def _parse_schedule(schedule: Any) -> dict[str, Any]:
     elif isinstance(name, str) and "." in name:
         _check_scheduler_class(name, options)
     else:
-        raise ValueError(f"schedule.name: {name!r} is neither one of {', '.join(SCHEDULES)} nor a scheduler "
-                         "class path such as torch.optim.lr_scheduler.StepLR")
+        raise ValueError(
+            f"schedule.name: {name!r} is neither one of {', '.join(SCHEDULES)} nor a scheduler "
+            "class path such as torch.optim.lr_scheduler.StepLR"
+        )
     return schedule
 
 
@@ -277,7 +292,10 @@ def _check_warmup_cosine(options: dict[str, Any]) -> None:
             raise ValueError(f"schedule: unknown key {key!r} for warmup_cosine (allowed keys: {', '.join(allowed)})")
     if "warmup_fraction" in options and "warmup_steps" in options:
         raise ValueError("schedule: give warmup_fraction or warmup_steps, not both")
-    if "warmup_fraction" in options and not 0.0 <= _as_float(options["warmup_fraction"], "schedule.warmup_fraction") <= 1.0:
+    if (
+        "warmup_fraction" in options
+        and not 0.0 <= _as_float(options["warmup_fraction"], "schedule.warmup_fraction") <= 1.0
+    ):
         raise ValueError(f"schedule.warmup_fraction: {options['warmup_fraction']!r} must be in [0, 1]")
     if "warmup_steps" in options:
         steps = options["warmup_steps"]

@@ -21,16 +21,19 @@ import inspect
 from typing import Any
 
 from stacey_lightning.lightning.config import HYPERPARAMETERS, ConfigSource, StaceyConfig
-from stacey_lightning.optim.optimizer import Stacey
 from stacey_lightning.lightning.param_groups import check_groups, param_groups
 from stacey_lightning.lightning.schedule import build_scheduler
+from stacey_lightning.optim.optimizer import Stacey
 
 __all__ = ["StaceyMixin", "OPTION_NAMES"]
 
 # Stacey's keyword-only options choose its behaviour or implementation; saved hyperparameters of these
 # names are passed through to the optimizer (its other arguments are the config's HYPERPARAMETERS).
-OPTION_NAMES = tuple(name for name, parameter in inspect.signature(Stacey).parameters.items()
-                     if parameter.kind == inspect.Parameter.KEYWORD_ONLY)
+OPTION_NAMES = tuple(
+    name
+    for name, parameter in inspect.signature(Stacey).parameters.items()
+    if parameter.kind == inspect.Parameter.KEYWORD_ONLY
+)
 
 
 class StaceyMixin:
@@ -46,8 +49,9 @@ class StaceyMixin:
     def stacey_config(self) -> StaceyConfig:
         """The config in use, resolved by precedence (set_stacey_config > hparams > defaults)."""
         # None in hparams means "not set", as for an optional __init__ argument.
-        saved = {key: value for key, value in self._stacey_hparams().items()
-                 if key in HYPERPARAMETERS and value is not None}
+        saved = {
+            key: value for key, value in self._stacey_hparams().items() if key in HYPERPARAMETERS and value is not None
+        }
         try:
             from_hparams = StaceyConfig.from_source(saved)
         except ValueError as error:
@@ -99,6 +103,8 @@ class StaceyMixin:
             return float("inf")
         trainer = getattr(self, "_trainer", None)
         if trainer is None:
-            raise ValueError("schedule warmup_cosine needs the Trainer's step count: build the optimizer inside "
-                             "Trainer.fit (configure_optimizers), not before")
+            raise ValueError(
+                "schedule warmup_cosine needs the Trainer's step count: build the optimizer inside "
+                "Trainer.fit (configure_optimizers), not before"
+            )
         return trainer.estimated_stepping_batches

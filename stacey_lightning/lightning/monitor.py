@@ -53,8 +53,10 @@ class StaceyMonitor(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not any(isinstance(optimizer, Stacey) for optimizer in trainer.optimizers):
-            raise ValueError("StaceyMonitor needs a Stacey optimizer: use StaceyMixin or return Stacey from "
-                             "configure_optimizers, or remove the callback")
+            raise ValueError(
+                "StaceyMonitor needs a Stacey optimizer: use StaceyMixin or return Stacey from "
+                "configure_optimizers, or remove the callback"
+            )
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         if trainer.global_step % self.every_n_steps or not trainer.is_global_zero or not isinstance(optimizer, Stacey):
@@ -64,16 +66,19 @@ class StaceyMonitor(Callback):
             params = [param for param in group["params"] if param.grad is not None]
             if not params:
                 continue
-            groups.append({
-                "group": group,
-                "params": params,
-                "before": [param.detach().clone() for param in params],
-                "grad_dual_norm": group_norm([param.grad.detach() for param in params], dual_exponent(group["p"])),
-            })
+            groups.append(
+                {
+                    "group": group,
+                    "params": params,
+                    "before": [param.detach().clone() for param in params],
+                    "grad_dual_norm": group_norm([param.grad.detach() for param in params], dual_exponent(group["p"])),
+                }
+            )
         self._pending = {"step": trainer.global_step, "optimizer": optimizer, "groups": groups}
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self._pending is None:
             return
         pending, self._pending = self._pending, None

@@ -14,7 +14,8 @@ even when FSDP1 has flattened it to one dimension), and from the number of dimen
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,8 +73,10 @@ def param_groups(
             seen.add(id(param))
             kind = kind_of(owner, param)
             if kind not in by_kind:
-                raise ValueError(f"kind_of returned {kind!r} for a parameter of {type(owner).__name__}; "
-                                 f"it must return one of {', '.join(KINDS)}")
+                raise ValueError(
+                    f"kind_of returned {kind!r} for a parameter of {type(owner).__name__}; "
+                    f"it must return one of {', '.join(KINDS)}"
+                )
             by_kind[kind].append(param)
     groups = []
     for kind, params in by_kind.items():
@@ -81,14 +84,16 @@ def param_groups(
             continue
         overrides = config.kinds.get(kind, {})
         default_weight_decay = 0.0 if kind == "vector" else config.weight_decay
-        groups.append({
-            "params": params,
-            "name": kind,  # LearningRateMonitor logs the group as lr-Stacey/<name>
-            "kind": kind,
-            "p": overrides.get("p", config.p),
-            "lr": config.lr * overrides.get("lr_scale", 1.0),
-            "weight_decay": overrides.get("weight_decay", default_weight_decay),
-        })
+        groups.append(
+            {
+                "params": params,
+                "name": kind,  # LearningRateMonitor logs the group as lr-Stacey/<name>
+                "kind": kind,
+                "p": overrides.get("p", config.p),
+                "lr": config.lr * overrides.get("lr_scale", 1.0),
+                "weight_decay": overrides.get("weight_decay", default_weight_decay),
+            }
+        )
     return groups
 
 
@@ -104,5 +109,7 @@ def check_groups(module: nn.Module, groups: list[dict[str, Any]]) -> None:
             continue
         found = count.get(id(param), 0)
         if found != 1:
-            raise ValueError(f"Parameter {name!r} is in {found} param groups; every trainable parameter must be "
-                             "in exactly one (check the grouping function)")
+            raise ValueError(
+                f"Parameter {name!r} is in {found} param groups; every trainable parameter must be "
+                "in exactly one (check the grouping function)"
+            )

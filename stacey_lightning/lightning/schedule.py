@@ -53,11 +53,15 @@ def build_scheduler(optimizer: Optimizer, schedule: dict[str, Any], total_steps:
         return None
     if name == "warmup_cosine":
         if not math.isfinite(total_steps):
-            raise ValueError("schedule warmup_cosine needs a finite number of optimizer steps: set max_epochs or "
-                             "max_steps on the Trainer")
+            raise ValueError(
+                "schedule warmup_cosine needs a finite number of optimizer steps: set max_epochs or "
+                "max_steps on the Trainer"
+            )
         total_steps = int(total_steps)
         warmup_steps = options.get("warmup_steps", round(options.get("warmup_fraction", 0.0) * total_steps))
-        scheduler = LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps, float(options.get("min_lr_ratio", 0.0))))
+        scheduler = LambdaLR(
+            optimizer, WarmupCosine(warmup_steps, total_steps, float(options.get("min_lr_ratio", 0.0)))
+        )
     else:
         scheduler = scheduler_class(name)(optimizer, **options)
     return {"scheduler": scheduler, "interval": "step", "frequency": 1}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -184,8 +184,18 @@ def stacey(
     """
     if fused and foreach:
         raise ValueError("Stacey: fused=True and foreach=True are mutually exclusive; choose one")
-    hyperparameters = dict(lr=lr, p=p, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
-                           eps=eps, variant=variant, maximize=maximize)
+    hyperparameters = dict(
+        lr=lr,
+        p=p,
+        alpha=alpha,
+        tau=tau,
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=weight_decay,
+        eps=eps,
+        variant=variant,
+        maximize=maximize,
+    )
     if fused is None and foreach is None:
         fused = _fused_by_default(params)
     if fused:

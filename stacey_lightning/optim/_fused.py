@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import types
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from stacey_lightning.optim._functional import (_multi_tensor_stacey, direction, direction_kind,
-                                                group_by_device_and_dtype, signed_power)
+from stacey_lightning.optim._functional import (
+    _multi_tensor_stacey,
+    direction,
+    direction_kind,
+    group_by_device_and_dtype,
+    signed_power,
+)
 
 try:
     from torch.distributed.tensor import DTensor as _DTENSOR
@@ -63,8 +68,9 @@ def _kernel_body(variant: str, kind: str) -> Callable:
 def _own_code(function: Callable, name: str) -> Callable:
     """``function`` with a code object of its own. dynamo caches compiled graphs per code object,
     with a small recompile limit: closures made by one factory would share one budget."""
-    return types.FunctionType(function.__code__.replace(co_name=name), function.__globals__, name,
-                              function.__defaults__, function.__closure__)
+    return types.FunctionType(
+        function.__code__.replace(co_name=name), function.__globals__, name, function.__defaults__, function.__closure__
+    )
 
 
 class _FusedRuntime:
@@ -102,8 +108,12 @@ class _FusedRuntime:
                 for x, g, z, m in zip(xs, gs, zs, ms):
                     body(x, g, z, m, *hyperparameters)
 
-            self.kernels[key] = torch.compile(_own_code(list_kernel, f"stacey_list_{variant}_{kind}"), dynamic=False,
-                                              fullgraph=True, options=self.cuda_compile_options)
+            self.kernels[key] = torch.compile(
+                _own_code(list_kernel, f"stacey_list_{variant}_{kind}"),
+                dynamic=False,
+                fullgraph=True,
+                options=self.cuda_compile_options,
+            )
         return self.kernels[key]
 
     def disable(self, error: Exception) -> None:
@@ -111,15 +121,20 @@ class _FusedRuntime:
         warnings.warn(
             "Stacey could not compile its fused step and falls back to the foreach path for the rest "
             f"of this process (pass foreach=True to silence this). Reason: {self.disabled_reason}",
-            RuntimeWarning, stacklevel=5)
+            RuntimeWarning,
+            stacklevel=5,
+        )
 
     def warn_recompile_limit_once(self, error: Exception) -> None:
         if self._recompile_limit_warned:
             return
         self._recompile_limit_warned = True
-        warnings.warn("Stacey's fused step reached torch.compile's recompile limit for new parameter lists; those "
-                      f"lists take the foreach path (raise torch._dynamo.config.recompile_limit to avoid it). {error}",
-                      RuntimeWarning, stacklevel=5)
+        warnings.warn(
+            "Stacey's fused step reached torch.compile's recompile limit for new parameter lists; those "
+            f"lists take the foreach path (raise torch._dynamo.config.recompile_limit to avoid it). {error}",
+            RuntimeWarning,
+            stacklevel=5,
+        )
 
 
 RUNTIME = _FusedRuntime()
@@ -175,8 +190,15 @@ def fused_stacey(
                 RUNTIME.disable(error)
             else:
                 RUNTIME.warn_recompile_limit_once(error)
-            _multi_tensor_stacey([xs[i] for i in pending], [gs[i] for i in pending], [zs_[i] for i in pending],
-                                 [ms_[i] for i in pending], variant=variant, maximize=maximize, **hyper)
+            _multi_tensor_stacey(
+                [xs[i] for i in pending],
+                [gs[i] for i in pending],
+                [zs_[i] for i in pending],
+                [ms_[i] for i in pending],
+                variant=variant,
+                maximize=maximize,
+                **hyper,
+            )
 
 
 def _fused_on_cpu(kernel, xs, gs, zs, ms, scalars, pending: list[int]) -> None:
@@ -186,8 +208,9 @@ def _fused_on_cpu(kernel, xs, gs, zs, ms, scalars, pending: list[int]) -> None:
         kernel(*flat, *scalars)
         sizes = [xs[i].numel() for i in small]
         for tensors, packed in ((xs, flat[0]), (zs, flat[2]), (ms, flat[3])):
-            torch._foreach_copy_([tensors[i] for i in small],
-                                 [part.view_as(tensors[i]) for i, part in zip(small, packed.split(sizes))])
+            torch._foreach_copy_(
+                [tensors[i] for i in small], [part.view_as(tensors[i]) for i, part in zip(small, packed.split(sizes))]
+            )
         pending[:] = [i for i in pending if i not in set(small)]
     for i in list(pending):
         x = xs[i]

@@ -4,7 +4,8 @@ the compiled path in _fused."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch.optim import Optimizer
@@ -40,8 +41,10 @@ def check_hyperparameters(group: dict[str, Any]) -> None:
     if group["variant"] not in VARIANTS:
         raise ValueError(f"Invalid variant: {group['variant']!r} (choose one of {', '.join(VARIANTS)})")
     if group["variant"] == "pp" and p == math.inf:
-        raise ValueError("Invalid p: inf with variant='pp' (the (1/p)||.||_p^p mirror map needs a finite p; "
-                         "use variant='p2' for p = inf)")
+        raise ValueError(
+            "Invalid p: inf with variant='pp' (the (1/p)||.||_p^p mirror map needs a finite p; "
+            "use variant='p2' for p = inf)"
+        )
     if group["fused"] and group["foreach"]:
         raise ValueError("Invalid fused/foreach: fused=True and foreach=True are mutually exclusive")
 
@@ -101,8 +104,19 @@ class Stacey(Optimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
-        defaults = dict(lr=lr, p=p, alpha=alpha, tau=tau, betas=tuple(betas), weight_decay=weight_decay, eps=eps,
-                        variant=variant, maximize=maximize, foreach=foreach, fused=fused)
+        defaults = dict(
+            lr=lr,
+            p=p,
+            alpha=alpha,
+            tau=tau,
+            betas=tuple(betas),
+            weight_decay=weight_decay,
+            eps=eps,
+            variant=variant,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+        )
         check_hyperparameters(defaults)
         super().__init__(params, defaults)
 
@@ -114,8 +128,10 @@ class Stacey(Optimizer):
         check_hyperparameters(group)
         for param in group["params"]:
             if torch.is_complex(param):
-                raise ValueError("Stacey does not support complex parameters: pass torch.view_as_real(param) "
-                                 "as a real parameter instead")
+                raise ValueError(
+                    "Stacey does not support complex parameters: pass torch.view_as_real(param) "
+                    "as a real parameter instead"
+                )
         group.setdefault("initial_lr_for_alpha", group["lr"])
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -138,8 +154,9 @@ class Stacey(Optimizer):
             if param.grad is None:
                 continue
             if param.grad.is_sparse:
-                raise RuntimeError("Stacey does not support sparse gradients (e.g. nn.Embedding(sparse=True)); "
-                                   "use dense gradients")
+                raise RuntimeError(
+                    "Stacey does not support sparse gradients (e.g. nn.Embedding(sparse=True)); use dense gradients"
+                )
             state = self.state[param]
             if not state:
                 # Contiguous whatever the parameter's layout, so the fused path can flatten them.
@@ -168,9 +185,17 @@ class Stacey(Optimizer):
                 grads,
                 zs,
                 ms,
-                lr=group["lr"], p=group["p"], alpha=self._dual_step(group), tau=group["tau"],
-                beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                variant=group["variant"], maximize=group["maximize"],
-                foreach=group["foreach"], fused=group["fused"],
+                lr=group["lr"],
+                p=group["p"],
+                alpha=self._dual_step(group),
+                tau=group["tau"],
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                variant=group["variant"],
+                maximize=group["maximize"],
+                foreach=group["foreach"],
+                fused=group["fused"],
             )
         return loss

@@ -14,8 +14,9 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,17 @@ def resolve_task(task: str | Callable) -> Task:
         module_name, attribute, monitor, direction, space = _BUILTIN[task]
         return Task(task, getattr(importlib.import_module(module_name), attribute), monitor, direction, space)
     if ":" not in task:
-        raise ValueError(f"Unknown task {task!r}: use a built-in name ({', '.join(BUILTIN_TASKS)}) "
-                         "or 'package.module:callable'")
+        raise ValueError(
+            f"Unknown task {task!r}: use a built-in name ({', '.join(BUILTIN_TASKS)}) or 'package.module:callable'"
+        )
     module_name, _, attribute = task.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"Task {task!r}: cannot import module {module_name!r} ({error}); run from the folder "
-                         "that holds it, or put that folder on PYTHONPATH") from None
+        raise ValueError(
+            f"Task {task!r}: cannot import module {module_name!r} ({error}); run from the folder "
+            "that holds it, or put that folder on PYTHONPATH"
+        ) from None
     make = getattr(module, attribute, None)
     if not callable(make):
         raise ValueError(f"Task {task!r}: module {module_name!r} has no callable {attribute!r}")
@@ -81,8 +85,11 @@ def _check_names(task: str, make: Callable, options: dict[str, Any]) -> None:
     parameters = inspect.signature(make).parameters  # follows functools.wraps to the undecorated make
     if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
-    known = [name for name, p in parameters.items()
-             if name not in _PASSED_BY_THE_TOOLS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    known = [
+        name
+        for name, p in parameters.items()
+        if name not in _PASSED_BY_THE_TOOLS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     unknown = sorted(set(options) - set(parameters))
     if unknown:
         takes = f"its options: {', '.join(known)}" if known else "it takes none"

@@ -27,13 +27,23 @@ from stacey_lightning.lightning.mixin import StaceyMixin
 from stacey_lightning.tasks import build_seeded, named_options
 from stacey_lightning.tasks.digits import EpochShuffle
 
-__all__ = ["DEFAULT_DATA_DIR", "CIFAR10_FILES", "LR", "P", "resnet18_32x32", "CIFAR10Module", "CIFAR10DataModule", "make_cifar10"]
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "CIFAR10_FILES",
+    "LR",
+    "P",
+    "resnet18_32x32",
+    "CIFAR10Module",
+    "CIFAR10DataModule",
+    "make_cifar10",
+]
 
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "stacey-lightning" / "cifar10"
 # What torchvision's CIFAR10 reads, below data_dir.
-CIFAR10_FILES = tuple(f"cifar-10-batches-py/{name}" for name in
-                      ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
-                       "test_batch"))
+CIFAR10_FILES = tuple(
+    f"cifar-10-batches-py/{name}"
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
+)
 # Per-channel mean and standard deviation of the CIFAR-10 training images.
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -54,8 +64,15 @@ class CIFAR10DataModule(pl.LightningDataModule):
     Batches are (images float32 (batch, 3, 32, 32) normalised, labels int64 (batch,)).
     """
 
-    def __init__(self, data_dir: str | Path | None = None, download: bool = False, smoke: bool = False,
-                 batch_size: int = 128, num_workers: int = 2, seed: int = 0):
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        download: bool = False,
+        smoke: bool = False,
+        batch_size: int = 128,
+        num_workers: int = 2,
+        seed: int = 0,
+    ):
         super().__init__()
         self.data_dir = Path(data_dir).expanduser() if data_dir is not None else DEFAULT_DATA_DIR
         self.download = download
@@ -67,13 +84,17 @@ class CIFAR10DataModule(pl.LightningDataModule):
     def _check_present(self) -> None:
         missing = [name for name in CIFAR10_FILES if not (self.data_dir / name).is_file()]
         if missing:
-            what = ("no cifar-10-batches-py folder" if len(missing) == len(CIFAR10_FILES)
-                    else f"missing {', '.join(missing)}")
+            what = (
+                "no cifar-10-batches-py folder"
+                if len(missing) == len(CIFAR10_FILES)
+                else f"missing {', '.join(missing)}"
+            )
             raise FileNotFoundError(
                 f"CIFAR-10 is not in data_dir={str(self.data_dir)!r} ({what}). "
                 "To download it (about 170 MB, needs network), pass download=True "
                 "(on the command line: --task-option download=true); or point data_dir at a folder that "
-                "already holds cifar-10-batches-py (--task-option data_dir=/path/to/folder).")
+                "already holds cifar-10-batches-py (--task-option data_dir=/path/to/folder)."
+            )
 
     def prepare_data(self) -> None:
         # Runs once per machine, before setup on every process: the one place to download.
@@ -81,6 +102,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
             return
         if self.download:
             from torchvision.datasets import CIFAR10
+
             for train in (True, False):
                 CIFAR10(self.data_dir, train=train, download=True)
         self._check_present()
@@ -89,13 +111,17 @@ class CIFAR10DataModule(pl.LightningDataModule):
         if self.smoke:
             generator = torch.Generator().manual_seed(self.seed)
             self.train_set, self.val_set = (
-                TensorDataset(torch.randn(count, 3, 32, 32, generator=generator),
-                              torch.randint(0, 10, (count,), generator=generator))
-                for count in (SMOKE_TRAIN_IMAGES, SMOKE_VAL_IMAGES))
+                TensorDataset(
+                    torch.randn(count, 3, 32, 32, generator=generator),
+                    torch.randint(0, 10, (count,), generator=generator),
+                )
+                for count in (SMOKE_TRAIN_IMAGES, SMOKE_VAL_IMAGES)
+            )
             return
         self._check_present()
         from torchvision import transforms
         from torchvision.datasets import CIFAR10
+
         normalize = [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
         augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
         self.train_set = CIFAR10(self.data_dir, train=True, transform=transforms.Compose(augment + normalize))
@@ -104,13 +130,21 @@ class CIFAR10DataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # The order depends on (seed, epoch) only: trials with one seed see the same batches, and a
         # run resumed from a checkpoint sees the batches an uninterrupted run would.
-        return DataLoader(self.train_set, batch_size=self.batch_size,
-                          sampler=EpochShuffle(len(self.train_set), self.seed),
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=EpochShuffle(len(self.train_set), self.seed),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.val_set,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
 
 def resnet18_32x32(num_classes: int = 10) -> nn.Module:
@@ -168,9 +202,18 @@ class CIFAR10Module(StaceyMixin, pl.LightningModule):
 
 
 @named_options("cifar10")
-def make_cifar10(trial=None, data_dir: str | Path | None = None, download: bool = False, smoke: bool = False,
-                 batch_size: int = 128, num_workers: int = 2, seed: int = 0, lr: float = LR, p: float = P,
-                 foreach: bool | None = None):
+def make_cifar10(
+    trial=None,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    smoke: bool = False,
+    batch_size: int = 128,
+    num_workers: int = 2,
+    seed: int = 0,
+    lr: float = LR,
+    p: float = P,
+    foreach: bool | None = None,
+):
     """Build the ``cifar10`` task: (CIFAR10Module, CIFAR10DataModule). Monitor "val_acc", maximize.
 
     trial: accepted for the task contract; cifar10 suggests no hyperparameters of its own.
@@ -181,5 +224,6 @@ def make_cifar10(trial=None, data_dir: str | Path | None = None, download: bool 
     lr, p, foreach: passed to CIFAR10Module.
     """
     module = build_seeded(seed, lambda: CIFAR10Module(lr=lr, p=p, foreach=foreach))
-    return module, CIFAR10DataModule(data_dir=data_dir, download=download, smoke=smoke,
-                                     batch_size=batch_size, num_workers=num_workers, seed=seed)
+    return module, CIFAR10DataModule(
+        data_dir=data_dir, download=download, smoke=smoke, batch_size=batch_size, num_workers=num_workers, seed=seed
+    )

@@ -8,7 +8,7 @@ Logs ``train_loss`` (every step) and, per validation epoch, ``val_loss`` and ``v
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import lightning.pytorch as pl
 import numpy as np
@@ -110,16 +110,27 @@ class DigitsDataModule(pl.LightningDataModule):
         self.val_set = TensorDataset(standardised[validation], labels[validation])
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size,
-                          sampler=EpochShuffle(len(self.train_set), self.seed), num_workers=0)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=EpochShuffle(len(self.train_set), self.seed),
+            num_workers=0,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=0)
 
 
 @named_options("digits")
-def make_digits(trial=None, hidden: int = 128, batch_size: int = 32, seed: int = 0, lr: float = 0.03,
-                p: float = 4.0, foreach: bool | None = None) -> tuple[DigitsModule, DigitsDataModule]:
+def make_digits(
+    trial=None,
+    hidden: int = 128,
+    batch_size: int = 32,
+    seed: int = 0,
+    lr: float = 0.03,
+    p: float = 4.0,
+    foreach: bool | None = None,
+) -> tuple[DigitsModule, DigitsDataModule]:
     """Build the ``digits`` task: (DigitsModule, DigitsDataModule). Monitor "val_acc", maximize.
 
     trial: accepted for the task contract; digits suggests no hyperparameters of its own.

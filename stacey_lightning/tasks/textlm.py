@@ -30,20 +30,41 @@ from stacey_lightning.lightning.mixin import StaceyMixin
 from stacey_lightning.tasks import build_seeded, named_options
 from stacey_lightning.tasks.digits import EpochShuffle
 
-__all__ = ["STDLIB_FILES", "SIZES", "VOCABULARY_SIZE", "VALIDATION_FRACTION", "load_stdlib_text",
-           "split_text", "LR", "P", "TextLMModule", "TextLMDataModule", "make_textlm"]
+__all__ = [
+    "STDLIB_FILES",
+    "SIZES",
+    "VOCABULARY_SIZE",
+    "VALIDATION_FRACTION",
+    "load_stdlib_text",
+    "split_text",
+    "LR",
+    "P",
+    "TextLMModule",
+    "TextLMDataModule",
+    "make_textlm",
+]
 
 # Ten pure-Python modules of varied style (parsers, numerics, text, iteration helpers) that exist
 # on CPython 3.10 to 3.13 and are not scheduled for removal. About 410 KB in total on 3.11.
-STDLIB_FILES = ("argparse.py", "calendar.py", "csv.py", "difflib.py", "fractions.py", "functools.py",
-                "heapq.py", "random.py", "statistics.py", "textwrap.py")
+STDLIB_FILES = (
+    "argparse.py",
+    "calendar.py",
+    "csv.py",
+    "difflib.py",
+    "fractions.py",
+    "functools.py",
+    "heapq.py",
+    "random.py",
+    "statistics.py",
+    "textwrap.py",
+)
 
 VOCABULARY_SIZE = 256
 # Default Stacey step and geometry. The paper found p around 3 best for language models. At p = 3,
 # 150 steps of the small model (constant lr, Python 3.11) reached bits per character 3.71 / 3.42 /
-# 3.19 / 2.80 / 4.37 on the first 10 validation batches at lr 0.01 / 0.03 / 0.1 / 0.3 / 1.0. With gradients of order 1e-3 per coordinate, the step
-# direction s(c) ~ sign(c) |c|^(1/2) is of order 0.03, far below Adam's order-1 normalised steps:
-# hence an lr far above Adam's.
+# 3.19 / 2.80 / 4.37 on the first 10 validation batches at lr 0.01 / 0.03 / 0.1 / 0.3 / 1.0. With
+# gradients of order 1e-3 per coordinate, the step direction s(c) ~ sign(c) |c|^(1/2) is of order 0.03,
+# far below Adam's order-1 normalised steps: hence an lr far above Adam's.
 LR = 0.3
 P = 3.0
 VALIDATION_FRACTION = 0.1
@@ -71,24 +92,27 @@ def load_stdlib_text(max_chars: int | None = None) -> tuple[torch.Tensor, torch.
     each file before splitting, so that small smoke runs still draw on every file.
     """
     if max_chars is not None and max_chars < len(STDLIB_FILES) * 20:
-        raise ValueError(f"Invalid max_chars: {max_chars!r} (needs at least {len(STDLIB_FILES) * 20}, "
-                         f"20 bytes from each of the {len(STDLIB_FILES)} files)")
+        raise ValueError(
+            f"Invalid max_chars: {max_chars!r} (needs at least {len(STDLIB_FILES) * 20}, "
+            f"20 bytes from each of the {len(STDLIB_FILES)} files)"
+        )
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     training, validation = [], []
     for name in STDLIB_FILES:
         path = stdlib / name
         if not path.is_file():
-            raise FileNotFoundError(f"textlm needs the standard library source file {path}, which this "
-                                    "Python installation lacks (some minimal or embedded builds ship only "
-                                    ".pyc files); use a full CPython installation")
+            raise FileNotFoundError(
+                f"textlm needs the standard library source file {path}, which this "
+                "Python installation lacks (some minimal or embedded builds ship only "
+                ".pyc files); use a full CPython installation"
+            )
         text = path.read_bytes()
         if max_chars is not None:
-            text = text[:max_chars // len(STDLIB_FILES)]
+            text = text[: max_chars // len(STDLIB_FILES)]
         head, tail = split_text(text)
         training.append(head)
         validation.append(tail)
-    return tuple(torch.frombuffer(bytearray(b"".join(parts)), dtype=torch.uint8)
-                 for parts in (training, validation))
+    return tuple(torch.frombuffer(bytearray(b"".join(parts)), dtype=torch.uint8) for parts in (training, validation))
 
 
 class _Windows(Dataset):
@@ -97,8 +121,9 @@ class _Windows(Dataset):
 
     def __init__(self, stream: torch.Tensor, context: int):
         if len(stream) < context + 1:
-            raise ValueError(f"Invalid context: {context} (the text has only {len(stream)} bytes; "
-                             "lower context or raise max_chars)")
+            raise ValueError(
+                f"Invalid context: {context} (the text has only {len(stream)} bytes; lower context or raise max_chars)"
+            )
         self.stream = stream
         self.context = context
 
@@ -107,7 +132,7 @@ class _Windows(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         start = index * self.context
-        window = self.stream[start:start + self.context + 1].long()
+        window = self.stream[start : start + self.context + 1].long()
         return window[:-1], window[1:]
 
 
@@ -132,8 +157,9 @@ class TextLMDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # The order depends on (seed, epoch) only: trials with one seed see the same batches, and a
         # run resumed from a checkpoint sees the batches an uninterrupted run would.
-        return DataLoader(self.train_set, batch_size=self.batch_size,
-                          sampler=EpochShuffle(len(self.train_set), self.seed))
+        return DataLoader(
+            self.train_set, batch_size=self.batch_size, sampler=EpochShuffle(len(self.train_set), self.seed)
+        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size)
@@ -150,15 +176,20 @@ class _Block(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.projection = nn.Linear(width, width)
         self.mlp_norm = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width),
-                                 nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width), nn.Dropout(dropout)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, width = x.shape
-        q, k, v = (self.qkv(self.attention_norm(x))
-                   .view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4))
-        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                  dropout_p=self.dropout if self.training else 0.0)
+        q, k, v = (
+            self.qkv(self.attention_norm(x))
+            .view(batch, length, 3, self.heads, width // self.heads)
+            .permute(2, 0, 3, 1, 4)
+        )
+        attended = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
         x = x + self.projection(attended.transpose(1, 2).reshape(batch, length, width))
         return x + self.mlp(self.mlp_norm(x))
 
@@ -180,8 +211,17 @@ class TextLMModule(StaceyMixin, pl.LightningModule):
         foreach: passed to Stacey; True skips the compiled kernel (no compile time). Default None.
     """
 
-    def __init__(self, context: int = 64, width: int = 128, depth: int = 2, heads: int = 4,
-                 dropout: float = 0.0, lr: float = LR, p: float = P, foreach: bool | None = None):
+    def __init__(
+        self,
+        context: int = 64,
+        width: int = 128,
+        depth: int = 2,
+        heads: int = 4,
+        dropout: float = 0.0,
+        lr: float = LR,
+        p: float = P,
+        foreach: bool | None = None,
+    ):
         super().__init__()
         if width % heads:
             raise ValueError(f"Invalid heads: {heads} (must divide width={width})")
@@ -220,10 +260,21 @@ class TextLMModule(StaceyMixin, pl.LightningModule):
 
 
 @named_options("textlm")
-def make_textlm(trial=None, size: str = "small", context: int = 64, batch_size: int = 32,
-                max_chars: int | None = None, seed: int = 0, width: int | None = None, depth: int | None = None,
-                heads: int | None = None, dropout: float | None = None, lr: float = LR, p: float = P,
-                foreach: bool | None = None):
+def make_textlm(
+    trial=None,
+    size: str = "small",
+    context: int = 64,
+    batch_size: int = 32,
+    max_chars: int | None = None,
+    seed: int = 0,
+    width: int | None = None,
+    depth: int | None = None,
+    heads: int | None = None,
+    dropout: float | None = None,
+    lr: float = LR,
+    p: float = P,
+    foreach: bool | None = None,
+):
     """Build the ``textlm`` task: (TextLMModule, TextLMDataModule). Monitor "val_bpc", minimize.
 
     trial: accepted for the task contract; textlm suggests no hyperparameters of its own.
@@ -235,7 +286,13 @@ def make_textlm(trial=None, size: str = "small", context: int = 64, batch_size: 
     """
     if size not in SIZES:
         raise ValueError(f"Invalid size: {size!r} (choose one of {', '.join(SIZES)})")
-    shape = {**SIZES[size], **{key: value for key, value in dict(width=width, depth=depth, heads=heads,
-                                                                 dropout=dropout).items() if value is not None}}
+    shape = {
+        **SIZES[size],
+        **{
+            key: value
+            for key, value in dict(width=width, depth=depth, heads=heads, dropout=dropout).items()
+            if value is not None
+        },
+    }
     module = build_seeded(seed, lambda: TextLMModule(context=context, lr=lr, p=p, foreach=foreach, **shape))
     return module, TextLMDataModule(context=context, batch_size=batch_size, max_chars=max_chars, seed=seed)

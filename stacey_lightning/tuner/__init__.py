@@ -14,15 +14,34 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["tune", "SearchSpace", "BaselineSpace", "SearchSpaceError", "StaceyPruning", "summary_table",
-           "mask_password", "StorageError", "TooManyFailures", "NoTrialSucceeded", "HEARTBEAT_INTERVAL_S",
-           "HEARTBEAT_GRACE_S"]
+__all__ = [
+    "tune",
+    "SearchSpace",
+    "BaselineSpace",
+    "SearchSpaceError",
+    "StaceyPruning",
+    "summary_table",
+    "mask_password",
+    "StorageError",
+    "TooManyFailures",
+    "NoTrialSucceeded",
+    "HEARTBEAT_INTERVAL_S",
+    "HEARTBEAT_GRACE_S",
+]
 
 _EXPORTS = {
-    "tune": "study", "NoTrialSucceeded": "study", "SearchSpace": "search_space", "BaselineSpace": "baseline_space",
-    "SearchSpaceError": "distributions", "StaceyPruning": "pruning", "summary_table": "outputs",
-    "mask_password": "storage", "StorageError": "storage", "HEARTBEAT_INTERVAL_S": "storage",
-    "HEARTBEAT_GRACE_S": "storage", "TooManyFailures": "workers",
+    "tune": "study",
+    "NoTrialSucceeded": "study",
+    "SearchSpace": "search_space",
+    "BaselineSpace": "baseline_space",
+    "SearchSpaceError": "distributions",
+    "StaceyPruning": "pruning",
+    "summary_table": "outputs",
+    "mask_password": "storage",
+    "StorageError": "storage",
+    "HEARTBEAT_INTERVAL_S": "storage",
+    "HEARTBEAT_GRACE_S": "storage",
+    "TooManyFailures": "workers",
 }
 
 

@@ -10,9 +10,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Settings", "CONFIG", "OPTIMIZER_OPTIONS", "TASK_PARAMS", "HOSTNAME", "PID", "RETRY_OF", "FAIL_REASON",
-           "TRACEBACK", "STOP_REASON", "ANCHOR", "SURPLUS", "DDP_KEY", "DDP_RUN", "STUDY_OPTIMIZER",
-           "ANCHORS_ENQUEUED", "DDP_DONE_PREFIX", "SAMPLERS", "PRUNERS", "DEFAULT_SAMPLER", "DEFAULT_PRUNER"]
+__all__ = [
+    "Settings",
+    "CONFIG",
+    "OPTIMIZER_OPTIONS",
+    "TASK_PARAMS",
+    "HOSTNAME",
+    "PID",
+    "RETRY_OF",
+    "FAIL_REASON",
+    "TRACEBACK",
+    "STOP_REASON",
+    "ANCHOR",
+    "SURPLUS",
+    "DDP_KEY",
+    "DDP_RUN",
+    "STUDY_OPTIMIZER",
+    "ANCHORS_ENQUEUED",
+    "DDP_DONE_PREFIX",
+    "SAMPLERS",
+    "PRUNERS",
+    "DEFAULT_SAMPLER",
+    "DEFAULT_PRUNER",
+]
 
 CONFIG = "stacey_config"  # a Stacey trial's config, StaceyConfig.to_dict()
 OPTIMIZER_OPTIONS = "optimizer_options"  # a baseline trial's optimizer keyword arguments

@@ -16,10 +16,11 @@ at both ends of every range, before any trial runs. Trial parameter names are th
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from stacey_lightning.baselines import baseline_options, optimizer_class
-from stacey_lightning.tuner.distributions import Distribution, SearchSpaceError, SpaceParser
+from stacey_lightning.tuner.distributions import SearchSpaceError, SpaceParser
 from stacey_lightning.tuner.search_space import load_yaml
 
 __all__ = ["BaselineSpace"]
@@ -35,8 +36,9 @@ class BaselineSpace(SpaceParser):
         self._check_options()
 
     @classmethod
-    def load(cls, optimizer: str, space: str | os.PathLike | Mapping[str, Any] | BaselineSpace | None = None
-             ) -> BaselineSpace:
+    def load(
+        cls, optimizer: str, space: str | os.PathLike | Mapping[str, Any] | BaselineSpace | None = None
+    ) -> BaselineSpace:
         """The space of ``optimizer``'s options: ``space`` (a YAML path or mapping, holding either
         that optimizer's entry among others or its arguments alone), by default its entry in the
         ``baselines`` preset. Raises SearchSpaceError naming the file and key."""
@@ -49,12 +51,16 @@ class BaselineSpace(SpaceParser):
         if optimizer in spec:
             spec = spec[optimizer]
             if not isinstance(spec, Mapping):
-                raise SearchSpaceError(f"{source}: {optimizer}: expected a mapping of option to distribution, "
-                                       f"got {spec!r}")
-        elif space is None or any(isinstance(value, Mapping) and "distribution" not in value
-                                  for value in spec.values()):
-            raise SearchSpaceError(f"{source}: no search space for {optimizer!r} (it has "
-                                   f"{', '.join(map(str, spec))}); give one in a YAML file of your own")
+                raise SearchSpaceError(
+                    f"{source}: {optimizer}: expected a mapping of option to distribution, got {spec!r}"
+                )
+        elif space is None or any(
+            isinstance(value, Mapping) and "distribution" not in value for value in spec.values()
+        ):
+            raise SearchSpaceError(
+                f"{source}: no search space for {optimizer!r} (it has "
+                f"{', '.join(map(str, spec))}); give one in a YAML file of your own"
+            )
         return cls(optimizer, spec, source)
 
     def suggest(self, trial) -> dict[str, Any]:
@@ -86,5 +92,6 @@ class BaselineSpace(SpaceParser):
             try:
                 cls([torch.nn.Parameter(torch.zeros(1))], **ends)
             except Exception as error:  # optimizers refuse values with ValueError, some with assert
-                raise SearchSpaceError(f"{self.source}: {self.optimizer}: {cls.__name__} refuses {ends}: "
-                                       f"{type(error).__name__}: {error}") from None
+                raise SearchSpaceError(
+                    f"{self.source}: {self.optimizer}: {cls.__name__} refuses {ends}: {type(error).__name__}: {error}"
+                ) from None

@@ -45,7 +45,9 @@ def _group() -> str:
     sets STACEY_TUNE_GROUP before its first fit and the children inherit it.
     """
     if "TORCHELASTIC_RUN_ID" in os.environ:
-        return "torchrun-" + "-".join(os.environ.get(k, "") for k in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT"))
+        return "torchrun-" + "-".join(
+            os.environ.get(k, "") for k in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT")
+        )
     return os.environ.setdefault("STACEY_TUNE_GROUP", uuid.uuid4().hex)
 
 
@@ -91,8 +93,14 @@ def follow_rank_zero(storage: Any, study_name: str, call: int, train: Any) -> op
         study = study or _wait_for_study(storage, study_name, parent)
         if study.user_attrs.get(DDP_DONE_PREFIX + key) == run:
             return study
-        trial = next((t for t in study.get_trials(deepcopy=False)
-                      if t.user_attrs.get(DDP_KEY) == key and t.user_attrs.get(DDP_RUN) == run), None)
+        trial = next(
+            (
+                t
+                for t in study.get_trials(deepcopy=False)
+                if t.user_attrs.get(DDP_KEY) == key and t.user_attrs.get(DDP_RUN) == run
+            ),
+            None,
+        )
         if trial is None:
             _check_parent(parent)
             time.sleep(_POLL_S)

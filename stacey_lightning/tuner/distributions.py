@@ -12,8 +12,9 @@ In a YAML space, each hyperparameter's value is a distribution, or a plain value
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = ["Distribution", "DISTRIBUTIONS", "SearchSpaceError", "SpaceParser", "r_name"]
 
@@ -64,7 +65,6 @@ def r_name(name: str) -> str:
     return name[:-1] + "r" if name.endswith("p") else "r"
 
 
-
 class SpaceParser:
     """Reads distributions from a space's spec, with errors that name the space's file and the key.
 
@@ -78,8 +78,9 @@ class SpaceParser:
     def error(self, key: str, message: str) -> SearchSpaceError:
         return SearchSpaceError(f"{self.source}: {key}: {message}")
 
-    def distribution(self, key: str, spec: Any, check: Callable[[str, Any], Any], p_exponent: bool = False
-                     ) -> Distribution:
+    def distribution(
+        self, key: str, spec: Any, check: Callable[[str, Any], Any], p_exponent: bool = False
+    ) -> Distribution:
         """Parse ``spec`` (a distribution mapping or a plain value); ``p_exponent`` allows that kind."""
         if not isinstance(spec, Mapping):
             spec = {"distribution": "fixed", "value": spec}
@@ -89,8 +90,9 @@ class SpaceParser:
         allowed = {"fixed": {"value"}, "categorical": {"choices"}}.get(kind, {"low", "high"})
         for field in spec:
             if field != "distribution" and field not in allowed:
-                raise self.error(key, f"unknown field {field!r} for a {kind} distribution "
-                                      f"(allowed: {', '.join(sorted(allowed))})")
+                raise self.error(
+                    key, f"unknown field {field!r} for a {kind} distribution (allowed: {', '.join(sorted(allowed))})"
+                )
         for field in allowed:
             if field not in spec:
                 raise self.error(key, f"a {kind} distribution needs {field!r}")
@@ -103,13 +105,19 @@ class SpaceParser:
             return Distribution(kind, choices=tuple(self._checked(key, c, check) for c in choices))
         low, high = (self.number(f"{key}.{end}", spec[end]) for end in ("low", "high"))
         if not low < high:
-            raise self.error(key, f"empty or inverted range [{low}, {high}] (need low < high; "
-                                  "use {distribution: fixed, value: V} for a single value)")
+            raise self.error(
+                key,
+                f"empty or inverted range [{low}, {high}] (need low < high; "
+                "use {distribution: fixed, value: V} for a single value)",
+            )
         if kind == "p_exponent" and not p_exponent:
             raise self.error(key, "p_exponent is only for p")
         if kind == "log_uniform" and low <= 0:
-            raise self.error(key, f"a log_uniform range must be above 0, got low = {low} "
-                                  "(use uniform, or a small positive low such as 1e-6)")
+            raise self.error(
+                key,
+                f"a log_uniform range must be above 0, got low = {low} "
+                "(use uniform, or a small positive low such as 1e-6)",
+            )
         if kind != "p_exponent" and high == math.inf:
             raise self.error(key, "high must be finite (only p_exponent reaches p = inf)")
         for end in (low, high):

@@ -11,8 +11,9 @@ import contextlib
 import logging
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import optuna
 import yaml
@@ -88,8 +89,9 @@ def write_best(study: optuna.Study, output_dir: Path, monitor: str) -> Path | No
     path = output_dir / "best.yaml"
     header = f"# best trial #{best.number} of study {study.study_name!r}: {monitor} = {best.value:.6g}\n"
     path.write_text(header + yaml.safe_dump(content, sort_keys=False))
-    print(f"[stacey-tune] best trial #{best.number}: {monitor} = {best.value:.4g}; config written to {path}",
-          flush=True)
+    print(
+        f"[stacey-tune] best trial #{best.number}: {monitor} = {best.value:.4g}; config written to {path}", flush=True
+    )
     return path
 
 
@@ -101,8 +103,11 @@ def summary_table(study: optuna.Study, monitor: str, top: int = 5) -> str:
     and the metric.
     """
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS)]
-    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value,
-                      reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+    complete = sorted(
+        (t for t in trials if t.state == TrialState.COMPLETE),
+        key=lambda t: t.value,
+        reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE,
+    )
     rows = {t.number: _row(t) for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
     keys: list[str] = []
     for row in rows.values():

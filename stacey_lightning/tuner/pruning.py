@@ -13,7 +13,8 @@ process (``ddp_spawn``).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -47,16 +48,20 @@ class StaceyPruning(Callback):
         self._reports = 0
 
     @override
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if not self.check_loss or self.stop_reason is not None:
             return
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         nonfinite = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all())
         # Any rank's non-finite loss stops every rank (the reduction is a collective all ranks enter).
         if trainer.strategy.reduce_boolean_decision(nonfinite, all=False):
-            self._stop(trainer, _NONFINITE, f"non-finite training loss at epoch {trainer.current_epoch}, "
-                                            f"step {trainer.global_step}")
+            self._stop(
+                trainer,
+                _NONFINITE,
+                f"non-finite training loss at epoch {trainer.current_epoch}, step {trainer.global_step}",
+            )
 
     @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -76,8 +81,10 @@ class StaceyPruning(Callback):
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             logged = ", ".join(sorted(trainer.callback_metrics)) or "none"
-            return _MISSING, (f"StaceyPruning: monitor {self.monitor!r} was not logged (logged metrics: {logged}); "
-                              "log it with self.log in validation_step or pass another monitor")
+            return _MISSING, (
+                f"StaceyPruning: monitor {self.monitor!r} was not logged (logged metrics: {logged}); "
+                "log it with self.log in validation_step or pass another monitor"
+            )
         value = float(value)
         epoch = trainer.current_epoch
         if not math.isfinite(value):

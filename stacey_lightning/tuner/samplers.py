@@ -55,20 +55,22 @@ def _class_at(path: str, base: type, what: str) -> type:
         raise ValueError(f"{what}: cannot import {path!r} ({error})") from None
     if not (inspect.isclass(found) and issubclass(found, base)):
         names = SAMPLERS if what == "sampler" else PRUNERS
-        raise ValueError(f"{what}: {path!r} is neither one of {', '.join(names)} nor the class path of an "
-                         f"{base.__module__}.{base.__name__} subclass")
+        raise ValueError(
+            f"{what}: {path!r} is neither one of {', '.join(names)} nor the class path of an "
+            f"{base.__module__}.{base.__name__} subclass"
+        )
     return found
 
 
 def check_choice(choice: Any, what: str) -> None:
     """Raise a ValueError naming ``what`` ("sampler" or "pruner") if ``choice`` names nothing buildable."""
-    names, base = (SAMPLERS, optuna.samplers.BaseSampler) if what == "sampler" else (PRUNERS,
-                                                                                    optuna.pruners.BasePruner)
+    names, base = (SAMPLERS, optuna.samplers.BaseSampler) if what == "sampler" else (PRUNERS, optuna.pruners.BasePruner)
     if choice is None or isinstance(choice, base) or choice in names:
         return
     if not isinstance(choice, str):
-        raise ValueError(f"{what}: expected a name ({', '.join(names)}), a class path or an optuna object, "
-                         f"got {choice!r}")
+        raise ValueError(
+            f"{what}: expected a name ({', '.join(names)}), a class path or an optuna object, got {choice!r}"
+        )
     _class_at(choice, base, what)
 
 

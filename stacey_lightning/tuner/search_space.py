@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -46,8 +47,9 @@ def load_yaml(space: str | os.PathLike) -> tuple[Mapping[str, Any], str]:
 
     path = preset_path(str(space)) if str(space) in PRESETS else Path(space)
     if not path.is_file():
-        raise SearchSpaceError(f"Search space {str(space)!r} is neither a preset ({', '.join(PRESETS)}) "
-                               "nor an existing YAML file")
+        raise SearchSpaceError(
+            f"Search space {str(space)!r} is neither a preset ({', '.join(PRESETS)}) nor an existing YAML file"
+        )
     try:
         spec = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
@@ -98,8 +100,11 @@ class SearchSpace(SpaceParser):
 
     def param_names(self) -> set[str]:
         """The names of the trial parameters this space samples (p appears as r)."""
-        return {r_name(name) if distribution.kind == "p_exponent" else name
-                for name, distribution in self.distributions.items() if distribution.kind != "fixed"}
+        return {
+            r_name(name) if distribution.kind == "p_exponent" else name
+            for name, distribution in self.distributions.items()
+            if distribution.kind != "fixed"
+        }
 
     def p_names(self) -> list[str]:
         """Names of the p values the space sets ("p", "kinds.matrix.p", ...)."""
@@ -182,5 +187,7 @@ class SearchSpace(SpaceParser):
             return
         for name in self.p_names():
             if math.inf in self.distributions[name].extremes():
-                raise self.error(name, "can reach p = inf, which the pp variant cannot use: "
-                                       "give p a finite high or drop pp from variant")
+                raise self.error(
+                    name,
+                    "can reach p = inf, which the pp variant cannot use: give p a finite high or drop pp from variant",
+                )

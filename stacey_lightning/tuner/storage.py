@@ -30,9 +30,23 @@ from optuna.trial import FrozenTrial, TrialState
 from stacey_lightning.tuner.attributes import FAIL_REASON, HOSTNAME, PID, RETRY_OF, STUDY_OPTIMIZER, SURPLUS, Settings
 from stacey_lightning.tuner.samplers import make_pruner, make_sampler
 
-__all__ = ["StorageError", "mask_password", "describe", "open_storage", "open_study", "dashboard_hint", "journal_path",
-           "Heartbeat", "requeue", "fail_dead_trials", "finished", "study_is_full", "is_surplus",
-           "HEARTBEAT_INTERVAL_S", "HEARTBEAT_GRACE_S"]
+__all__ = [
+    "StorageError",
+    "mask_password",
+    "describe",
+    "open_storage",
+    "open_study",
+    "dashboard_hint",
+    "journal_path",
+    "Heartbeat",
+    "requeue",
+    "fail_dead_trials",
+    "finished",
+    "study_is_full",
+    "is_surplus",
+    "HEARTBEAT_INTERVAL_S",
+    "HEARTBEAT_GRACE_S",
+]
 
 HEARTBEAT_INTERVAL_S = 30
 HEARTBEAT_GRACE_S = 120
@@ -64,7 +78,7 @@ def describe(storage: Any) -> str:
 
 def journal_path(storage: str) -> str | None:
     """The file of a ``journal:PATH`` storage, else None."""
-    return storage[len(_JOURNAL):].removeprefix("//") if storage.startswith(_JOURNAL) else None
+    return storage[len(_JOURNAL) :].removeprefix("//") if storage.startswith(_JOURNAL) else None
 
 
 def dashboard_hint(storage: str) -> str:
@@ -90,13 +104,20 @@ def open_storage(storage: Any) -> optuna.storages.BaseStorage:
             raise StorageError(f"storage {shown}: the folder of {path!r} does not exist; create it or fix the path")
         return optuna.storages.JournalStorage(JournalFileBackend(path))
     if "://" not in storage:
-        raise StorageError(f"storage {shown!r} is not a database URL (sqlite:///file.db, "
-                           "postgresql://user:password@host/db) nor journal:PATH")
+        raise StorageError(
+            f"storage {shown!r} is not a database URL (sqlite:///file.db, "
+            "postgresql://user:password@host/db) nor journal:PATH"
+        )
     url = _with_installed_postgres_driver(storage)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                                          grace_period=HEARTBEAT_GRACE_S, heartbeat_stale_trial_callback=requeue)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            grace_period=HEARTBEAT_GRACE_S,
+            heartbeat_stale_trial_callback=requeue,
+        )
     except Exception as error:  # any driver, URL or connection error becomes one line
         raise StorageError(f"cannot open storage {shown}: {_cause(error, storage, shown)}") from None
 
@@ -117,11 +138,12 @@ def _cause(error: Exception, url: str, shown: str) -> str:
 
 
 def _with_installed_postgres_driver(url: str) -> str:
-    """SQLAlchemy 2.1 maps postgresql:// to psycopg (3); use psycopg2 (our `postgres` extra) when only it is installed."""
+    """SQLAlchemy 2.1 maps postgresql:// to psycopg (3); use psycopg2 (our `postgres` extra) when only it is
+    installed."""
     if not url.startswith("postgresql://"):
         return url
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+        return "postgresql+psycopg2://" + url[len("postgresql://") :]
     return url
 
 
@@ -137,17 +159,26 @@ def open_study(settings: Settings, worker_index: int) -> optuna.Study:
     offset = existing.n_trials if existing is not None else 0
     sampler = make_sampler(settings.sampler, settings.seed + 7919 * worker_index + offset, settings.n_trials)
     pruner = make_pruner(settings.pruner, settings.max_epochs, settings.n_trials)
-    study = optuna.create_study(storage=storage, study_name=settings.study_name, direction=settings.direction,
-                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=settings.study_name,
+        direction=settings.direction,
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
     if study.direction.name.lower() != settings.direction:
-        raise ValueError(f"direction: study {settings.study_name!r} already exists with direction "
-                         f"{study.direction.name.lower()}, not {settings.direction}; use another study name")
+        raise ValueError(
+            f"direction: study {settings.study_name!r} already exists with direction "
+            f"{study.direction.name.lower()}, not {settings.direction}; use another study name"
+        )
     tuned = study.user_attrs.get(STUDY_OPTIMIZER)
     if tuned is None:
         study.set_user_attr(STUDY_OPTIMIZER, settings.optimizer)
     elif tuned != settings.optimizer:
-        raise ValueError(f"study {settings.study_name!r} already tunes {tuned}, not {settings.optimizer}; "
-                         "use another study name")
+        raise ValueError(
+            f"study {settings.study_name!r} already tunes {tuned}, not {settings.optimizer}; use another study name"
+        )
     return study
 
 
@@ -199,8 +230,9 @@ def fail_dead_trials(study: optuna.Study) -> None:
         pid = trial.user_attrs.get(PID)
         if trial.user_attrs.get(HOSTNAME) != host or pid is None or _process_alive(pid):
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON,
-                                           f"worker process {pid} on {host} died while the trial was running")
+        study._storage.set_trial_user_attr(
+            trial._trial_id, FAIL_REASON, f"worker process {pid} on {host} died while the trial was running"
+        )
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         requeue(study, trial)
         print(f"[stacey-tune] trial {trial.number}: its worker (pid {pid}) died; failed and re-queued", flush=True)
@@ -214,8 +246,12 @@ def finished(trials: list[FrozenTrial]) -> int:
 
 def _holds_a_place(trial: FrozenTrial) -> bool:
     """Finished, running or waiting to run, and not surplus: one of the study's n_trials places."""
-    return (trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-            and not trial.user_attrs.get(SURPLUS))
+    return trial.state in (
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+        TrialState.RUNNING,
+        TrialState.WAITING,
+    ) and not trial.user_attrs.get(SURPLUS)
 
 
 def study_is_full(trials: list[FrozenTrial], n_trials: int) -> bool:

@@ -6,8 +6,9 @@ against dead workers. This module is the orchestration only; each step lives in 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -114,29 +115,48 @@ def tune(
         loaded = BaselineSpace.load(optimizer, space)
     output_dir = Path(output_dir)
     settings = Settings(
-        task=task, optimizer=optimizer, space=loaded, n_trials=n_trials, timeout=timeout,
+        task=task,
+        optimizer=optimizer,
+        space=loaded,
+        n_trials=n_trials,
+        timeout=timeout,
         storage=storage if storage is not None else f"sqlite:///{output_dir.resolve()}/optuna.db",
         study_name=study_name or (resolved.name if optimizer == STACEY else f"{resolved.name}-{optimizer}"),
-        monitor=monitor or resolved.monitor, direction=direction, max_epochs=max_epochs, sampler=sampler,
-        pruner=pruner, trainer_kwargs=dict(trainer_kwargs or {}), output_dir=output_dir, seed=seed,
-        task_options=task_options, max_consecutive_failures=max_consecutive_failures, geometry=geometry)
+        monitor=monitor or resolved.monitor,
+        direction=direction,
+        max_epochs=max_epochs,
+        sampler=sampler,
+        pruner=pruner,
+        trainer_kwargs=dict(trainer_kwargs or {}),
+        output_dir=output_dir,
+        seed=seed,
+        task_options=task_options,
+        max_consecutive_failures=max_consecutive_failures,
+        geometry=geometry,
+    )
     with outputs.quiet_libraries():
         if ddp.is_follower_rank():
-            return ddp.follow_rank_zero(open_storage(settings.storage), settings.study_name, call,
-                                        lambda frozen: train_as_follower(settings, resolved.make, frozen))
+            return ddp.follow_rank_zero(
+                open_storage(settings.storage),
+                settings.study_name,
+                call,
+                lambda frozen: train_as_follower(settings, resolved.make, frozen),
+            )
         output_dir.mkdir(parents=True, exist_ok=True)
         study = open_study(settings, worker_index=0)
-        print(f"[stacey-tune] study {settings.study_name!r} ({optimizer}) in {describe(settings.storage)}: "
-              f"{finished(study.get_trials(deepcopy=False))} of {n_trials} trials finished, "
-              f"monitor {settings.monitor} ({direction})", flush=True)
+        print(
+            f"[stacey-tune] study {settings.study_name!r} ({optimizer}) in {describe(settings.storage)}: "
+            f"{finished(study.get_trials(deepcopy=False))} of {n_trials} trials finished, "
+            f"monitor {settings.monitor} ({direction})",
+            flush=True,
+        )
         if workers == 1:
             interrupted = Worker(settings, call).run()
         else:
             interrupted = run_worker_processes(settings, workers, call)
         study = open_study(settings, worker_index=0)
         if interrupted:
-            print("[stacey-tune] interrupted: every finished trial is kept; run the same command to resume",
-                  flush=True)
+            print("[stacey-tune] interrupted: every finished trial is kept; run the same command to resume", flush=True)
         outputs.write_best(study, output_dir, settings.monitor)
         print(outputs.summary_table(study, settings.monitor), flush=True)
     if interrupted:
@@ -151,4 +171,3 @@ def _check_some_trial_succeeded(study: optuna.Study) -> None:
     if failed and not finished(trials):
         reason = failed[-1].user_attrs.get(FAIL_REASON, "no reason recorded")
         raise NoTrialSucceeded(f"all {len(failed)} trials failed; the last one (trial {failed[-1].number}): {reason}")
-

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import math
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from stacey_lightning import run
-from stacey_lightning.tuner.attributes import (CONFIG, FAIL_REASON, OPTIMIZER_OPTIONS, STOP_REASON, TASK_PARAMS,
-                                               TRACEBACK, Settings)
+from stacey_lightning.tuner.attributes import (
+    CONFIG,
+    FAIL_REASON,
+    OPTIMIZER_OPTIONS,
+    STOP_REASON,
+    TASK_PARAMS,
+    TRACEBACK,
+    Settings,
+)
 from stacey_lightning.tuner.ddp import RankZero
 from stacey_lightning.tuner.pruning import StaceyPruning
 from stacey_lightning.tuner.storage import Heartbeat, requeue
@@ -63,8 +71,9 @@ def _logger(settings: Settings, number: int) -> Any:
     return run.make_logger(str(settings.output_dir / "tensorboard"), settings.study_name, f"trial-{number}")
 
 
-def run_trial(settings: Settings, study: optuna.Study, trial: optuna.Trial, make: Callable,
-              rank_zero: RankZero) -> Outcome:
+def run_trial(
+    settings: Settings, study: optuna.Study, trial: optuna.Trial, make: Callable, rank_zero: RankZero
+) -> Outcome:
     """Train ``trial`` and tell ``study`` how it ended. Ctrl-C fails the trial, re-queues its parameters
     and raises KeyboardInterrupt again."""
     logger = None
@@ -78,8 +87,12 @@ def run_trial(settings: Settings, study: optuna.Study, trial: optuna.Trial, make
                 trial.set_user_attr(TASK_PARAMS, own)
             run.use_optimizer(module, settings.optimizer, options)
             logger = _logger(settings, trial.number)
-            trainer = run.make_trainer(max_epochs=settings.max_epochs, logger=logger,
-                                       callbacks=_callbacks(settings, trial), trainer_kwargs=settings.trainer_kwargs)
+            trainer = run.make_trainer(
+                max_epochs=settings.max_epochs,
+                logger=logger,
+                callbacks=_callbacks(settings, trial),
+                trainer_kwargs=settings.trainer_kwargs,
+            )
             rank_zero.announce(trial, trainer)
             run.fit(trainer, module, datamodule, settings.seed)
             value = run.final_metric(trainer, settings.monitor)
@@ -101,9 +114,12 @@ def run_trial(settings: Settings, study: optuna.Study, trial: optuna.Trial, make
         study.tell(trial, state=TrialState.PRUNED)
         return Outcome(TrialState.PRUNED, value, stop_reason)
     if value is None or not math.isfinite(value):
-        reason = (f"monitor {settings.monitor!r} was never logged (logged: "
-                  f"{', '.join(sorted(trainer.callback_metrics)) or 'nothing'}); pass the metric the task logs"
-                  if value is None else f"final {settings.monitor} is {value}")
+        reason = (
+            f"monitor {settings.monitor!r} was never logged (logged: "
+            f"{', '.join(sorted(trainer.callback_metrics)) or 'nothing'}); pass the metric the task logs"
+            if value is None
+            else f"final {settings.monitor} is {value}"
+        )
         _fail(study, trial, reason)
         _record(logger, settings, trial, TrialState.FAIL, None)
         return Outcome(TrialState.FAIL, reason=reason)
@@ -117,8 +133,12 @@ def train_as_follower(settings: Settings, make: Callable, frozen: optuna.trial.F
     fixed = optuna.trial.FixedTrial(frozen.params, frozen.number)
     module, datamodule = run.build(make, seed=settings.seed, options=settings.task_options, trial=fixed)
     run.use_optimizer(module, settings.optimizer, trial_options(frozen))
-    trainer = run.make_trainer(max_epochs=settings.max_epochs, logger=_logger(settings, frozen.number),
-                               callbacks=_callbacks(settings, None), trainer_kwargs=settings.trainer_kwargs)
+    trainer = run.make_trainer(
+        max_epochs=settings.max_epochs,
+        logger=_logger(settings, frozen.number),
+        callbacks=_callbacks(settings, None),
+        trainer_kwargs=settings.trainer_kwargs,
+    )
     run.fit(trainer, module, datamodule, settings.seed)
 
 

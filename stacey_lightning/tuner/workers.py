@@ -52,8 +52,10 @@ class Worker:
                 print(outputs.progress_line(self.study, trial.number, outcome, settings), flush=True)
                 failures = failures + 1 if outcome.state == TrialState.FAIL else 0
                 if failures >= settings.max_consecutive_failures:
-                    raise TooManyFailures(f"stopping: {failures} trials in a row failed; the last one (trial "
-                                          f"{trial.number}) failed with {outcome.reason}")
+                    raise TooManyFailures(
+                        f"stopping: {failures} trials in a row failed; the last one (trial "
+                        f"{trial.number}) failed with {outcome.reason}"
+                    )
         except KeyboardInterrupt:
             return True
         finally:
@@ -104,8 +106,14 @@ def _worker_process(settings: Settings, call: int) -> None:
 def run_worker_processes(settings: Settings, workers: int, call: int) -> bool:
     """Run ``workers`` worker processes to the end; returns True if interrupted by Ctrl-C."""
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker_process, args=(replace(settings, worker_index=index), call),
-                                 name=f"stacey-tune-worker-{index}") for index in range(workers)]
+    processes = [
+        context.Process(
+            target=_worker_process,
+            args=(replace(settings, worker_index=index), call),
+            name=f"stacey-tune-worker-{index}",
+        )
+        for index in range(workers)
+    ]
     for process in processes:
         process.start()
     interrupted = False
@@ -121,6 +129,8 @@ def run_worker_processes(settings: Settings, workers: int, call: int) -> bool:
             process.join()
     failed = [p for p in processes if p.exitcode not in (0, None)]
     if failed and not interrupted:
-        raise TooManyFailures(f"{len(failed)} of {workers} workers stopped with an error "
-                              f"(exit codes {[p.exitcode for p in failed]}); see their messages above")
+        raise TooManyFailures(
+            f"{len(failed)} of {workers} workers stopped with an error "
+            f"(exit codes {[p.exitcode for p in failed]}); see their messages above"
+        )
     return interrupted

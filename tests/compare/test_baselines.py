@@ -20,12 +20,15 @@ def test_names_resolve_to_classes_with_their_defaults():
     assert baseline_options("torch.optim.RAdam") == {}
 
 
-@pytest.mark.parametrize("name, message", [
-    ("adamz", "Unknown optimizer 'adamz'"),
-    ("torch.optim.Nothing", "not a torch.optim.Optimizer"),
-    ("torch.nn.Linear", "not a torch.optim.Optimizer"),
-    ("no_such_module.Optimizer", "cannot import module 'no_such_module'"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("adamz", "Unknown optimizer 'adamz'"),
+        ("torch.optim.Nothing", "not a torch.optim.Optimizer"),
+        ("torch.nn.Linear", "not a torch.optim.Optimizer"),
+        ("no_such_module.Optimizer", "cannot import module 'no_such_module'"),
+    ],
+)
 def test_bad_names_say_what_is_accepted(name, message):
     with pytest.raises(ValueError, match=message):
         optimizer_class(name)

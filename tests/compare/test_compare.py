@@ -24,11 +24,16 @@ DIGITS_PARAMETERS = 64 * 128 + 128 + 128 * 10 + 10
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    return compare("digits", OPTIMIZERS, seeds=len(SEEDS), max_epochs=1,
-                   output_dir=tmp_path_factory.mktemp("compare"),
-                   trainer_kwargs={"limit_train_batches": BATCHES, "limit_val_batches": 3},
-                   optimizer_options={"stacey": {"p": 3.0}, "adamw": {"lr": 1e-3}},
-                   task_options={"foreach": True})  # Stacey without torch.compile: no compile time
+    return compare(
+        "digits",
+        OPTIMIZERS,
+        seeds=len(SEEDS),
+        max_epochs=1,
+        output_dir=tmp_path_factory.mktemp("compare"),
+        trainer_kwargs={"limit_train_batches": BATCHES, "limit_val_batches": 3},
+        optimizer_options={"stacey": {"p": 3.0}, "adamw": {"lr": 1e-3}},
+        task_options={"foreach": True},
+    )  # Stacey without torch.compile: no compile time
 
 
 def _events(run_dir):
@@ -49,7 +54,7 @@ def test_every_optimizer_and_seed_has_a_run_with_its_curves(comparison):
         loss = _values(events, "train_loss")
         assert [step for step, _ in loss] == list(range(BATCHES))
         assert all(math.isfinite(value) for _, value in loss)
-        (step, val_acc), = _values(events, "val_acc")
+        ((step, val_acc),) = _values(events, "val_acc")
         assert step == BATCHES - 1
         assert val_acc == pytest.approx(run.final_metric)
         assert 0.0 <= val_acc <= 1.0
@@ -115,16 +120,19 @@ def test_clock_elapsed_grows_with_steps(comparison):
         assert np.all(np.diff(run.clock_elapsed) > 0)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"optimizers": ("stacey", "adamz")}, "adamz"),
-    ({"optimizers": ("sgd",), "optimizer_options": {"sgd": {"momentun": 0.9}}}, "momentun"),
-    ({"optimizers": ("adamw",), "optimizer_options": {"lion": {"lr": 1e-4}}}, "lion"),
-    ({"optimizers": ("stacey",), "optimizer_options": {"stacey": {"p": 0.5}}}, "p"),
-    ({"optimizers": ("torch.optim.NoSuchThing",)}, "torch.optim.NoSuchThing"),
-    ({"optimizers": ("sgd", "sgd")}, "twice"),
-    ({"seeds": 0}, "seeds"),
-    ({"trainer_kwargs": {"logger": False}}, "logger"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"optimizers": ("stacey", "adamz")}, "adamz"),
+        ({"optimizers": ("sgd",), "optimizer_options": {"sgd": {"momentun": 0.9}}}, "momentun"),
+        ({"optimizers": ("adamw",), "optimizer_options": {"lion": {"lr": 1e-4}}}, "lion"),
+        ({"optimizers": ("stacey",), "optimizer_options": {"stacey": {"p": 0.5}}}, "p"),
+        ({"optimizers": ("torch.optim.NoSuchThing",)}, "torch.optim.NoSuchThing"),
+        ({"optimizers": ("sgd", "sgd")}, "twice"),
+        ({"seeds": 0}, "seeds"),
+        ({"trainer_kwargs": {"logger": False}}, "logger"),
+    ],
+)
 def test_bad_arguments_fail_before_training(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         compare("digits", output_dir=tmp_path, **kwargs)
@@ -133,15 +141,21 @@ def test_bad_arguments_fail_before_training(tmp_path, kwargs, message):
 
 def test_unlogged_monitor_names_the_logged_metrics(tmp_path):
     with pytest.raises(ValueError, match="val_bpc.*val_acc"):
-        compare("digits", ("sgd",), seeds=1, max_epochs=1, monitor="val_bpc", output_dir=tmp_path,
-                trainer_kwargs={"limit_train_batches": 2, "limit_val_batches": 1})
+        compare(
+            "digits",
+            ("sgd",),
+            seeds=1,
+            max_epochs=1,
+            monitor="val_bpc",
+            output_dir=tmp_path,
+            trainer_kwargs={"limit_train_batches": 2, "limit_val_batches": 1},
+        )
 
 
 def test_parse_setting_reads_numbers_and_names_bad_input():
     assert _parse_setting("adamw.lr=1e-3", ["adamw"]) == ("adamw", "lr", 1e-3)
     assert _parse_setting("stacey.p=inf", ["stacey"])[2] == math.inf
-    assert _parse_setting("torch.optim.SGD.nesterov=true", ["torch.optim.SGD"]) == ("torch.optim.SGD", "nesterov",
-                                                                                    True)
+    assert _parse_setting("torch.optim.SGD.nesterov=true", ["torch.optim.SGD"]) == ("torch.optim.SGD", "nesterov", True)
     with pytest.raises(ValueError, match="OPTIMIZER.KEY=VALUE"):
         _parse_setting("lr=1e-3", ["adamw"])
     with pytest.raises(ValueError, match="not among"):
@@ -149,15 +163,34 @@ def test_parse_setting_reads_numbers_and_names_bad_input():
 
 
 def test_cli_reports_bad_input_with_exit_status_2(tmp_path, capsys):
-    assert compare_main(["--task", "digits", "--optimizers", "sgd", "--set", "adamw.lr=1", "--output",
-                         str(tmp_path)]) == 2
+    assert (
+        compare_main(["--task", "digits", "--optimizers", "sgd", "--set", "adamw.lr=1", "--output", str(tmp_path)]) == 2
+    )
     assert "adamw" in capsys.readouterr().err
 
 
 def test_cli_end_to_end_with_one_seed(tmp_path, capsys):
-    assert compare_main(["--task", "digits", "--optimizers", "sgd,torch.optim.RAdam", "--seeds", "1",
-                         "--max-epochs", "1", "--task-option", "hidden=8", "--set", "torch.optim.RAdam.lr=0.01",
-                         "--output", str(tmp_path)]) == 0
+    assert (
+        compare_main(
+            [
+                "--task",
+                "digits",
+                "--optimizers",
+                "sgd,torch.optim.RAdam",
+                "--seeds",
+                "1",
+                "--max-epochs",
+                "1",
+                "--task-option",
+                "hidden=8",
+                "--set",
+                "torch.optim.RAdam.lr=0.01",
+                "--output",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith(("| sgd |", "| torch.optim.RAdam |"))]
     assert len(rows) == 2 and all("±" not in row for row in rows)  # no std of a single seed

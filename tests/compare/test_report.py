@@ -27,8 +27,12 @@ def _objective(trial: optuna.Trial) -> float:
 
 def _study(path, name: str, n_trials: int) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=f"sqlite:///{path}", study_name=name, direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        storage=f"sqlite:///{path}",
+        study_name=name,
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
     study.optimize(_objective, n_trials=n_trials, catch=(RuntimeError,))
     return study
 
@@ -110,8 +114,9 @@ def test_a_journal_file_storage_is_read_like_the_tuner_writes_it(tmp_path):
     from optuna.storages.journal import JournalFileBackend
 
     storage = optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "study.log")))
-    optuna.create_study(storage=storage, study_name="journal").optimize(lambda trial: trial.suggest_float("r", 0, 1),
-                                                                        n_trials=2)
+    optuna.create_study(storage=storage, study_name="journal").optimize(
+        lambda trial: trial.suggest_float("r", 0, 1), n_trials=2
+    )
     written = report(f"journal:{tmp_path / 'study.log'}", output_dir=tmp_path / "out")
     assert "# Study `journal`" in open(written["summary"]).read() and "history.png" in written
     with pytest.raises(ValueError, match="No storage file"):

@@ -52,17 +52,29 @@ def train(devices: int = 1, max_epochs: int = 2, **trainer_options) -> tuple[Reg
     """Fit with the same global batch whatever the number of devices."""
     pl.seed_everything(0)
     module = Regression()
-    trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
-                         max_epochs=max_epochs, deterministic=True, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
-                         **trainer_options)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        max_epochs=max_epochs,
+        deterministic=True,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        **trainer_options,
+    )
     trainer.fit(module)
     return module, trainer
 
 
 def saved_state(module: Regression, trainer: pl.Trainer) -> dict:
-    return {"params": {name: tensor.clone() for name, tensor in module.state_dict().items()},
-            "optimizer": trainer.optimizers[0].state_dict(), "global_step": trainer.global_step}
+    return {
+        "params": {name: tensor.clone() for name, tensor in module.state_dict().items()},
+        "optimizer": trainer.optimizers[0].state_dict(),
+        "global_step": trainer.global_step,
+    }
 
 
 def main() -> None:

@@ -7,8 +7,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from stacey_lightning import StaceyMixin
 
-TRAINER_OPTIONS = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                       enable_model_summary=False, accelerator="cpu")
+TRAINER_OPTIONS = dict(
+    logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu"
+)
 
 
 class Regression(StaceyMixin, pl.LightningModule):

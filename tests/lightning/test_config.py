@@ -7,8 +7,11 @@ from stacey_lightning.lightning.config import StaceyConfig
 
 
 def test_defaults_round_trip_through_yaml(tmp_path):
-    config = StaceyConfig(p=math.inf, kinds={"matrix": {"p": 3.0, "lr_scale": 0.5}},
-                          schedule={"name": "warmup_cosine", "warmup_fraction": 0.05, "min_lr_ratio": 0.1})
+    config = StaceyConfig(
+        p=math.inf,
+        kinds={"matrix": {"p": 3.0, "lr_scale": 0.5}},
+        schedule={"name": "warmup_cosine", "warmup_fraction": 0.05, "min_lr_ratio": 0.1},
+    )
     data = config.to_dict()
     assert data["p"] == "inf" and data["betas"] == [0.9, 0.99]
     path = tmp_path / "best.yaml"
@@ -29,29 +32,32 @@ def test_yaml_numbers_inf_and_partial_mapping(tmp_path):
     assert StaceyConfig.from_source({"tau": 0.5}, defaults=StaceyConfig(lr=0.2)).lr == 0.2
 
 
-@pytest.mark.parametrize("content, key", [
-    ("lr: 0.01\nlearning_rate: 0.1\n", "learning_rate"),
-    ("p: 1.0\n", "p"),
-    ("p: two\n", "p"),
-    ("tau: 2\n", "tau"),
-    ("betas: [0.9]\n", "betas"),
-    ("betas: [0.9, 1.5]\n", "beta parameter at index 1"),
-    ("variant: pq\n", "variant"),
-    ("variant: pp\np: .inf\n", "p"),
-    ("weight_decay: true\n", "weight_decay"),
-    ("kinds: {bias: {p: 2}}\n", "bias"),
-    ("kinds: {matrix: {q: 2}}\n", "kinds.matrix: unknown key 'q'"),
-    ("kinds: {matrix: {p: 0.5}}\n", "kinds.matrix: Invalid p"),
-    ("kinds: {matrix: {lr_scale: -1}}\n", "kinds.matrix.lr_scale"),
-    ("schedule: {name: linear}\n", "schedule.name"),
-    ("schedule: {name: constant, warmup_steps: 3}\n", "schedule"),
-    ("schedule: {name: warmup_cosine, warmup_fraction: 2}\n", "schedule.warmup_fraction"),
-    ("schedule: {name: warmup_cosine, warmup_steps: 1, warmup_fraction: 0.1}\n", "not both"),
-    ("schedule: {name: warmup_cosine, warmup_steps: 1.5}\n", "schedule.warmup_steps"),
-    ("schedule: {name: torch.optim.lr_scheduler.NoSuch}\n", "NoSuch"),
-    ("schedule: {name: torch.optim.lr_scheduler.StepLR, gamma: 0.5}\n", "StepLR"),
-    ("- 1\n- 2\n", "mapping"),
-])
+@pytest.mark.parametrize(
+    "content, key",
+    [
+        ("lr: 0.01\nlearning_rate: 0.1\n", "learning_rate"),
+        ("p: 1.0\n", "p"),
+        ("p: two\n", "p"),
+        ("tau: 2\n", "tau"),
+        ("betas: [0.9]\n", "betas"),
+        ("betas: [0.9, 1.5]\n", "beta parameter at index 1"),
+        ("variant: pq\n", "variant"),
+        ("variant: pp\np: .inf\n", "p"),
+        ("weight_decay: true\n", "weight_decay"),
+        ("kinds: {bias: {p: 2}}\n", "bias"),
+        ("kinds: {matrix: {q: 2}}\n", "kinds.matrix: unknown key 'q'"),
+        ("kinds: {matrix: {p: 0.5}}\n", "kinds.matrix: Invalid p"),
+        ("kinds: {matrix: {lr_scale: -1}}\n", "kinds.matrix.lr_scale"),
+        ("schedule: {name: linear}\n", "schedule.name"),
+        ("schedule: {name: constant, warmup_steps: 3}\n", "schedule"),
+        ("schedule: {name: warmup_cosine, warmup_fraction: 2}\n", "schedule.warmup_fraction"),
+        ("schedule: {name: warmup_cosine, warmup_steps: 1, warmup_fraction: 0.1}\n", "not both"),
+        ("schedule: {name: warmup_cosine, warmup_steps: 1.5}\n", "schedule.warmup_steps"),
+        ("schedule: {name: torch.optim.lr_scheduler.NoSuch}\n", "NoSuch"),
+        ("schedule: {name: torch.optim.lr_scheduler.StepLR, gamma: 0.5}\n", "StepLR"),
+        ("- 1\n- 2\n", "mapping"),
+    ],
+)
 def test_errors_name_the_key_and_the_file(tmp_path, content, key):
     path = tmp_path / "bad.yaml"
     path.write_text(content)

@@ -4,12 +4,11 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-
 from regression import TRAINER_OPTIONS, Regression
-from stacey_lightning import Stacey, StaceyConfig, StaceyMixin
+
+from stacey_lightning import Stacey, StaceyConfig
 from stacey_lightning.tasks.digits import make_digits
+
 
 def _optimizer(module):
     return module.stacey_optimizer_config()["optimizer"]
@@ -89,8 +88,12 @@ def _digits(config):
 
 
 def test_exact_resume_matches_uninterrupted_run(tmp_path):
-    config = {"p": 3.0, "lr": 0.03, "weight_decay": 0.01,
-              "schedule": {"name": "warmup_cosine", "warmup_fraction": 0.1, "min_lr_ratio": 0.1}}
+    config = {
+        "p": 3.0,
+        "lr": 0.03,
+        "weight_decay": 0.01,
+        "schedule": {"name": "warmup_cosine", "warmup_fraction": 0.1, "min_lr_ratio": 0.1},
+    }
     k = 2
     pl.seed_everything(0)
     module, data = _digits(config)

@@ -4,11 +4,11 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.loggers import Logger
+from regression import TRAINER_OPTIONS, Regression
 
 import stacey_lightning.lightning.monitor as monitor_module
 from stacey_lightning import StaceyMonitor
 from stacey_lightning.lightning.monitor import dual_exponent, group_norm
-from regression import TRAINER_OPTIONS, Regression
 
 
 class Capture(Logger):
@@ -69,7 +69,8 @@ def test_logs_geometry_per_group_on_logging_steps_only(monkeypatch):
         steps = [after - before for after, before in zip(snapshot.after[index], snapshot.before[index])]
         assert first[f"stacey/{name}/step_norm"] == pytest.approx(_flat_norm(steps, p), rel=1e-4)
         assert first[f"stacey/{name}/grad_dual_norm"] == pytest.approx(
-            _flat_norm(snapshot.grads[index], dual_exponent(p)), rel=1e-4)
+            _flat_norm(snapshot.grads[index], dual_exponent(p)), rel=1e-4
+        )
         assert first[f"stacey/{name}/x_minus_z_norm"] > 0
     assert monitor.latest == logged[-1][1]
 
@@ -99,6 +100,13 @@ def test_digits_example_shows_the_geometry_in_tensorboard(tmp_path):
     events = EventAccumulator(str(tmp_path / "version_0"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train_loss", "val_loss", "val_acc", "stacey/matrix/p", "stacey/matrix/step_norm",
-            "stacey/vector/x_minus_z_norm", "stacey/vector/grad_dual_norm"} <= tags
+    assert {
+        "train_loss",
+        "val_loss",
+        "val_acc",
+        "stacey/matrix/p",
+        "stacey/matrix/step_norm",
+        "stacey/vector/x_minus_z_norm",
+        "stacey/vector/grad_dual_norm",
+    } <= tags
     assert [event.step for event in events.Scalars("stacey/matrix/step_norm")] == [0, 10, 20, 30, 40]

@@ -1,11 +1,10 @@
 import pytest
-import torch
 from torch import nn
 from torchvision.models import resnet18
 
 from stacey_lightning.lightning.config import StaceyConfig
-from stacey_lightning.optim.optimizer import Stacey
 from stacey_lightning.lightning.param_groups import check_groups, param_groups
+from stacey_lightning.optim.optimizer import Stacey
 
 
 class TinyTransformer(nn.Module):
@@ -45,8 +44,9 @@ def test_transformer_kinds_and_coverage():
 def test_resnet_kinds_coverage_and_overrides():
     model = resnet18(num_classes=10)
     model.fc.bias.requires_grad_(False)
-    config = StaceyConfig(lr=0.1, p=4.0, weight_decay=0.01,
-                          kinds={"conv": {"p": 2.0, "lr_scale": 0.5}, "vector": {"weight_decay": 0.001}})
+    config = StaceyConfig(
+        lr=0.1, p=4.0, weight_decay=0.01, kinds={"conv": {"p": 2.0, "lr_scale": 0.5}, "vector": {"weight_decay": 0.001}}
+    )
     groups = param_groups(model, config)
     _assert_each_parameter_once(model, groups)
     kinds = _kinds(groups)

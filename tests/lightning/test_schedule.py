@@ -3,8 +3,8 @@ both of Stacey's step sizes (the optimizer's own scaling tests are in tests/opti
 
 import lightning.pytorch as pl
 import pytest
-
 from regression import TRAINER_OPTIONS, Regression
+
 from stacey_lightning.lightning.schedule import WarmupCosine
 
 
@@ -14,10 +14,13 @@ def test_warmup_cosine_factor():
     assert factor(8) == pytest.approx(0.55) and factor(13) == pytest.approx(0.1) and factor(20) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("schedule, expected_factor", [
-    ({"name": "warmup_cosine", "warmup_steps": 2, "min_lr_ratio": 0.2}, WarmupCosine(2, 8, 0.2)(7)),
-    ({"name": "torch.optim.lr_scheduler.StepLR", "step_size": 3, "gamma": 0.5}, 0.25),
-])
+@pytest.mark.parametrize(
+    "schedule, expected_factor",
+    [
+        ({"name": "warmup_cosine", "warmup_steps": 2, "min_lr_ratio": 0.2}, WarmupCosine(2, 8, 0.2)(7)),
+        ({"name": "torch.optim.lr_scheduler.StepLR", "step_size": 3, "gamma": 0.5}, 0.25),
+    ],
+)
 def test_schedule_steps_per_optimizer_step_and_scales_both_steps(schedule, expected_factor):
     module = Regression(lr=0.1)
     module.set_stacey_config({"alpha": 0.3, "schedule": schedule})

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ddp_train import GLOBAL_BATCH, SAMPLES, saved_state, train
 
 SCRIPT = Path(__file__).parents[1] / "helpers" / "ddp_train.py"
@@ -22,8 +21,12 @@ def _flat_state(state):
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_agree_and_match_one_process(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--devices", "2", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=240)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--devices", "2", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in (0, 1))
     single = saved_state(*train(devices=1))

@@ -32,8 +32,10 @@ def literal_stacey_step(x, g, z, m, *, lr, p, alpha, tau, beta1, beta2, weight_d
 HYPER = dict(lr=0.03, alpha=0.2, tau=0.1, betas=(0.8, 0.95), eps=1e-6)
 
 
-@pytest.mark.parametrize("variant,p", [("p2", 1.5), ("p2", 2.0), ("p2", 3.0), ("p2", 4.5), ("p2", math.inf),
-                                       ("pp", 1.5), ("pp", 3.0), ("pp", 4.5)])
+@pytest.mark.parametrize(
+    "variant,p",
+    [("p2", 1.5), ("p2", 2.0), ("p2", 3.0), ("p2", 4.5), ("p2", math.inf), ("pp", 1.5), ("pp", 3.0), ("pp", 4.5)],
+)
 def test_plain_path_matches_literal_transcription(variant, p):
     gen = torch.Generator().manual_seed(0)
     x0 = torch.randn(6, 5, generator=gen, dtype=torch.float64)
@@ -44,8 +46,21 @@ def test_plain_path_matches_literal_transcription(variant, p):
         g = torch.randn(6, 5, generator=gen, dtype=torch.float64)
         param.grad = g.clone()
         optimizer.step()
-        x, z, m = literal_stacey_step(x, g, z, m, p=p, variant=variant, weight_decay=0.05, lr=HYPER["lr"],
-                                      alpha=HYPER["alpha"], tau=HYPER["tau"], beta1=0.8, beta2=0.95, eps=HYPER["eps"])
+        x, z, m = literal_stacey_step(
+            x,
+            g,
+            z,
+            m,
+            p=p,
+            variant=variant,
+            weight_decay=0.05,
+            lr=HYPER["lr"],
+            alpha=HYPER["alpha"],
+            tau=HYPER["tau"],
+            beta1=0.8,
+            beta2=0.95,
+            eps=HYPER["eps"],
+        )
     state = optimizer.state[param]
     torch.testing.assert_close(param.detach(), x, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(state["z"], z, rtol=1e-12, atol=1e-12)
@@ -90,8 +105,9 @@ def test_fast_paths_match_plain_path(path, variant, p, weight_decay, maximize):
     for plain_param, fast_param in zip(plain_params, fast_params):
         torch.testing.assert_close(fast_param, plain_param, rtol=1e-10, atol=1e-12)
         for key in ("z", "m"):
-            torch.testing.assert_close(fast.state[fast_param][key], plain.state[plain_param][key],
-                                       rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(
+                fast.state[fast_param][key], plain.state[plain_param][key], rtol=1e-10, atol=1e-12
+            )
     assert not fast_params[-1].is_contiguous(), "the fused path must keep the parameter's own layout"
 
 

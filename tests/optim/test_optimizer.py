@@ -31,21 +31,24 @@ def _train(model, optimizer, steps, seed=0, scheduler=None):
             scheduler.step()
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(p=1.0), "Invalid p: 1.0"),
-    (dict(p=0.5), "Invalid p: 0.5"),
-    (dict(lr=-1e-3), "Invalid lr: -0.001"),
-    (dict(alpha=-0.1), "Invalid alpha: -0.1"),
-    (dict(tau=1.5), "Invalid tau: 1.5"),
-    (dict(tau=-0.1), "Invalid tau: -0.1"),
-    (dict(betas=(1.0, 0.9)), "Invalid beta parameter at index 0: 1.0"),
-    (dict(betas=(0.9, -0.1)), "Invalid beta parameter at index 1: -0.1"),
-    (dict(eps=0.0), "Invalid eps: 0.0"),
-    (dict(weight_decay=-1e-4), "Invalid weight_decay: -0.0001"),
-    (dict(variant="p3"), "Invalid variant: 'p3'"),
-    (dict(variant="pp", p=math.inf), "Invalid p: inf with variant='pp'"),
-    (dict(fused=True, foreach=True), "mutually exclusive"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(p=1.0), "Invalid p: 1.0"),
+        (dict(p=0.5), "Invalid p: 0.5"),
+        (dict(lr=-1e-3), "Invalid lr: -0.001"),
+        (dict(alpha=-0.1), "Invalid alpha: -0.1"),
+        (dict(tau=1.5), "Invalid tau: 1.5"),
+        (dict(tau=-0.1), "Invalid tau: -0.1"),
+        (dict(betas=(1.0, 0.9)), "Invalid beta parameter at index 0: 1.0"),
+        (dict(betas=(0.9, -0.1)), "Invalid beta parameter at index 1: -0.1"),
+        (dict(eps=0.0), "Invalid eps: 0.0"),
+        (dict(weight_decay=-1e-4), "Invalid weight_decay: -0.0001"),
+        (dict(variant="p3"), "Invalid variant: 'p3'"),
+        (dict(variant="pp", p=math.inf), "Invalid p: inf with variant='pp'"),
+        (dict(fused=True, foreach=True), "mutually exclusive"),
+    ],
+)
 def test_invalid_hyperparameters_name_argument_and_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Stacey(_model().parameters(), **kwargs)
@@ -167,8 +170,13 @@ def test_without_scheduler_dual_step_is_exactly_alpha():
 
 def test_each_param_group_uses_its_own_p():
     first, second = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(4))
-    optimizer = Stacey([{"params": [first], "p": 2.0}, {"params": [second], "p": math.inf}],
-                       lr=1.0, tau=0.0, betas=(0.0, 0.0), foreach=False)
+    optimizer = Stacey(
+        [{"params": [first], "p": 2.0}, {"params": [second], "p": math.inf}],
+        lr=1.0,
+        tau=0.0,
+        betas=(0.0, 0.0),
+        foreach=False,
+    )
     grad = torch.tensor([0.5, -0.25, 2.0, -4.0])
     first.grad, second.grad = grad.clone(), grad.clone()
     optimizer.step()
@@ -231,8 +239,9 @@ def _minimise(function, start, steps, **kwargs):
 @pytest.mark.parametrize("p", [2.0, 3.0, 4.5, math.inf])
 def test_converges_on_a_quadratic(p):
     scales = torch.tensor([1.0, 10.0, 0.1], dtype=torch.float64)
-    initial, final = _minimise(lambda x: (scales * x**2).sum(), [3.0, -2.0, 1.0], 400,
-                               p=p, lr=0.03, alpha=0.05, tau=0.3)
+    initial, final = _minimise(
+        lambda x: (scales * x**2).sum(), [3.0, -2.0, 1.0], 400, p=p, lr=0.03, alpha=0.05, tau=0.3
+    )
     assert final < initial * 1e-3
 
 

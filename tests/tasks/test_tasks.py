@@ -22,8 +22,15 @@ TINY_TEXTLM = dict(context=16, batch_size=4, max_chars=4000, width=32, depth=1, 
 
 
 def _trainer(**limits) -> pl.Trainer:
-    return pl.Trainer(max_epochs=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, **limits)
+    return pl.Trainer(
+        max_epochs=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **limits,
+    )
 
 
 def test_textlm_split_is_deterministic_and_disjoint():
@@ -40,8 +47,8 @@ def test_textlm_split_is_deterministic_and_disjoint():
         head, tail = split_text(text)
         assert head + tail == text
         assert len(tail) == int(len(text) * 0.1) > 0
-        assert bytes(training[offset_training:offset_training + len(head)]) == head
-        assert bytes(validation[offset_validation:offset_validation + len(tail)]) == tail
+        assert bytes(training[offset_training : offset_training + len(head)]) == head
+        assert bytes(validation[offset_validation : offset_validation + len(tail)]) == tail
         offset_training += len(head)
         offset_validation += len(tail)
     assert (offset_training, offset_validation) == (len(training), len(validation))
@@ -136,11 +143,36 @@ def _run_example(name: str, argv: list[str]) -> dict[str, float]:
 
 
 def test_examples_train_and_write_tensorboard_logs(tmp_path):
-    textlm = _run_example("textlm", ["--max-epochs", "1", "--max-chars", "4000", "--context", "16",
-                                     "--batch-size", "8", "--output", str(tmp_path / "textlm")])
+    textlm = _run_example(
+        "textlm",
+        [
+            "--max-epochs",
+            "1",
+            "--max-chars",
+            "4000",
+            "--context",
+            "16",
+            "--batch-size",
+            "8",
+            "--output",
+            str(tmp_path / "textlm"),
+        ],
+    )
     assert math.isfinite(textlm["val_bpc"])
-    cifar10 = _run_example("cifar10", ["--max-epochs", "1", "--smoke", "--batch-size", "8", "--num-workers", "0",
-                                       "--output", str(tmp_path / "cifar10")])
+    cifar10 = _run_example(
+        "cifar10",
+        [
+            "--max-epochs",
+            "1",
+            "--smoke",
+            "--batch-size",
+            "8",
+            "--num-workers",
+            "0",
+            "--output",
+            str(tmp_path / "cifar10"),
+        ],
+    )
     assert 0.0 <= cifar10["val_acc"] <= 1.0
     for name in ("textlm", "cifar10"):
         assert list((tmp_path / name).rglob("events.out.tfevents.*")), f"no TensorBoard events for {name}"

@@ -36,14 +36,17 @@ def test_ddp_one_trial_per_run_same_params_on_every_rank_and_pruning(tmp_path, s
     script = tmp_path / "tune_ddp.py"
     script.write_text(textwrap.dedent(SCRIPT.format(tests=str(HELPERS), output=str(tmp_path), strategy=strategy)))
     env = {**os.environ, "PL_DISABLE_FORK": "1"}
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=240)
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="make_recording", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert len(study.trials) == 3
     assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
     assert "pruned at epoch 0" in study.trials[1].user_attrs["stop_reason"]
-    runs = {rank: [json.loads(line)["config"] for line in (tmp_path / f"rank-{rank}.jsonl").read_text().splitlines()]
-            for rank in (0, 1)}
+    runs = {
+        rank: [json.loads(line)["config"] for line in (tmp_path / f"rank-{rank}.jsonl").read_text().splitlines()]
+        for rank in (0, 1)
+    }
     assert len(runs[0]) == 3 and runs[0] == runs[1]
     assert [run["lr"] for run in runs[0]] == [t.user_attrs["stacey_config"]["lr"] for t in study.trials]

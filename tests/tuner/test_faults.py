@@ -8,12 +8,12 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
+from tuning_tasks import FAST, TINY
 
 from stacey_lightning.cli import tune_main
 from stacey_lightning.tuner import storage as tuner_storage
 from stacey_lightning.tuner.search_space import SearchSpace
 from stacey_lightning.tuner.study import tune
-from tuning_tasks import FAST, TINY
 
 
 def _finished(study):
@@ -39,13 +39,32 @@ def _wait_for_running_trial(worker, storage, marker):
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_trials_requeues_the_running_one_and_resumes(tmp_path, subprocess_env):
-    argv = ["tune", "--task", "tuning_tasks:make_hanging_second", "--n-trials", "2", "--max-epochs", "1",
-            "--monitor", "val_acc", "--direction", "maximize", "--study-name", "digits", "--output", str(tmp_path)]
+    argv = [
+        "tune",
+        "--task",
+        "tuning_tasks:make_hanging_second",
+        "--n-trials",
+        "2",
+        "--max-epochs",
+        "1",
+        "--monitor",
+        "val_acc",
+        "--direction",
+        "maximize",
+        "--study-name",
+        "digits",
+        "--output",
+        str(tmp_path),
+    ]
     storage = f"sqlite:///{tmp_path.resolve()}/optuna.db"
     marker = tmp_path / "hanging"  # trial 1 hangs in on_fit_start while this is set
-    worker = subprocess.Popen([sys.executable, "-m", "stacey_lightning", *argv],
-                              env={**subprocess_env, "STACEY_TEST_HANG": str(marker)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "stacey_lightning", *argv],
+        env={**subprocess_env, "STACEY_TEST_HANG": str(marker)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _wait_for_running_trial(worker, storage, marker)
         worker.send_signal(signal.SIGINT)
@@ -76,8 +95,10 @@ def test_ctrl_c_keeps_finished_trials_requeues_the_running_one_and_resumes(tmp_p
     assert _finished(study) == 2 and not any(t.state == TrialState.RUNNING for t in study.trials)
 
 
-@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
-                            "ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+@pytest.mark.filterwarnings(
+    "ignore::optuna.exceptions.ExperimentalWarning",
+    "ignore:Heartbeat of storage is supposed to be used with Study.optimize",
+)
 def test_heartbeat_fails_and_requeues_a_dead_trial_of_another_host(tmp_path, monkeypatch):
     grace_s = 1
     monkeypatch.setattr(tuner_storage, "HEARTBEAT_GRACE_S", grace_s)  # read when tune() opens its storage

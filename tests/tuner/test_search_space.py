@@ -34,29 +34,41 @@ def test_p_is_sampled_through_r():
 
 
 def test_kinds_betas_and_fixed_values_reach_the_config():
-    space = SearchSpace.load({
-        "lr": 0.01, "betas": [0.9, 0.99], "variant": {"distribution": "categorical", "choices": ["p2", "pp"]},
-        "kinds": {"matrix": {"p": {"distribution": "p_exponent", "low": 2, "high": 8}, "weight_decay": 0.0}},
-        "schedule": {"name": "constant"},
-    })
+    space = SearchSpace.load(
+        {
+            "lr": 0.01,
+            "betas": [0.9, 0.99],
+            "variant": {"distribution": "categorical", "choices": ["p2", "pp"]},
+            "kinds": {"matrix": {"p": {"distribution": "p_exponent", "low": 2, "high": 8}, "weight_decay": 0.0}},
+            "schedule": {"name": "constant"},
+        }
+    )
     config = space.suggest(optuna.trial.FixedTrial({"variant": "pp", "kinds.matrix.r": 0.5}))
-    assert config == {"lr": 0.01, "betas": [0.9, 0.99], "variant": "pp",
-                      "kinds": {"matrix": {"p": 3.0, "weight_decay": 0.0}}, "schedule": {"name": "constant"}}
+    assert config == {
+        "lr": 0.01,
+        "betas": [0.9, 0.99],
+        "variant": "pp",
+        "kinds": {"matrix": {"p": 3.0, "weight_decay": 0.0}},
+        "schedule": {"name": "constant"},
+    }
 
 
-@pytest.mark.parametrize("spec, key, words", [
-    ({"learning_rate": 0.1}, "learning_rate", "unknown key"),
-    ({"lr": {"distribution": "uniform", "low": 0.1, "high": 0.01}}, "lr", "inverted"),
-    ({"lr": {"distribution": "uniform", "low": 0.1, "high": 0.1}}, "lr", "empty"),
-    ({"p": {"distribution": "p_exponent", "low": 1.0, "high": 4}}, "p", "p must be > 1"),
-    ({"p": 0.5}, "p", "p must be > 1"),
-    ({"alpha": {"distribution": "log_uniform", "low": 0.0, "high": 1.0}}, "alpha", "above 0"),
-    ({"tau": {"distribution": "gaussian", "low": 0.0, "high": 1.0}}, "tau", "bad distribution"),
-    ({"tau": {"distribution": "uniform", "low": 0.0, "high": 2.0}}, "tau", "outside"),
-    ({"betas": {"beta1": 0.9}}, "betas", "missing beta2"),
-    ({"kinds": {"bias": {"p": 2}}}, "kinds.bias", "unknown kind"),
-    ({"variant": "pp", "p": {"distribution": "p_exponent", "low": 2, "high": ".inf"}}, "p", "pp variant"),
-])
+@pytest.mark.parametrize(
+    "spec, key, words",
+    [
+        ({"learning_rate": 0.1}, "learning_rate", "unknown key"),
+        ({"lr": {"distribution": "uniform", "low": 0.1, "high": 0.01}}, "lr", "inverted"),
+        ({"lr": {"distribution": "uniform", "low": 0.1, "high": 0.1}}, "lr", "empty"),
+        ({"p": {"distribution": "p_exponent", "low": 1.0, "high": 4}}, "p", "p must be > 1"),
+        ({"p": 0.5}, "p", "p must be > 1"),
+        ({"alpha": {"distribution": "log_uniform", "low": 0.0, "high": 1.0}}, "alpha", "above 0"),
+        ({"tau": {"distribution": "gaussian", "low": 0.0, "high": 1.0}}, "tau", "bad distribution"),
+        ({"tau": {"distribution": "uniform", "low": 0.0, "high": 2.0}}, "tau", "outside"),
+        ({"betas": {"beta1": 0.9}}, "betas", "missing beta2"),
+        ({"kinds": {"bias": {"p": 2}}}, "kinds.bias", "unknown kind"),
+        ({"variant": "pp", "p": {"distribution": "p_exponent", "low": 2, "high": ".inf"}}, "p", "pp variant"),
+    ],
+)
 def test_bad_spaces_name_file_and_key(tmp_path, spec, key, words):
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(spec))

@@ -3,16 +3,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
+from tuning_tasks import FAST, TINY
 
 from stacey_lightning.lightning.config import StaceyConfig
 from stacey_lightning.tuner import TooManyFailures, mask_password, tune
-
-from tuning_tasks import FAST, TINY
 
 
 def _states(study):
@@ -50,16 +47,23 @@ def test_resume_to_total_writes_best_yaml_and_tensorboard(tmp_path, capsys):
 
 
 def test_nan_loss_is_pruned_with_reason_and_study_goes_on(tmp_path):
-    study = tune("tuning_tasks:make_nan", n_trials=2, output_dir=tmp_path, monitor="val_acc",
-                 direction="maximize", **FAST)
+    study = tune(
+        "tuning_tasks:make_nan", n_trials=2, output_dir=tmp_path, monitor="val_acc", direction="maximize", **FAST
+    )
     assert _states(study) == ["PRUNED", "PRUNED"]
     assert all("non-finite training loss" in t.user_attrs["stop_reason"] for t in study.trials)
     assert not (tmp_path / "best.yaml").exists()
 
 
 def test_failing_task_is_recorded_and_too_many_failures_stop(tmp_path):
-    study = tune("tuning_tasks:make_failing_first", n_trials=2, output_dir=tmp_path / "a", monitor="val_acc",
-                 direction="maximize", **FAST)
+    study = tune(
+        "tuning_tasks:make_failing_first",
+        n_trials=2,
+        output_dir=tmp_path / "a",
+        monitor="val_acc",
+        direction="maximize",
+        **FAST,
+    )
     # A failed trial does not count towards n_trials (issue 12): two good trials besides the failure.
     assert _states(study) == ["COMPLETE", "COMPLETE", "FAIL"]
     assert "task failure on purpose" in study.trials[0].user_attrs["traceback"]
@@ -81,16 +85,24 @@ def test_mask_password():
 
 
 def _tune_command(output, n_trials, extra=""):
-    return [sys.executable, "-c", "from stacey_lightning.tuner import tune; "
-            f"tune('tuning_tasks:make_hanging_second', n_trials={n_trials}, output_dir={str(output)!r}, "
-            f"monitor='val_acc', direction='maximize', max_epochs=1{extra})"]
+    return [
+        sys.executable,
+        "-c",
+        "from stacey_lightning.tuner import tune; "
+        f"tune('tuning_tasks:make_hanging_second', n_trials={n_trials}, output_dir={str(output)!r}, "
+        f"monitor='val_acc', direction='maximize', max_epochs=1{extra})",
+    ]
 
 
 @pytest.mark.slow
 def test_sigkilled_worker_trial_is_failed_and_requeued(tmp_path, subprocess_env):
     marker = tmp_path / "hanging"
-    worker = subprocess.Popen(_tune_command(tmp_path, 3), env={**subprocess_env, "STACEY_TEST_HANG": str(marker)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        _tune_command(tmp_path, 3),
+        env={**subprocess_env, "STACEY_TEST_HANG": str(marker)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 240
         while not marker.exists():
@@ -99,8 +111,14 @@ def test_sigkilled_worker_trial_is_failed_and_requeued(tmp_path, subprocess_env)
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
-    study = tune("tuning_tasks:make_hanging_second", n_trials=3, output_dir=tmp_path, monitor="val_acc",
-                 direction="maximize", max_epochs=1)
+    study = tune(
+        "tuning_tasks:make_hanging_second",
+        n_trials=3,
+        output_dir=tmp_path,
+        monitor="val_acc",
+        direction="maximize",
+        max_epochs=1,
+    )
     dead = study.trials[1]
     assert dead.state == TrialState.FAIL and "died" in dead.user_attrs["fail_reason"]
     retry = [t for t in study.trials if t.user_attrs.get("retry_of") == 1]
@@ -122,8 +140,16 @@ def _storages(tmp_path):
 @pytest.mark.slow
 def test_two_workers_share_journal_and_postgres_storages(tmp_path, capsys):
     for name, storage in _storages(tmp_path):
-        study = tune("digits", n_trials=3, workers=2, storage=storage, study_name=f"two-workers-{os.getpid()}",
-                     output_dir=tmp_path / name, task_options=TINY, **{**FAST, "max_epochs": 1})
+        study = tune(
+            "digits",
+            n_trials=3,
+            workers=2,
+            storage=storage,
+            study_name=f"two-workers-{os.getpid()}",
+            output_dir=tmp_path / name,
+            task_options=TINY,
+            **{**FAST, "max_epochs": 1},
+        )
         assert len(study.trials) == 3 and all(t.state.is_finished() for t in study.trials), name
         assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3, name
         assert {t.user_attrs["pid"] for t in study.trials} != {os.getpid()}, name
