@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-from stacey_lightning import _moved
+from stacey_lightning._moved import install_moved_modules
 
 __all__ = ["Stacey", "StaceyConfig", "StaceyMixin", "StaceyMonitor", "StaceyPruning", "SearchSpace", "tune"]
 __version__ = "0.2.0"
@@ -28,7 +28,7 @@ _EXPORTS = {
     "tune": "stacey_lightning.tuner.study",
 }
 
-_moved.install()
+install_moved_modules()
 
 
 def __getattr__(name: str):

@@ -39,7 +39,7 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         """The module at the new path is already executed."""
 
 
-def install() -> None:
+def install_moved_modules() -> None:
     """Let the old import paths resolve (once per process)."""
     if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
         sys.meta_path.append(_MovedModules())

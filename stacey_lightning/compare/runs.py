@@ -30,7 +30,6 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import lightning.pytorch as pl
@@ -41,7 +40,8 @@ from typing_extensions import override
 from stacey_lightning import run
 from stacey_lightning.baselines import DEFAULT_OPTIMIZERS, STACEY, baseline_options
 from stacey_lightning.compare.outputs import plot, read_curves, write_tables
-from stacey_lightning.compare.tuned import Tuned, tune_each
+from stacey_lightning.compare.results import Comparison, RunResult, Tuned
+from stacey_lightning.compare.tuned import tune_each
 from stacey_lightning.lightning.config import StaceyConfig, task_params
 from stacey_lightning.tasks import check_task_options, resolve_task
 
@@ -96,35 +96,6 @@ class StepClock(pl.Callback):
         if durations.size:
             durations[0] = 0.0
         return np.cumsum(durations)
-
-
-@dataclass
-class RunResult:
-    """One training run: an optimizer with one seed."""
-
-    optimizer: str
-    seed: int
-    run_dir: str
-    final_metric: float
-    seconds_per_step: float
-    optimizer_state_bytes: int
-    peak_cuda_bytes: int | None  # None when the run was not on CUDA
-    options: dict[str, Any]  # what the optimizer was built with (Stacey: the resolved config)
-    clock_steps: np.ndarray = field(repr=False)
-    clock_elapsed: np.ndarray = field(repr=False)
-
-
-@dataclass
-class Comparison:
-    """What ``compare`` produced: every run, the files written, and each optimizer's tuning (if tuned)."""
-
-    monitor: str
-    runs: list[RunResult]
-    figure: str
-    markdown: str
-    csv: str
-    runs_csv: str
-    tuned: dict[str, Tuned] = field(default_factory=dict)
 
 
 def compare(

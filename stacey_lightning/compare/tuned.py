@@ -11,32 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from optuna.trial import TrialState
 
 from stacey_lightning.baselines import STACEY
+from stacey_lightning.compare.results import Tuned
 from stacey_lightning.tuner.attributes import TASK_PARAMS
 from stacey_lightning.tuner.trial import trial_options
 
-__all__ = ["Tuned", "tune_each"]
-
-
-@dataclass
-class Tuned:
-    """One optimizer's study: its best config, the task parameters of that trial, and the budget spent."""
-
-    optimizer: str
-    study_name: str
-    options: dict[str, Any]
-    task_params: dict[str, Any]
-    best_value: float
-    complete: int
-    pruned: int
-    failed: int
-    epochs: int  # epochs trained over all trials: the reports each trial made to the pruner
+__all__ = ["tune_each"]
 
 
 def tune_each(

@@ -2,8 +2,8 @@
 
 ``_single_tensor_stacey`` reads like ALGORITHM.md and is the oracle: every other path must produce
 what it produces (tests/optim/test_functional.py steps them side by side). ``_multi_tensor_stacey`` is
-the same update in multi-tensor (foreach) kernels; the compiled single-pass path lives in ``_fused``.
-``stacey`` picks a path.
+the same update in multi-tensor (foreach) kernels; the compiled single-pass path lives in ``_fused``,
+and ``optimizer.stacey`` picks a path.
 
 Notation (ALGORITHM.md): x parameter, g gradient, z dual iterate, m momentum, c interpolated
 momentum, s(c) the l_p steepest-descent direction, lr = eta (primal step), alpha dual step,
@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["stacey", "lp_direction", "direction", "direction_kind", "signed_power"]
+__all__ = ["lp_direction", "direction", "direction_kind", "signed_power", "group_by_device_and_dtype"]
 
 
 def direction_kind(p: float) -> str:
@@ -155,62 +155,3 @@ def _multi_tensor_stacey(
         torch._foreach_add_(xs, s, alpha=-(1 - tau) * lr)
         torch._foreach_mul_(ms_, beta2)
         torch._foreach_add_(ms_, gs, alpha=1 - beta2)
-
-
-def stacey(
-    params: list[Tensor],
-    grads: list[Tensor],
-    zs: list[Tensor],
-    ms: list[Tensor],
-    *,
-    lr: float,
-    p: float,
-    alpha: float,
-    tau: float,
-    beta1: float,
-    beta2: float,
-    weight_decay: float,
-    eps: float,
-    variant: str,
-    maximize: bool = False,
-    foreach: bool | None = None,
-    fused: bool | None = None,
-) -> None:
-    """Functional Stacey step over lists of tensors (updated in place); see ``Stacey``.
-
-    ``alpha`` is the dual step of this step (the class scales it with lr). Path: ``fused``
-    (compiled, the default where torch.compile works), else ``foreach`` (multi-tensor kernels)
-    unless ``foreach=False`` asks for the plain per-tensor loop.
-    """
-    if fused and foreach:
-        raise ValueError("Stacey: fused=True and foreach=True are mutually exclusive; choose one")
-    hyperparameters = dict(
-        lr=lr,
-        p=p,
-        alpha=alpha,
-        tau=tau,
-        beta1=beta1,
-        beta2=beta2,
-        weight_decay=weight_decay,
-        eps=eps,
-        variant=variant,
-        maximize=maximize,
-    )
-    if fused is None and foreach is None:
-        fused = _fused_by_default(params)
-    if fused:
-        from stacey_lightning.optim._fused import fused_stacey  # imports this module's math
-
-        fused_stacey(params, grads, zs, ms, **hyperparameters)
-    elif foreach is False:
-        _single_tensor_stacey(params, grads, zs, ms, **hyperparameters)
-    else:
-        _multi_tensor_stacey(params, grads, zs, ms, **hyperparameters)
-
-
-def _fused_by_default(params: list[Tensor]) -> bool:
-    if torch.compiler.is_compiling():  # the caller compiles the whole step: trace the foreach path
-        return False
-    from stacey_lightning.optim._fused import RUNTIME
-
-    return RUNTIME.supported() and all(t.device.type in ("cpu", "cuda") for t in params)

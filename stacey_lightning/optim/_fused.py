@@ -14,6 +14,7 @@ shard it holds (``to_local``), with no communication.
 
 from __future__ import annotations
 
+import sys
 import types
 import warnings
 from collections.abc import Callable
@@ -28,11 +29,6 @@ from stacey_lightning.optim._functional import (
     group_by_device_and_dtype,
     signed_power,
 )
-
-try:
-    from torch.distributed.tensor import DTensor as _DTENSOR
-except ImportError:  # torch built without distributed support: no DTensors to meet
-    _DTENSOR = ()
 
 __all__ = ["fused_stacey", "RUNTIME", "SMALL_TENSOR_NUMEL"]
 
@@ -140,9 +136,16 @@ class _FusedRuntime:
 RUNTIME = _FusedRuntime()
 
 
-def _local(tensor: Tensor) -> Tensor:
-    """The part of ``tensor`` this process holds: a DTensor's local shard, any other tensor itself."""
-    return tensor.to_local() if isinstance(tensor, _DTENSOR) else tensor
+def _local_shards(tensors: list[Tensor]) -> list[Tensor]:
+    """The parts of ``tensors`` this process holds: a DTensor's local shard, any other tensor itself.
+
+    DTensors exist only once torch.distributed.tensor is imported (by FSDP2, for one); until then
+    there is nothing to unwrap, and importing it here would cost every user of Stacey a second.
+    """
+    dtensor = sys.modules.get("torch.distributed.tensor")
+    if dtensor is None:
+        return tensors
+    return [t.to_local() if isinstance(t, dtensor.DTensor) else t for t in tensors]
 
 
 def fused_stacey(
@@ -166,7 +169,7 @@ def fused_stacey(
     hyper = dict(lr=lr, p=p, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps)
     kind = direction_kind(p)
     scalars = (lr, p, alpha, tau, beta1, beta2, weight_decay, eps, -1.0 if maximize else 1.0)
-    local = [[_local(t) for t in tensors] for tensors in (params, grads, zs, ms)]
+    local = [_local_shards(tensors) for tensors in (params, grads, zs, ms)]
     for xs, gs, zs_, ms_ in group_by_device_and_dtype(*local):
         if not RUNTIME.supported():
             _multi_tensor_stacey(xs, gs, zs_, ms_, variant=variant, maximize=maximize, **hyper)

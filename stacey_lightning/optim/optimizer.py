@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.optim import Optimizer
 
-from stacey_lightning.optim._functional import stacey
+from stacey_lightning.optim._functional import _multi_tensor_stacey, _single_tensor_stacey
+from stacey_lightning.optim._fused import RUNTIME, fused_stacey
 
-__all__ = ["Stacey", "VARIANTS", "check_hyperparameters"]
+__all__ = ["Stacey", "stacey", "VARIANTS", "check_hyperparameters"]
 
 VARIANTS = ("p2", "pp")
 
@@ -199,3 +201,58 @@ class Stacey(Optimizer):
                 fused=group["fused"],
             )
         return loss
+
+
+def stacey(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    ms: list[Tensor],
+    *,
+    lr: float,
+    p: float,
+    alpha: float,
+    tau: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    eps: float,
+    variant: str,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    fused: bool | None = None,
+) -> None:
+    """Functional Stacey step over lists of tensors (updated in place); see ``Stacey``.
+
+    ``alpha`` is the dual step of this step (the class scales it with lr). Path: ``fused``
+    (compiled, the default where torch.compile works), else ``foreach`` (multi-tensor kernels)
+    unless ``foreach=False`` asks for the plain per-tensor loop.
+    """
+    if fused and foreach:
+        raise ValueError("Stacey: fused=True and foreach=True are mutually exclusive; choose one")
+    hyperparameters = dict(
+        lr=lr,
+        p=p,
+        alpha=alpha,
+        tau=tau,
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=weight_decay,
+        eps=eps,
+        variant=variant,
+        maximize=maximize,
+    )
+    if fused is None and foreach is None:
+        fused = _fused_by_default(params)
+    if fused:
+        fused_stacey(params, grads, zs, ms, **hyperparameters)
+    elif foreach is False:
+        _single_tensor_stacey(params, grads, zs, ms, **hyperparameters)
+    else:
+        _multi_tensor_stacey(params, grads, zs, ms, **hyperparameters)
+
+
+def _fused_by_default(params: list[Tensor]) -> bool:
+    if torch.compiler.is_compiling():  # the caller compiles the whole step: trace the foreach path
+        return False
+    return RUNTIME.supported() and all(t.device.type in ("cpu", "cuda") for t in params)
