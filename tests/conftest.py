@@ -34,3 +34,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def subprocess_env() -> dict[str, str]:
     """The environment for a subprocess that imports the helpers (tasks given as "tuning_tasks:make_...")."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The PostgreSQL server .ci/start_postgres.sh started (STACEY_TEST_POSTGRES_URL). Without one the test
+    is skipped, with the reason shown; under CI=true a missing server fails the test instead."""
+    url = os.environ.get("STACEY_TEST_POSTGRES_URL")
+    if url:
+        return url
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI=true but STACEY_TEST_POSTGRES_URL is not set: .ci/start_postgres.sh did not run")
+    pytest.skip("no PostgreSQL server: set STACEY_TEST_POSTGRES_URL (source .ci/start_postgres.sh)")

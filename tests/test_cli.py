@@ -1,7 +1,12 @@
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from stacey_lightning.cli import COMMANDS, main, tune_main, tune_parser
+from stacey_lightning.tuner import study as study_module
 
 
 def test_parser_reads_every_flag():
@@ -72,3 +77,98 @@ def test_python_dash_m_dispatches_to_tune():
         [sys.executable, "-m", "stacey_lightning", "tune", "--help"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and "--n-trials" in result.stdout
+
+
+HEAVY = ("torch", "lightning", "optuna", "matplotlib")
+
+
+@pytest.mark.parametrize("argv", [["tune", "--help"], ["compare", "--help"], ["report", "--help"], ["--help"]])
+def test_help_answers_without_importing_torch_lightning_optuna_or_matplotlib(argv):
+    code = (
+        "import sys\nfrom stacey_lightning.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"print('loaded:', sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "loaded: []" in result.stdout, result.stdout + result.stderr
+    assert "usage:" in result.stdout
+
+
+def test_python_dash_m_describes_every_command():
+    result = subprocess.run([sys.executable, "-m", "stacey_lightning", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for name, (_, description) in COMMANDS.items():
+        assert name in result.stdout and description.split()[0] in result.stdout
+
+
+def test_tune_main_hands_every_flag_to_tune(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(study_module, "tune", lambda task, **kwargs: seen.update(task=task, **kwargs))
+    argv = (
+        "--task t:make --n-trials 3 --max-epochs 2 --space vision --storage journal:j.log --study-name s "
+        "--output out --workers 2 --timeout 60 --seed 7 --accelerator cpu --devices 2 --strategy ddp "
+        "--metric val_loss --direction minimize --task-option hidden=8 --sampler gp --pruner median --geometry"
+    ).split()
+    assert tune_main(argv) == 0
+    assert seen == dict(
+        task="t:make", space="vision", n_trials=3, timeout=60.0, storage="journal:j.log", study_name="s",
+        monitor="val_loss", direction="minimize", max_epochs=2, sampler="gp", pruner="median",
+        trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp"}, workers=2, output_dir="out",
+        seed=7, task_options={"hidden": 8}, geometry=True,
+    )  # fmt: skip
+
+
+def test_torchrun_takes_monitor_for_itself_so_metric_spells_it():
+    from torch.distributed.run import get_args_parser
+
+    torchrun = get_args_parser().parse_args("--nproc-per-node 2 -m stacey_lightning tune --metric val_loss".split())
+    assert torchrun.training_script_args == ["tune", "--metric", "val_loss"]
+    assert tune_parser().parse_args(torchrun.training_script_args[1:] + ["--task", "x"]).monitor == "val_loss"
+    with pytest.raises(SystemExit):  # torchrun's own parser refuses --monitor: why --metric exists
+        get_args_parser().parse_args("--nproc-per-node 2 -m stacey_lightning tune --monitor=val_loss".split())
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (
+            ["--storage", "postgresql://u:secret@127.0.0.1:1/db"],
+            "cannot open storage postgresql://u:***@127.0.0.1:1/db",
+        ),
+        (["--storage", "mysql://x"], "no driver for mysql"),
+        (["--storage", "nonsense"], "is not a database URL"),
+        (["--task-option", "nope=1"], "Unknown digits option(s): nope"),
+        (["--space", "no-such-space.yaml"], "neither a preset"),
+        (["--sampler", "optuna.samplers.Nope"], "sampler:"),
+    ],
+)
+def test_a_users_mistake_is_one_line_and_exit_status_2(tmp_path, capsys, argv, words):
+    assert tune_main(["--task", "digits", "--output", str(tmp_path / "out"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("stacey-tune: error: ") and words in err, err
+    assert "secret" not in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "tensorboard").exists()  # nothing trained
+
+
+def test_every_trial_failing_is_exit_status_1_with_the_reason(tmp_path, capsys):
+    argv = f"--task tuning_tasks:make_always_failing --n-trials 2 --output {tmp_path}".split()
+    assert tune_main(argv) == 1
+    captured = capsys.readouterr()
+    assert "(#0 FAIL: RuntimeError: task failure on purpose)" in captured.out
+    assert "stacey-tune: error: " in captured.err and "task failure on purpose" in captured.err
+
+
+@pytest.mark.slow
+def test_console_script_imports_a_task_from_the_current_folder(tmp_path):
+    (tmp_path / "mynet.py").write_text(
+        "from stacey_lightning.tasks.digits import make_digits\n\n"
+        "def make(trial=None, seed=0):\n    return make_digits(trial, hidden=8, seed=seed, foreach=True)\n"
+    )
+    script = Path(sys.executable).with_name("stacey-tune")
+    argv = [str(script), "--task", "mynet:make", "--n-trials", "1", "--max-epochs", "1", "--metric", "val_acc"]
+    result = subprocess.run(
+        argv + ["--direction", "maximize"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "trial 1 of 1 (#0 COMPLETE" in result.stdout

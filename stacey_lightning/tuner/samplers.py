@@ -50,7 +50,7 @@ def startup_trials(n_trials: int) -> int:
 def _class_at(path: str, base: type, what: str) -> type:
     module_name, _, class_name = path.rpartition(".")
     try:
-        found = getattr(importlib.import_module(module_name), class_name) if module_name else None
+        found = getattr(importlib.import_module(module_name), class_name, None) if module_name else None
     except ImportError as error:
         raise ValueError(f"{what}: cannot import {path!r} ({error})") from None
     if not (inspect.isclass(found) and issubclass(found, base)):

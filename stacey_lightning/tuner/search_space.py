@@ -43,9 +43,9 @@ _BETA_KEYS = ("beta1", "beta2")
 
 def load_yaml(space: str | os.PathLike) -> tuple[Mapping[str, Any], str]:
     """(spec, path) of a preset name or a YAML file; a SearchSpaceError saying which, if neither."""
-    from search_spaces import PRESETS, preset_path
+    from search_spaces import BASELINES, PRESETS, preset_path
 
-    path = preset_path(str(space)) if str(space) in PRESETS else Path(space)
+    path = preset_path(str(space)) if str(space) in (*PRESETS, BASELINES) else Path(space)
     if not path.is_file():
         raise SearchSpaceError(
             f"Search space {str(space)!r} is neither a preset ({', '.join(PRESETS)}) nor an existing YAML file"

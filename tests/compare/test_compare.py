@@ -8,12 +8,15 @@ import math
 import statistics
 
 import numpy as np
+import optuna
 import pytest
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from stacey_lightning.cli import _parse_setting, compare_main
+from stacey_lightning.cli import _parse_setting, compare_main, tune_main
 from stacey_lightning.compare import compare
+from stacey_lightning.lightning.config import StaceyConfig
 
 OPTIMIZERS = ("stacey", "adamw", "sgd", "lion")
 SEEDS = (0, 1)
@@ -197,3 +200,42 @@ def test_cli_end_to_end_with_one_seed(tmp_path, capsys):
     assert '- torch.optim.RAdam: `{"lr": 0.01}`' in out
     assert (tmp_path / "tensorboard" / "torch.optim.RAdam" / "seed-0").is_dir()
     assert (tmp_path / "compare.png").stat().st_size > 0
+
+
+def test_best_yaml_and_seed_rebuild_the_best_trial_exactly(tmp_path, capsys):
+    tune_argv = "--task tuning_tasks:make_sampling_hidden --n-trials 2 --max-epochs 1 --pruner none --seed 3 "
+    tune_argv += f"--metric val_acc --direction maximize --output {tmp_path / 'tune'}"
+    assert tune_main(tune_argv.split()) == 0
+    study = optuna.load_study(study_name="make_sampling_hidden", storage=f"sqlite:///{tmp_path / 'tune' / 'optuna.db'}")
+    best = yaml.safe_load((tmp_path / "tune" / "best.yaml").read_text())
+    assert best["task"] == {"hidden": study.best_trial.params["hidden"]}  # the task's own sampled parameter
+    StaceyConfig.from_source(tmp_path / "tune" / "best.yaml")  # still a Stacey config file
+    compare_argv = "--task tuning_tasks:make_sampling_hidden --optimizers stacey --seeds 1 --seed 3 --max-epochs 1 "
+    compare_argv += f"--metric val_acc --config {tmp_path / 'tune' / 'best.yaml'} --output {tmp_path / 'compare'}"
+    assert compare_main(compare_argv.split()) == 0
+    with open(tmp_path / "compare" / "runs.csv") as stream:
+        (row,) = list(csv.DictReader(stream))
+    assert float(row["final_val_acc"]) == study.best_value  # exactly: same model, seed, data order and steps
+
+
+def test_tune_trials_tunes_every_optimizer_with_the_same_budget_and_resumes(tmp_path, capsys):
+    argv = (
+        "--task digits --optimizers stacey,sgd --tune-trials 2 --seeds 2 --max-epochs 1 --task-option hidden=8 "
+        f"--task-option foreach=true --output {tmp_path}"
+    ).split()
+    assert compare_main(argv) == 0
+    out = capsys.readouterr().out
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    assert sorted(optuna.get_all_study_names(storage)) == ["digits-sgd", "digits-stacey"]  # one study each
+    for name in ("digits-sgd", "digits-stacey"):
+        assert len(optuna.load_study(study_name=name, storage=storage).trials) == 2
+    header = next(line for line in out.splitlines() if line.startswith("| optimizer |"))
+    assert "tuning trials (complete / pruned / failed)" in header and "tuning epochs" in header
+    rows = [line for line in out.splitlines() if line.startswith(("| stacey |", "| sgd |"))]
+    assert len(rows) == 2 and all(" ± " in row for row in rows)
+    sgd = optuna.load_study(study_name="digits-sgd", storage=storage)
+    assert f'"lr": {sgd.best_trial.params["lr"]}' in out  # the table's options are each best trial's
+    assert compare_main(argv) == 0  # resumes: the studies are complete, nothing more is tuned
+    assert all(
+        len(optuna.load_study(study_name=n, storage=storage).trials) == 2 for n in ("digits-sgd", "digits-stacey")
+    )

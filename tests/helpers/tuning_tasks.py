@@ -68,3 +68,20 @@ def make_hanging_second(trial=None):
     if trial is not None and trial.number == 1 and os.environ.get("STACEY_TEST_HANG"):
         module.__class__ = _HangingModule
     return module, datamodule
+
+
+def make_sampling_hidden(trial=None, seed: int = 0, foreach: bool = True):
+    """Digits whose hidden width the task samples itself on the trial (a task parameter, not Stacey's)."""
+    hidden = trial.suggest_int("hidden", 4, 16) if trial is not None else 8
+    return make_digits(trial, hidden=hidden, seed=seed, foreach=foreach)
+
+
+def make_rendezvous(trial=None, rendezvous_dir: str = ".", workers: int = 2, seed: int = 0):
+    """Digits that, before building, waits (up to 60 s) until ``workers`` distinct processes have started
+    a trial: a study run by fewer worker processes than asked cannot get past it in time."""
+    directory = Path(rendezvous_dir)
+    (directory / str(os.getpid())).touch()
+    deadline = time.monotonic() + 60
+    while len(list(directory.iterdir())) < workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return make_digits(trial, seed=seed, **TINY)

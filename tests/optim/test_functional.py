@@ -1,7 +1,9 @@
 """Every implementation of the Stacey update against the plain path, and the plain path against a
 literal transcription of ALGORITHM.md written here, independently of the package."""
 
+import contextlib
 import math
+import warnings
 
 import pytest
 import torch
@@ -82,13 +84,39 @@ def _run(path, *, p, variant, weight_decay, maximize, steps=10, device="cpu"):
     gen = torch.Generator().manual_seed(1)
     params = _make_params(gen, device)
     optimizer = Stacey(params, p=p, variant=variant, weight_decay=weight_decay, maximize=maximize, **path, **HYPER)
-    for step in range(steps):
-        for index, param in enumerate(params):
-            grad = torch.randn(param.shape, generator=gen, dtype=torch.float64).to(device)
-            # The last-but-one parameter skips every third step: its state must not move then.
-            param.grad = None if (index == 3 and step % 3 == 0) else grad
-        optimizer.step()
+    calls = _count_compiled_calls() if path.get("fused") else contextlib.nullcontext([])
+    # A fused step that fell back to foreach would compare foreach with plain: make that an error.
+    with warnings.catch_warnings(), calls as compiled:
+        warnings.simplefilter("error", RuntimeWarning)
+        for step in range(steps):
+            for index, param in enumerate(params):
+                grad = torch.randn(param.shape, generator=gen, dtype=torch.float64).to(device)
+                # The last-but-one parameter skips every third step: its state must not move then.
+                param.grad = None if (index == 3 and step % 3 == 0) else grad
+            optimizer.step()
+    if path.get("fused"):
+        assert len(compiled) >= steps, "the fused path did not run its compiled kernel on every step"
     return params, optimizer
+
+
+@contextlib.contextmanager
+def _count_compiled_calls():
+    """Record every call of the compiled kernels (CPU and CUDA) made inside the block."""
+    calls = []
+    originals = RUNTIME.kernel, RUNTIME.list_kernel
+
+    def counting(get_kernel):
+        def get(variant, kind):
+            kernel = get_kernel(variant, kind)
+            return lambda *args: (calls.append(kind), kernel(*args))[1]
+
+        return get
+
+    RUNTIME.kernel, RUNTIME.list_kernel = counting(originals[0]), counting(originals[1])
+    try:
+        yield calls
+    finally:
+        RUNTIME.kernel, RUNTIME.list_kernel = originals
 
 
 PATHS = {"foreach": dict(foreach=True), "fused": dict(fused=True)}

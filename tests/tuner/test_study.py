@@ -126,34 +126,51 @@ def test_sigkilled_worker_trial_is_failed_and_requeued(tmp_path, subprocess_env)
     assert _states(study).count("COMPLETE") + _states(study).count("PRUNED") == 3
 
 
-def _storages(tmp_path):
-    yield "journal", f"journal:{tmp_path / 'journal.log'}"
-    url = os.environ.get("STACEY_TEST_POSTGRES_URL")
-    if url:
-        yield "postgres", url
-    elif os.environ.get("CI") == "true":
-        pytest.fail("CI=true but STACEY_TEST_POSTGRES_URL is not set: .ci/start_postgres.sh did not run")
-    else:
-        print("PostgreSQL not tested: STACEY_TEST_POSTGRES_URL is not set (source .ci/start_postgres.sh)")
+@pytest.fixture(params=["journal", "postgres"])
+def shared_storage(request, tmp_path):
+    """A storage that several processes share: a journal file, and a PostgreSQL server where one is given."""
+    if request.param == "journal":
+        return f"journal:{tmp_path / 'journal.log'}"
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.mark.slow
-def test_two_workers_share_journal_and_postgres_storages(tmp_path, capsys):
-    for name, storage in _storages(tmp_path):
-        study = tune(
-            "digits",
-            n_trials=3,
-            workers=2,
-            storage=storage,
-            study_name=f"two-workers-{os.getpid()}",
-            output_dir=tmp_path / name,
-            task_options=TINY,
-            **{**FAST, "max_epochs": 1},
-        )
-        assert len(study.trials) == 3 and all(t.state.is_finished() for t in study.trials), name
-        assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3, name
-        assert {t.user_attrs["pid"] for t in study.trials} != {os.getpid()}, name
-        out = capsys.readouterr().out
-        if "@" in storage:
-            password = storage.split("://", 1)[1].split("@")[0].split(":", 1)[1]
-            assert password not in out and "***" in out
+def test_two_workers_share_journal_and_postgres_storages(tmp_path, capsys, shared_storage):
+    rendezvous = tmp_path / "rendezvous"
+    rendezvous.mkdir()
+    study = tune(
+        "tuning_tasks:make_rendezvous", n_trials=3, workers=2, storage=shared_storage, monitor="val_acc",
+        direction="maximize", study_name=f"two-workers-{os.getpid()}", output_dir=tmp_path / "out",
+        task_options={"rendezvous_dir": str(rendezvous)}, **{**FAST, "max_epochs": 1},
+    )  # fmt: skip
+    assert len(study.trials) == 3 and all(t.state.is_finished() for t in study.trials)
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3
+    pids = {t.user_attrs["pid"] for t in study.trials}
+    assert os.getpid() not in pids and len(pids) == 2  # both worker processes trained trials
+    out = capsys.readouterr().out
+    if "@" in shared_storage:
+        password = shared_storage.split("://", 1)[1].split("@")[0].split(":", 1)[1]
+        assert password not in out and "***" in out
+
+
+def test_per_kind_p_and_geometry_reach_the_table_and_tensorboard(tmp_path, capsys):
+    space = {"p": {"distribution": "p_exponent", "low": 2.0, "high": 4.0}, "lr": 0.03,
+             "kinds": {"matrix": {"p": {"distribution": "p_exponent", "low": 4.0, "high": 8.0}}}}  # fmt: skip
+    study = tune("digits", space=space, n_trials=1, output_dir=tmp_path, task_options=TINY, geometry=True, **FAST)
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| trial |"))
+    assert header.startswith("| trial | p | kinds.matrix.p | lr |")
+    config = study.best_trial.user_attrs["stacey_config"]
+    assert 4.0 <= config["kinds"]["matrix"]["p"] <= 8.0
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(tmp_path / "tensorboard" / "digits" / "trial-0"))
+    events.Reload()
+    assert {"stacey/matrix/p", "stacey/matrix/x_minus_z_norm", "stacey/vector/step_norm"} <= set(
+        events.Tags()["scalars"]
+    )
+    assert events.Scalars("stacey/matrix/p")[0].value == pytest.approx(config["kinds"]["matrix"]["p"])
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["kinds.matrix.p"].number_value == pytest.approx(config["kinds"]["matrix"]["p"])
