@@ -6,7 +6,8 @@ index), under ``stacey/<group>/``:
     step_norm       ||x_after - x_before||_p, the l_p norm of the step actually applied
     x_minus_z_norm  ||x - z||_p after the step, the distance between primal and dual iterate
     grad_dual_norm  ||g||_p* with p* = p / (p - 1), of the gradient before clipping
-Norms of a group are over all its tensors together. Only rank zero computes and logs.
+Norms of a group are over all its tensors together, sharded ones (FSDP2) whole. Every process
+computes them (for sharded tensors they are collectives); the loggers write on rank zero only.
 """
 
 from __future__ import annotations
@@ -28,8 +29,17 @@ def dual_exponent(p: float) -> float:
 
 
 def group_norm(tensors: list[Tensor], p: float) -> Tensor:
-    """The l_p norm of the concatenation of ``tensors``, as a 0-d tensor (no host synchronisation)."""
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t, p) for t in tensors]), p)
+    """The l_p norm of the concatenation of ``tensors``, as a 0-d tensor (no host synchronisation).
+
+    A sharded tensor (FSDP2's DTensor) contributes the norm of the whole tensor: each process reduces
+    its shard and one all-reduce of a scalar combines them, so every process must call this.
+    """
+    norms = [torch.linalg.vector_norm(t, p) for t in tensors]
+    return torch.linalg.vector_norm(torch.stack([_whole(norm) for norm in norms]), p)
+
+
+def _whole(norm: Tensor) -> Tensor:
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
 
 class StaceyMonitor(Callback):
@@ -59,7 +69,8 @@ class StaceyMonitor(Callback):
             )
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
-        if trainer.global_step % self.every_n_steps or not trainer.is_global_zero or not isinstance(optimizer, Stacey):
+        # Every process computes (the norms of sharded parameters are collectives); loggers write on rank 0.
+        if trainer.global_step % self.every_n_steps or not isinstance(optimizer, Stacey):
             return
         groups = []
         for group in optimizer.param_groups:

@@ -8,6 +8,12 @@ and ``optimizer.stacey`` picks a path.
 Notation (ALGORITHM.md): x parameter, g gradient, z dual iterate, m momentum, c interpolated
 momentum, s(c) the l_p steepest-descent direction, lr = eta (primal step), alpha dual step,
 tau interpolation coefficient.
+
+Every path computes the interpolation tau * z + (1 - tau) * y as y + tau * (z - y) (and the whole
+step as (1 - lr * lambda) * x + tau * (z - x) - (1 - tau) * lr * s(c)): the same update, but exactly
+x where z == x and the step is zero. torch.distributed.checkpoint relies on that: before it loads an
+optimizer's state it calls step() once with zero gradients and lr = 0 (so alpha = 0), and the form
+tau * z + (1 - tau) * x would move every weight by a rounding error, breaking exact resume.
 """
 
 from __future__ import annotations
@@ -84,11 +90,12 @@ def _single_tensor_stacey(
         c = beta1 * m + (1 - beta1) * g  # m from before this step
         if variant == "p2":
             z.copy_(z - alpha * c)
-        else:  # "pp": mirror descent with (1/p)||.||_p^p
+        elif alpha != 0:  # "pp": mirror descent with (1/p)||.||_p^p (a zero step leaves z as it is)
             u = signed_power(z, p - 1) - alpha * c
             z.copy_(signed_power(u, 1 / (p - 1)))
         y = x - lr * lp_direction(c, p, eps)
-        x.copy_(tau * z + (1 - tau) * y - lr * weight_decay * x)
+        # tau * z + (1 - tau) * y, written so that it is exactly y where z == y (see _functional's notes)
+        x.copy_(y + tau * (z - y) - lr * weight_decay * x)
         m.copy_(beta2 * m + (1 - beta2) * g)
 
 
@@ -127,7 +134,7 @@ def _multi_tensor_stacey(
         torch._foreach_add_(c, gs, alpha=1 - beta1)
         if variant == "p2":
             torch._foreach_add_(zs_, c, alpha=-alpha)
-        else:
+        elif alpha != 0:
             u = torch._foreach_abs(zs_)
             torch._foreach_pow_(u, p - 1)
             torch._foreach_mul_(u, torch._foreach_sign(zs_))
@@ -149,9 +156,10 @@ def _multi_tensor_stacey(
             else:
                 torch._foreach_pow_(base, (2 - p) / (p - 1))
                 s = torch._foreach_mul(c, base)
-        # x_new = (1 - tau - lr * weight_decay) * x + tau * z - (1 - tau) * lr * s(c)
-        torch._foreach_mul_(xs, 1 - tau - lr * weight_decay)
-        torch._foreach_add_(xs, zs_, alpha=tau)
+        # x_new = (1 - lr * weight_decay) * x + tau * (z - x) - (1 - tau) * lr * s(c)
+        pull = torch._foreach_sub(zs_, xs)
+        torch._foreach_mul_(xs, 1 - lr * weight_decay)
+        torch._foreach_add_(xs, pull, alpha=tau)
         torch._foreach_add_(xs, s, alpha=-(1 - tau) * lr)
         torch._foreach_mul_(ms_, beta2)
         torch._foreach_add_(ms_, gs, alpha=1 - beta2)

@@ -52,9 +52,9 @@ def _kernel_body(variant: str, kind: str) -> Callable:
             z_new = z - alpha * c
         else:
             u = signed_power(z, p - 1, _symbolic_power) - alpha * c
-            z_new = signed_power(u, 1 / (p - 1), _symbolic_power)
+            z_new = torch.where(alpha == 0, z, signed_power(u, 1 / (p - 1), _symbolic_power))
         s = direction(c, kind, p, eps, _symbolic_power)
-        x.copy_((1 - tau - lr * weight_decay) * x + tau * z_new - (1 - tau) * lr * s)
+        x.copy_((1 - lr * weight_decay) * x + tau * (z_new - x) - (1 - tau) * lr * s)
         z.copy_(z_new)
         m.copy_(beta2 * m + (1 - beta2) * g)
 

@@ -284,3 +284,19 @@ def test_fused_takes_the_foreach_path_with_one_warning_past_the_recompile_limit(
     _train(reference_model, reference, 3)
     for expected, actual in zip(reference_model.parameters(), model.parameters()):
         torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("path", [dict(foreach=False), dict(foreach=True), dict(fused=True)])
+@pytest.mark.parametrize("variant, p", [("p2", 3.0), ("p2", math.inf), ("pp", 4.5)])
+def test_a_zero_step_leaves_parameters_bit_identical(path, variant, p):
+    """torch.distributed.checkpoint steps a fresh optimizer once with zero gradients and lr = 0 before it
+    loads the saved state (FSDP2's exact resume depends on that step changing nothing)."""
+    from torch.distributed.checkpoint.state_dict import _init_optim_state
+
+    model = _model()
+    before = [param.detach().clone() for param in model.parameters()]
+    optimizer = Stacey(model.parameters(), p=p, variant=variant, tau=0.3, weight_decay=0.1, **path)
+    _init_optim_state(optimizer)
+    assert optimizer.state  # the state exists now, as DCP needs
+    for expected, param in zip(before, model.parameters()):
+        assert torch.equal(param, expected)

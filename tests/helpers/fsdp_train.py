@@ -1,0 +1,128 @@
+"""Train a small regression model with Stacey's default (fused) path under FSDP2: Lightning's
+ModelParallelStrategy with 2 CPU processes (gloo), ``fully_shard`` in ``configure_model``. Used by
+tests/lightning/test_fsdp2.py; a script because the strategy re-runs it in every process.
+
+    python tests/helpers/fsdp_train.py --out DIR
+
+In one launch it fits (a) 2 epochs, (b) 1 epoch and saves Lightning's distributed checkpoint, then
+(c) resumes (b) to 2 epochs; rank 0 writes the full parameters and optimizer state of (a) and (c),
+and every rank its parameter groups' kinds and sizes and what StaceyMonitor logged in (a), to DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.strategies import ModelParallelStrategy
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from stacey_lightning import StaceyMixin, StaceyMonitor
+
+SAMPLES = 64
+GLOBAL_BATCH = 16
+CONFIG = {"p": 3.0, "lr": 0.02, "tau": 0.05, "weight_decay": 0.01, "kinds": {"matrix": {"p": 4.5}}}
+
+
+class ShardedRegression(StaceyMixin, pl.LightningModule):
+    """MLP 8 -> 16 -> 1 with a LayerNorm, each layer and the whole sharded with FSDP2 over the data-parallel mesh."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Tanh(), nn.Linear(16, 1))
+        self.set_stacey_config(CONFIG)
+
+    def configure_model(self) -> None:
+        if self.device_mesh is None:  # one process: nothing to shard
+            return
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = self.device_mesh["data_parallel"]
+        for layer in self.net:
+            if any(True for _ in layer.parameters()):
+                fully_shard(layer, mesh=mesh)
+        fully_shard(self, mesh=mesh)
+
+    def training_step(self, batch, batch_idx):
+        inputs, targets = batch
+        return nn.functional.mse_loss(self.net(inputs), targets)
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(1)
+        inputs = torch.randn(SAMPLES, 8, generator=generator)
+        dataset = TensorDataset(inputs, inputs @ torch.randn(8, 1, generator=generator))
+        world_size = self.trainer.world_size
+        # Unshuffled, each rank takes every world_size-th sample: one step's rank batches together are
+        # exactly the single-process batch.
+        sampler = DistributedSampler(dataset, world_size, self.trainer.global_rank, shuffle=False)
+        return DataLoader(dataset, batch_size=GLOBAL_BATCH // world_size, sampler=sampler)
+
+
+def trainer(devices: int, max_epochs: int, root: Path) -> pl.Trainer:
+    strategy = ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1) if devices > 1 else "auto"
+    return pl.Trainer(accelerator="cpu", devices=devices, strategy=strategy, max_epochs=max_epochs, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      use_distributed_sampler=False, default_root_dir=root, deterministic=True,
+                      callbacks=[StaceyMonitor(every_n_steps=4)])  # fmt: skip
+
+
+def monitored(trainer: pl.Trainer) -> dict[str, float]:
+    """What StaceyMonitor logged last (p, step, ||x - z|| and the gradient's norm per group)."""
+    return next(callback for callback in trainer.callbacks if isinstance(callback, StaceyMonitor)).latest
+
+
+def full_state(module: ShardedRegression, trainer: pl.Trainer) -> dict:
+    """Parameters, z and m as full tensors (gathered from the shards; a collective: every rank calls it)."""
+
+    def full(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor.detach().clone()
+
+    optimizer = trainer.optimizers[0]
+    state = {}
+    for name, param in module.named_parameters():
+        state[name] = full(param)
+        for key in ("z", "m"):
+            state[f"{name}.{key}"] = full(optimizer.state[param][key])
+    return state
+
+
+def groups(trainer: pl.Trainer) -> list[dict]:
+    return [{"kind": group["kind"], "p": group["p"], "numel": sum(p.numel() for p in group["params"])}
+            for group in trainer.optimizers[0].param_groups]  # fmt: skip
+
+
+def fit(devices: int, max_epochs: int, root: Path, ckpt_path: str | None = None) -> tuple:
+    pl.seed_everything(0)
+    module = ShardedRegression()
+    fitted = trainer(devices, max_epochs, root)
+    fitted.fit(module, ckpt_path=ckpt_path)
+    return module, fitted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    module, uninterrupted = fit(2, 2, args.out)
+    whole = full_state(module, uninterrupted)
+    (args.out / f"groups-rank{uninterrupted.global_rank}.json").write_text(json.dumps(groups(uninterrupted)))
+    (args.out / f"monitor-rank{uninterrupted.global_rank}.json").write_text(json.dumps(monitored(uninterrupted)))
+    _, first = fit(2, 1, args.out)
+    first.save_checkpoint(args.out / "epoch1.ckpt")
+    module, resumed = fit(2, 2, args.out, ckpt_path=str(args.out / "epoch1.ckpt"))
+    again = full_state(module, resumed)
+    if resumed.global_rank == 0:
+        from stacey_lightning.optim._fused import RUNTIME
+
+        # Which path stepped: the default must be the compiled one, with no fallback to foreach.
+        fused = {"kernels": len(RUNTIME.kernels), "disabled_reason": RUNTIME.disabled_reason}
+        torch.save({"uninterrupted": whole, "resumed": again, "steps": resumed.global_step, "fused": fused},
+                   args.out / "fsdp2.pt")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
