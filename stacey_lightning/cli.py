@@ -150,7 +150,12 @@ def tune_parser() -> argparse.ArgumentParser:
         "--workers", type=_positive, default=1, help="worker processes on this machine (default: %(default)s)"
     )
     parser.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
-    parser.add_argument("--strategy", default=None, help="Lightning strategy (ddp, ddp_spawn, ...)")
+    parser.add_argument(
+        "--strategy",
+        default=None,
+        help="Lightning strategy (ddp, ddp_spawn, ...), or fsdp2: ModelParallelStrategy with every "
+        "device in data parallelism (the module shards itself in configure_model)",
+    )
     parser.add_argument("--direction", choices=("maximize", "minimize"), default=None, help="default: the task's")
     return parser
 

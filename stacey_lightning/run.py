@@ -11,6 +11,7 @@ This module knows nothing of Optuna: the trial, where there is one, is only pass
 
 from __future__ import annotations
 
+import copy
 import inspect
 import signal
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ __all__ = [
     "TRAINER_DEFAULTS",
 ]
 
+FSDP2 = "fsdp2"  # a strategy name of ours: see make_trainer
 # A tuning trial or a compared run shows one line, not Lightning's progress bars and summaries, and
 # checkpoints nothing; log_every_n_steps=10 keeps train_loss curves for small tasks (digits: 45 steps
 # an epoch).
@@ -96,12 +98,31 @@ def make_logger(root: str, name: str, version: str) -> Any:
 
 
 def make_trainer(*, max_epochs: int, logger: Any, callbacks: list, trainer_kwargs: Mapping[str, Any]) -> Any:
-    """A Trainer with ``TRAINER_DEFAULTS``, overridden by ``trainer_kwargs``; their ``callbacks`` come after ours."""
+    """A Trainer with ``TRAINER_DEFAULTS``, overridden by ``trainer_kwargs``; their ``callbacks`` come after ours.
+
+    ``strategy="fsdp2"`` is Lightning's ModelParallelStrategy with every device in data parallelism
+    (``fully_shard`` over ``device_mesh["data_parallel"]`` in the module's ``configure_model``); its own
+    "auto" sizes put a single node's devices in tensor parallelism. A strategy object is copied, so
+    that every run gets a fresh one.
+    """
     from lightning.pytorch import Trainer
+    from lightning.pytorch.strategies import Strategy
 
     kwargs = {**TRAINER_DEFAULTS, "max_epochs": max_epochs, **trainer_kwargs}
     kwargs["callbacks"] = [*callbacks, *trainer_kwargs.get("callbacks", [])]
+    if kwargs.get("strategy") == FSDP2:
+        kwargs["strategy"] = _fsdp2(kwargs.get("devices", "auto"), kwargs.get("num_nodes", 1))
+    elif isinstance(kwargs.get("strategy"), Strategy):
+        kwargs["strategy"] = copy.deepcopy(kwargs["strategy"])
     return Trainer(logger=logger, **kwargs)
+
+
+def _fsdp2(devices: Any, num_nodes: int) -> Any:
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    if not isinstance(devices, int):
+        raise ValueError(f"strategy {FSDP2}: give the number of devices per node (devices=N), not {devices!r}")
+    return ModelParallelStrategy(data_parallel_size=devices * num_nodes, tensor_parallel_size=1)
 
 
 def fit(trainer: Any, module: Any, datamodule: Any, seed: int) -> None:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import socket
 import threading
+import time
 from typing import Any
 
 import optuna
@@ -50,6 +52,8 @@ __all__ = [
 
 HEARTBEAT_INTERVAL_S = 30
 HEARTBEAT_GRACE_S = 120
+_CREATE_ATTEMPTS = 5
+_CREATION_RACE = ("already exists", "duplicate key", "UniqueViolation")
 _JOURNAL = "journal:"
 # What each database needs installed, by SQLAlchemy dialect.
 _DRIVERS = {"postgresql": "pip install 'stacey-lightning[postgres]' (psycopg2)", "mysql": "pip install mysqlclient"}
@@ -110,16 +114,24 @@ def open_storage(storage: Any) -> optuna.storages.BaseStorage:
         )
     url = _with_installed_postgres_driver(storage)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=HEARTBEAT_GRACE_S,
-            heartbeat_stale_trial_callback=requeue,
-        )
-    except Exception as error:  # any driver, URL or connection error becomes one line
-        raise StorageError(f"cannot open storage {shown}: {_cause(error, storage, shown)}") from None
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                grace_period=HEARTBEAT_GRACE_S,
+                heartbeat_stale_trial_callback=requeue,
+            )
+        except Exception as error:  # any driver, URL or connection error becomes one line
+            cause = _cause(error, storage, shown)
+            # Workers on several machines starting on a fresh database race to create Optuna's tables,
+            # and the losers fail on the winner's half-made schema; opening again finds it complete.
+            if attempt + 1 < _CREATE_ATTEMPTS and any(words in cause for words in _CREATION_RACE):
+                time.sleep(random.uniform(0.5, 2.0))
+                continue
+            raise StorageError(f"cannot open storage {shown}: {cause}") from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _cause(error: Exception, url: str, shown: str) -> str:

@@ -27,9 +27,24 @@ class _RecordingModule(DigitsModule):
             handle.write(json.dumps(line) + "\n")
 
 
-def make_recording(trial=None, record_dir: str = "."):
-    module, datamodule = make_digits(trial, **TINY)
-    module.__class__ = _RecordingModule
+class _ShardedRecordingModule(_RecordingModule):
+    """Shards itself with FSDP2 (fully_shard over the data-parallel mesh) under ModelParallelStrategy."""
+
+    def configure_model(self) -> None:
+        if self.device_mesh is None:
+            return
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = self.device_mesh["data_parallel"]
+        for layer in self.net:
+            if any(True for _ in layer.parameters()):
+                fully_shard(layer, mesh=mesh)
+        fully_shard(self, mesh=mesh)
+
+
+def make_recording(trial=None, record_dir: str = ".", sharded: bool = False, foreach: bool = True):
+    module, datamodule = make_digits(trial, **{**TINY, "foreach": foreach})
+    module.__class__ = _ShardedRecordingModule if sharded else _RecordingModule
     module.record_dir = record_dir
     return module, datamodule
 

@@ -69,3 +69,17 @@ def test_custom_classifier_and_check_groups_errors():
         check_groups(model, [{"params": [model[0].weight, model[0].bias, model[1].bias]}])
     with pytest.raises(ValueError, match=r"'0.weight' is in 2"):
         check_groups(model, [{"params": list(model.parameters())}, {"params": [model[0].weight]}])
+
+
+def test_kinds_come_from_module_types_when_sharding_flattens_shapes():
+    """FSDP1 (FSDPStrategy, CUDA only) hands the optimizer 1-D flat views of the weights: their kinds must
+    still be those of the unsharded model."""
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 6), nn.LayerNorm(6), nn.Conv1d(6, 2, 3))
+    kinds = [group["kind"] for group in param_groups(model, StaceyConfig())]
+    for module in model:
+        for name, param in list(module.named_parameters(recurse=False)):
+            setattr(module, name, nn.Parameter(param.detach().reshape(-1)))  # what flattening leaves
+    flattened = param_groups(model, StaceyConfig())
+    assert [group["kind"] for group in flattened] == kinds == ["matrix", "conv", "embedding", "vector"]
+    assert [len(group["params"]) for group in flattened] == [1, 1, 1, 4]  # vectors: 2 biases, 2 norm params
+    assert [group["name"] for group in flattened] == kinds  # LearningRateMonitor: lr-Stacey/matrix, ...

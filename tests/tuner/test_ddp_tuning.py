@@ -24,17 +24,20 @@ class PruneTrialOne(optuna.pruners.BasePruner):
 
 if __name__ == "__main__":
     tune("tuning_tasks:make_recording", n_trials=3, max_epochs=2, output_dir={output!r}, pruner=PruneTrialOne(),
-         monitor="val_acc", direction="maximize", task_options={{"record_dir": {output!r}}},
+         monitor="val_acc", direction="maximize", task_options={{"record_dir": {output!r}, **{options!r}}},
          trainer_kwargs=dict(accelerator="cpu", devices=2, strategy={strategy!r}, limit_train_batches=6,
                              limit_val_batches=2))
 """
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn", "fsdp2"])
 def test_ddp_one_trial_per_run_same_params_on_every_rank_and_pruning(tmp_path, strategy):
+    # fsdp2: the module shards itself, and Stacey takes its default (compiled) path on the shards.
+    options = {"sharded": True, "foreach": None} if strategy == "fsdp2" else {}
     script = tmp_path / "tune_ddp.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(tests=str(HELPERS), output=str(tmp_path), strategy=strategy)))
+    script.write_text(textwrap.dedent(SCRIPT.format(tests=str(HELPERS), output=str(tmp_path), strategy=strategy,
+                                                    options=options)))  # fmt: skip
     env = {**os.environ, "PL_DISABLE_FORK": "1"}
     result = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240

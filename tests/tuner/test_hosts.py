@@ -1,0 +1,49 @@
+"""Two "machines" (processes with their own hostnames, through `unshare -u`) sharing one PostgreSQL study:
+every trial runs once, none is lost, and the study ends with exactly n_trials finished trials."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from stacey_lightning.tuner.storage import open_storage
+
+N_TRIALS = 6
+
+
+def _can_unshare() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-u", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_two_hosts_share_one_postgres_study_exactly(tmp_path, postgres_url, subprocess_env):
+    if not _can_unshare():
+        pytest.skip("`unshare -u` is not permitted here (it needs root or CAP_SYS_ADMIN)")
+    name = f"hosts-{os.getpid()}"
+    hosts = []
+    for host in ("host-a", "host-b"):
+        tune = (
+            f"{sys.executable} -m stacey_lightning tune --task digits --task-option hidden=8 --task-option "
+            f"foreach=true --max-epochs 1 --n-trials {N_TRIALS} --workers 2 --storage '{postgres_url}' "
+            f"--study-name {name} --output {tmp_path / host}"
+        )
+        hosts.append(subprocess.Popen(["unshare", "-u", "sh", "-c", f"hostname {host} && exec {tune}"],
+                                      env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))  # fmt: skip
+    outputs = [host.communicate(timeout=400)[0] for host in hosts]
+    assert [host.returncode for host in hosts] == [0, 0], outputs
+    study = optuna.load_study(study_name=name, storage=open_storage(postgres_url))
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == N_TRIALS  # exactly, although four workers on two hosts raced for the last ones
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    surplus = [t for t in trials if t.state == TrialState.FAIL]
+    assert all(t.user_attrs.get("surplus") and not t.params for t in surplus)  # never trained
+    assert {t.user_attrs["hostname"] for t in finished} == {"host-a", "host-b"}
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == N_TRIALS
