@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 import signal
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,9 +27,17 @@ __all__ = [
     "final_metric",
     "log_final_hparams",
     "TRAINER_DEFAULTS",
+    "FSDP2",
+    "SMOKE",
+    "smoke",
+    "smoke_budget",
 ]
 
 FSDP2 = "fsdp2"  # a strategy name of ours: see make_trainer
+# STACEY_SMOKE=1 shrinks every budget to seconds (2 trials or tuning trials, 1 epoch of a few batches,
+# 1 seed): the tests run the documentation's commands, as written, with it.
+SMOKE = "STACEY_SMOKE"
+_SMOKE_LIMITS = {"limit_train_batches": 4, "limit_val_batches": 2}
 # A tuning trial or a compared run shows one line, not Lightning's progress bars and summaries, and
 # checkpoints nothing; log_every_n_steps=10 keeps train_loss curves for small tasks (digits: 45 steps
 # an epoch).
@@ -90,6 +99,16 @@ def use_optimizer(module: Any, optimizer: str, options: Mapping[str, Any] | None
     return module.stacey_config().to_dict()
 
 
+def smoke() -> bool:
+    """Whether STACEY_SMOKE asks for tiny budgets."""
+    return os.environ.get(SMOKE, "") not in ("", "0")
+
+
+def smoke_budget(count: int, epochs: int) -> tuple[int, int]:
+    """(count, epochs), capped at (2, 1) under STACEY_SMOKE."""
+    return (min(count, 2), 1) if smoke() else (count, epochs)
+
+
 def make_logger(root: str, name: str, version: str) -> Any:
     """A TensorBoard run at root/name/version, without Lightning's placeholder hp_metric."""
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -108,7 +127,7 @@ def make_trainer(*, max_epochs: int, logger: Any, callbacks: list, trainer_kwarg
     from lightning.pytorch import Trainer
     from lightning.pytorch.strategies import Strategy
 
-    kwargs = {**TRAINER_DEFAULTS, "max_epochs": max_epochs, **trainer_kwargs}
+    kwargs = {**TRAINER_DEFAULTS, "max_epochs": max_epochs, **(_SMOKE_LIMITS if smoke() else {}), **trainer_kwargs}
     kwargs["callbacks"] = [*callbacks, *trainer_kwargs.get("callbacks", [])]
     if kwargs.get("strategy") == FSDP2:
         kwargs["strategy"] = _fsdp2(kwargs.get("devices", "auto"), kwargs.get("num_nodes", 1))

@@ -156,6 +156,8 @@ def compare(
     resolved = resolve_task(task)
     monitor = monitor or resolved.monitor
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(seed) for seed in seeds]
+    if run.smoke():
+        seed_list, (tune_trials, max_epochs) = seed_list[:1], run.smoke_budget(tune_trials, max_epochs)
     if not seed_list:
         raise ValueError("seeds: need at least one seed")
     if not optimizers:

@@ -35,9 +35,9 @@ import yaml
 from stacey_lightning.lightning.config import HYPERPARAMETERS, KIND_KEYS, KINDS, StaceyConfig
 from stacey_lightning.tuner.distributions import Distribution, SearchSpaceError, SpaceParser, r_name
 
-__all__ = ["SearchSpace", "SearchSpaceError", "Distribution", "load_yaml"]
+__all__ = ["SearchSpace", "SearchSpaceError", "Distribution", "KEYS", "load_yaml"]
 
-_TOP_KEYS = (*HYPERPARAMETERS, "kinds", "schedule")
+KEYS = (*HYPERPARAMETERS, "kinds", "schedule")
 _BETA_KEYS = ("beta1", "beta2")
 
 
@@ -112,8 +112,8 @@ class SearchSpace(SpaceParser):
 
     def _parse(self, spec: Mapping[str, Any]) -> None:
         for key in spec:
-            if key not in _TOP_KEYS:
-                raise self.error(key, f"unknown key (allowed keys: {', '.join(_TOP_KEYS)})")
+            if key not in KEYS:
+                raise self.error(key, f"unknown key (allowed keys: {', '.join(KEYS)})")
         for key, value in spec.items():
             if key == "betas":
                 self._parse_betas(value)

@@ -53,7 +53,7 @@ __all__ = [
 HEARTBEAT_INTERVAL_S = 30
 HEARTBEAT_GRACE_S = 120
 _CREATE_ATTEMPTS = 5
-_CREATION_RACE = ("already exists", "duplicate key", "UniqueViolation")
+_CREATION_RACE = ("already exists", "duplicate key", "UniqueViolation", "UNIQUE constraint failed")
 _JOURNAL = "journal:"
 # What each database needs installed, by SQLAlchemy dialect.
 _DRIVERS = {"postgresql": "pip install 'stacey-lightning[postgres]' (psycopg2)", "mysql": "pip install mysqlclient"}

@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from stacey_lightning import run
 from stacey_lightning.baselines import STACEY
 from stacey_lightning.tasks import check_task_options, resolve_task
 from stacey_lightning.tuner import ddp, outputs
@@ -96,6 +97,7 @@ def tune(
     """
     call = ddp.next_call()
     resolved = resolve_task(task)
+    n_trials, max_epochs = run.smoke_budget(n_trials, max_epochs)
     if workers < 1:
         raise ValueError(f"workers: must be >= 1, got {workers}")
     if n_trials < 1:
