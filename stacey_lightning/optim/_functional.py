@@ -25,7 +25,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["lp_direction", "direction", "direction_kind", "signed_power", "group_by_device_and_dtype"]
+__all__ = [
+    "lp_direction",
+    "direction",
+    "direction_kind",
+    "direction_exponent",
+    "signed_power",
+    "group_by_device_and_dtype",
+]
 
 
 def direction_kind(p: float) -> str:
@@ -40,8 +47,15 @@ def direction_kind(p: float) -> str:
     return "power"
 
 
-def direction(c: Tensor, kind: str, p: float, eps: float, power: Callable = torch.pow) -> Tensor:
-    """s(c) = c * (|c| + eps) ** ((2 - p) / (p - 1)), in the exact form ``kind`` names.
+def direction_exponent(p: float) -> float:
+    """(2 - p) / (p - 1), the exponent of (|c| + eps) in s(c); -1 at p = inf."""
+    return -1.0 if p == math.inf else (2 - p) / (p - 1)
+
+
+def direction(
+    c: Tensor, kind: str, exponent: float | Tensor, eps: float | Tensor, power: Callable = torch.pow
+) -> Tensor:
+    """s(c) = c * (|c| + eps) ** exponent, exponent = (2 - p) / (p - 1), in the exact form ``kind`` names.
 
     Roughly sign(c) * |c| ** (1 / (p - 1)); eps sits inside the power's base so that p > 2 cannot
     blow up a zero coordinate. ``power(base, exponent)`` computes the general power (the compiled
@@ -53,12 +67,12 @@ def direction(c: Tensor, kind: str, p: float, eps: float, power: Callable = torc
         return c * torch.rsqrt(c.abs() + eps)
     if kind == "sign":  # the limit p -> inf
         return c / (c.abs() + eps)
-    return c * power(c.abs() + eps, (2 - p) / (p - 1))
+    return c * power(c.abs() + eps, exponent)
 
 
 def lp_direction(c: Tensor, p: float, eps: float) -> Tensor:
     """s(c) by the paper's formula: the general power for finite p, c / (|c| + eps) at p = inf."""
-    return direction(c, "sign" if p == math.inf else "power", p, eps)
+    return direction(c, "sign" if p == math.inf else "power", direction_exponent(p), eps)
 
 
 def signed_power(t: Tensor, exponent: float, power: Callable = torch.pow) -> Tensor:

@@ -14,6 +14,7 @@ shard it holds (``to_local``), with no communication.
 
 from __future__ import annotations
 
+import math
 import sys
 import types
 import warnings
@@ -25,6 +26,7 @@ from torch import Tensor
 from stacey_lightning.optim._functional import (
     _multi_tensor_stacey,
     direction,
+    direction_exponent,
     direction_kind,
     group_by_device_and_dtype,
     signed_power,
@@ -38,25 +40,46 @@ SMALL_TENSOR_NUMEL = 1 << 16
 
 
 def _symbolic_power(base: Tensor, exponent: Tensor) -> Tensor:
-    """base ** exponent for base >= 0, as exp(exponent * log(base)). Inside a compiled kernel a
+    """base ** exponent for base >= 0, as exp2(exponent * log2(base)). Inside a compiled kernel a
     Python-float exponent of pow is specialised into the graph (one recompile per p); a product
-    with it stays symbolic. log(0) = -inf gives exp(-inf) = 0 for the positive exponents used."""
-    return torch.exp(exponent * torch.log(base))
+    with it stays symbolic. log2(0) = -inf gives exp2(-inf) = 0 for the positive exponents used.
+    (Base 2: a tenth cheaper than exp and log on the CPU, as accurate.)"""
+    return torch.exp2(exponent * torch.log2(base))
+
+
+def coefficients(
+    *,
+    lr: float,
+    p: float,
+    alpha: float,
+    tau: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+) -> tuple[float, ...]:
+    """The kernel's inputs, in its order: every product of hyperparameters formed once per step on the
+    host (in float64), so that the kernel does no scalar arithmetic per element. The gradient's sign
+    (maximize) is folded into the two coefficients that multiply it."""
+    sign = -1.0 if maximize else 1.0
+    mirror = 1.0 if p == math.inf else p - 1  # the pp variant's exponents; p is finite there
+    return (beta1, sign * (1 - beta1), alpha, 1 - lr * weight_decay, tau, (1 - tau) * lr, direction_exponent(p), eps,
+            beta2, sign * (1 - beta2), mirror, 1 / mirror)  # fmt: skip
 
 
 def _kernel_body(variant: str, kind: str) -> Callable:
-    def kernel(x, g, z, m, lr, p, alpha, tau, beta1, beta2, weight_decay, eps, grad_sign):
-        g = g * grad_sign
-        c = beta1 * m + (1 - beta1) * g
+    def kernel(x, g, z, m, beta1, g_in_c, alpha, decay, tau, step, exponent, eps, beta2, g_in_m, mirror, inverse):
+        c = beta1 * m + g_in_c * g
         if variant == "p2":
             z_new = z - alpha * c
         else:
-            u = signed_power(z, p - 1, _symbolic_power) - alpha * c
-            z_new = torch.where(alpha == 0, z, signed_power(u, 1 / (p - 1), _symbolic_power))
-        s = direction(c, kind, p, eps, _symbolic_power)
-        x.copy_((1 - lr * weight_decay) * x + tau * (z_new - x) - (1 - tau) * lr * s)
+            u = signed_power(z, mirror, _symbolic_power) - alpha * c
+            z_new = torch.where(alpha == 0, z, signed_power(u, inverse, _symbolic_power))
+        s = direction(c, kind, exponent, eps, _symbolic_power)
+        x.copy_(decay * x + tau * (z_new - x) - step * s)
         z.copy_(z_new)
-        m.copy_(beta2 * m + (1 - beta2) * g)
+        m.copy_(beta2 * m + g_in_m * g)
 
     return _own_code(kernel, f"stacey_{variant}_{kind}")
 
@@ -168,7 +191,8 @@ def fused_stacey(
     """The compiled step; falls back to the foreach path where compiling is impossible."""
     hyper = dict(lr=lr, p=p, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps)
     kind = direction_kind(p)
-    scalars = (lr, p, alpha, tau, beta1, beta2, weight_decay, eps, -1.0 if maximize else 1.0)
+    scalars = coefficients(lr=lr, p=p, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
+                           eps=eps, maximize=maximize)  # fmt: skip
     local = [_local_shards(tensors) for tensors in (params, grads, zs, ms)]
     for xs, gs, zs_, ms_ in group_by_device_and_dtype(*local):
         if not RUNTIME.supported():
@@ -179,7 +203,9 @@ def fused_stacey(
         # them (lr * weight_decay) would be specialised into the graph (a recompile per value), and
         # each of the many CPU kernel calls would turn every float into a tensor itself. The copy
         # to the device is asynchronous: no host synchronisation.
-        scalar_tensors = torch.tensor(scalars, dtype=torch.float64).to(xs[0].device, non_blocking=True).unbind()
+        # In the parameters' precision (float32 at least): no conversion per element in the kernel.
+        dtype = torch.promote_types(xs[0].dtype, torch.float32)
+        scalar_tensors = torch.tensor(scalars, dtype=dtype).to(xs[0].device, non_blocking=True).unbind()
         try:
             if xs[0].device.type == "cuda":
                 RUNTIME.list_kernel(variant, kind)(xs, gs, zs_, ms_, *scalar_tensors)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from stacey_lightning import Stacey
-from stacey_lightning.optim._functional import direction, direction_kind, lp_direction
-from stacey_lightning.optim._fused import RUNTIME
+from stacey_lightning.optim._functional import direction, direction_exponent, direction_kind, lp_direction
+from stacey_lightning.optim._fused import RUNTIME, coefficients
 
 
 def literal_stacey_step(x, g, z, m, *, lr, p, alpha, tau, beta1, beta2, weight_decay, eps, variant):
@@ -154,7 +154,9 @@ def test_cheaper_forms_equal_general_formula(p):
     c = torch.randn(1000, dtype=torch.float32) * torch.logspace(-6, 2, 1000)
     eps = 1e-8
     general = c * (c.abs() + eps) ** ((2 - p) / (p - 1)) if p != math.inf else c / (c.abs() + eps)
-    torch.testing.assert_close(direction(c, direction_kind(p), p, eps), general, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        direction(c, direction_kind(p), direction_exponent(p), eps), general, rtol=1e-5, atol=1e-7
+    )
     torch.testing.assert_close(lp_direction(c, p, eps), general)
 
 
@@ -176,7 +178,9 @@ def test_whole_list_kernel_of_the_cuda_path_matches_plain_path_and_never_recompi
     kernel = RUNTIME.list_kernel("p2", "power")
     torch._dynamo.utils.counters.clear()
     for step, (lr, p) in enumerate([(HYPER["lr"], 4.5), (0.01, 5.0), (0.2, 7.5)]):
-        scalars = (lr, p, HYPER["alpha"], HYPER["tau"], *HYPER["betas"], 0.1, HYPER["eps"], 1.0)
+        beta1, beta2 = HYPER["betas"]
+        scalars = coefficients(lr=lr, p=p, alpha=HYPER["alpha"], tau=HYPER["tau"], beta1=beta1, beta2=beta2,
+                               weight_decay=0.1, eps=HYPER["eps"], maximize=False)  # fmt: skip
         with torch.no_grad():
             kernel(params, grads, zs, ms, *torch.tensor(scalars, dtype=torch.float64).unbind())
         if step == 0:
