@@ -48,6 +48,8 @@ from stacey_lightning.optim.optimizer import check_hyperparameters
 __all__ = [
     "StaceyConfig",
     "HYPERPARAMETERS",
+    "OPTIMIZER_ARGUMENTS",
+    "tau_for_horizon",
     "KINDS",
     "KIND_KEYS",
     "SCHEDULES",
@@ -65,14 +67,15 @@ TASK_SECTION = "task"
 
 def _as_float(value: Any, key: str) -> float:
     """A number from YAML or Python. Strings are accepted because YAML reads "1e-3" (no dot) and "inf"
-    as strings; booleans are refused although Python counts them as ints."""
+    as strings (and ".inf", YAML's own spelling, when quoted); booleans are refused although Python
+    counts them as ints."""
     if isinstance(value, bool):
         raise ValueError(f"{key}: expected a number, got {value!r}")
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
         try:
-            return float(value)
+            return float(value.replace(".inf", "inf") if value.strip().lower().endswith(".inf") else value)
         except ValueError:
             pass
     raise ValueError(f"{key}: expected a number, got {value!r}")
@@ -97,6 +100,11 @@ class StaceyConfig:
             otherwise, see param_groups).
         eps: inside the power's base of the l_p direction. Default 1e-8.
         variant: "p2" or "pp". Default "p2".
+        tau_follows_lr: scale tau with the schedule's lr, as alpha is (see ``Stacey``). Default False.
+        tau_horizon: when set, tau is chosen for the run instead: tau = 1 / (tau_horizon * T), T the
+            optimizer steps of the fit (``trainer.estimated_stepping_batches``). It is the horizon of
+            x's pull towards z in runs: 1 means one e-fold over the whole run, inf means tau = 0. A
+            tuned tau_horizon carries over to runs of other lengths. Default None (use tau).
         kinds: per-kind overrides, ``{kind: {p, lr_scale, weight_decay}}`` with kind one of
             matrix, conv, embedding, vector; ``lr_scale`` multiplies lr for that kind (default 1).
         schedule: ``{"name": "constant"}`` (default), ``{"name": "warmup_cosine", "warmup_fraction"
@@ -111,6 +119,8 @@ class StaceyConfig:
     weight_decay: float = 0.0
     eps: float = 1e-8
     variant: str = "p2"
+    tau_follows_lr: bool = False
+    tau_horizon: float | None = None
     kinds: dict[str, dict[str, float]] = field(default_factory=dict)
     schedule: dict[str, Any] = field(default_factory=lambda: {"name": "constant"})
 
@@ -182,10 +192,23 @@ class StaceyConfig:
             raise ValueError(f"betas: expected a pair [beta1, beta2], got {betas!r}")
         values["betas"] = tuple(_as_float(beta, f"betas[{index}]") for index, beta in enumerate(betas))
         values["variant"] = mapping["variant"]
-        _check_optimizer_values(values, "")
+        values["tau_follows_lr"] = mapping["tau_follows_lr"]
+        horizon = mapping["tau_horizon"]
+        values["tau_horizon"] = None if horizon is None else _as_float(horizon, "tau_horizon")
+        if values["tau_horizon"] is not None and not values["tau_horizon"] > 0:
+            raise ValueError(f"tau_horizon: {horizon!r} must be > 0 (.inf for tau = 0), or null to use tau")
+        _check_optimizer_values({key: value for key, value in values.items() if key != "tau_horizon"}, "")
         values["kinds"] = _parse_kinds(mapping["kinds"], values)
         values["schedule"] = _parse_schedule(mapping["schedule"])
         return cls(**values)
+
+    def optimizer_arguments(self, total_steps: float = math.inf) -> dict[str, Any]:
+        """Stacey's keyword arguments for a run of ``total_steps`` optimizer steps, tau resolved from
+        tau_horizon when that is set (which needs a finite ``total_steps``)."""
+        arguments = {name: getattr(self, name) for name in OPTIMIZER_ARGUMENTS}
+        if self.tau_horizon is not None:
+            arguments["tau"] = tau_for_horizon(self.tau_horizon, total_steps)
+        return arguments
 
     def to_dict(self) -> dict[str, Any]:
         """The plain, YAML-safe mapping (betas as a list, p = inf as "inf"); ``from_source`` reads it back."""
@@ -198,6 +221,8 @@ class StaceyConfig:
             "weight_decay": self.weight_decay,
             "eps": self.eps,
             "variant": self.variant,
+            "tau_follows_lr": self.tau_follows_lr,
+            "tau_horizon": None if self.tau_horizon is None else _yaml_float(self.tau_horizon),
             "kinds": {
                 kind: {key: _yaml_float(value) for key, value in overrides.items()}
                 for kind, overrides in self.kinds.items()
@@ -211,7 +236,21 @@ ConfigSource = StaceyConfig | Mapping[str, Any] | str | os.PathLike
 # Stacey's hyperparameters in the order the class lists them (what the mixin reads from saved
 # hyperparameters), and those that are numbers.
 HYPERPARAMETERS = tuple(f.name for f in dataclasses.fields(StaceyConfig) if f.name not in ("kinds", "schedule"))
+# Those the optimizer takes as arguments; tau_horizon is resolved into tau for a run.
+OPTIMIZER_ARGUMENTS = tuple(name for name in HYPERPARAMETERS if name != "tau_horizon")
 _FLOAT_KEYS = tuple(f.name for f in dataclasses.fields(StaceyConfig) if f.type == "float")
+
+
+def tau_for_horizon(horizon: float, total_steps: float) -> float:
+    """tau = 1 / (horizon * total_steps), at most 1; 0 for an infinite horizon."""
+    if horizon == math.inf:
+        return 0.0
+    if not math.isfinite(total_steps) or total_steps < 1:
+        raise ValueError(
+            "tau_horizon needs the run's number of optimizer steps: set max_epochs or max_steps on the "
+            "Trainer, and build the optimizer inside fit (configure_optimizers)"
+        )
+    return min(1.0, 1.0 / (horizon * total_steps))
 
 
 def task_params(source: ConfigSource) -> dict[str, Any]:

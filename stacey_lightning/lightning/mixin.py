@@ -77,8 +77,9 @@ class StaceyMixin:
         groups = self.stacey_param_groups(config)
         check_groups(self, groups)
         options = {key: value for key, value in self._stacey_hparams().items() if key in OPTION_NAMES}
-        optimizer = Stacey(groups, **{name: getattr(config, name) for name in HYPERPARAMETERS}, **options)
-        scheduler = build_scheduler(optimizer, config.schedule, self._stacey_total_steps(config))
+        total_steps = self._stacey_total_steps(config)
+        optimizer = Stacey(groups, **config.optimizer_arguments(total_steps), **options)
+        scheduler = build_scheduler(optimizer, config.schedule, total_steps)
         if scheduler is None:
             return {"optimizer": optimizer}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
@@ -99,12 +100,14 @@ class StaceyMixin:
         return dict(getattr(self, "hparams", {}))
 
     def _stacey_total_steps(self, config: StaceyConfig) -> float:
-        if config.schedule["name"] != "warmup_cosine":
+        """The fit's optimizer steps, where the config needs them (warmup_cosine, tau_horizon), else inf."""
+        if config.schedule["name"] != "warmup_cosine" and config.tau_horizon is None:
             return float("inf")
         trainer = getattr(self, "_trainer", None)
         if trainer is None:
+            needs = "schedule warmup_cosine" if config.schedule["name"] == "warmup_cosine" else "tau_horizon"
             raise ValueError(
-                "schedule warmup_cosine needs the Trainer's step count: build the optimizer inside "
+                f"{needs} needs the Trainer's step count: build the optimizer inside "
                 "Trainer.fit (configure_optimizers), not before"
             )
         return trainer.estimated_stepping_batches

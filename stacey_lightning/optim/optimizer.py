@@ -47,6 +47,8 @@ def check_hyperparameters(group: dict[str, Any]) -> None:
             "Invalid p: inf with variant='pp' (the (1/p)||.||_p^p mirror map needs a finite p; "
             "use variant='p2' for p = inf)"
         )
+    if not isinstance(group["tau_follows_lr"], bool):
+        raise ValueError(f"Invalid tau_follows_lr: {group['tau_follows_lr']!r} (must be True or False)")
     if group["fused"] and group["foreach"]:
         raise ValueError("Invalid fused/foreach: fused=True and foreach=True are mutually exclusive")
 
@@ -82,6 +84,10 @@ class Stacey(Optimizer):
         weight_decay: decoupled weight decay lambda; the step subtracts lr * lambda * x. Default 0.
         eps: added to |c| inside the power's base. Default 1e-8.
         variant: "p2" (Algorithm 1, Euclidean dual step) or "pp" (Algorithm 2, finite p only).
+        tau_follows_lr: scale tau with lr as alpha is scaled, tau_t = min(1, tau * lr / initial lr),
+            so that a schedule scales all three of lr, alpha and tau: to first order, a decaying
+            schedule then slows Stacey's dynamics down as it slows SGD's, instead of pulling x towards
+            a z that no longer moves. Without a scheduler tau_t = tau: the paper's update. Default False.
         maximize: ascend instead of descend (keyword-only, as are foreach and fused). Default False.
         foreach: use the multi-tensor path; ``False`` forces the plain per-tensor loop.
         fused: use the compiled single-pass path. Default (None): fused wherever torch.compile
@@ -101,6 +107,7 @@ class Stacey(Optimizer):
         weight_decay: float = 0.0,
         eps: float = 1e-8,
         variant: str = "p2",
+        tau_follows_lr: bool = False,
         *,
         maximize: bool = False,
         foreach: bool | None = None,
@@ -115,6 +122,7 @@ class Stacey(Optimizer):
             weight_decay=weight_decay,
             eps=eps,
             variant=variant,
+            tau_follows_lr=tau_follows_lr,
             maximize=maximize,
             foreach=foreach,
             fused=fused,
@@ -145,10 +153,18 @@ class Stacey(Optimizer):
             group.setdefault("foreach", None)
             group.setdefault("fused", None)
             group.setdefault("initial_lr_for_alpha", group["lr"])
+            group.setdefault("tau_follows_lr", False)
+
+    def _lr_ratio(self, group: dict[str, Any]) -> float:
+        """lr / initial lr: how far a scheduler has scaled the step (1 without one)."""
+        initial_lr = group["initial_lr_for_alpha"]
+        return group["lr"] / initial_lr if initial_lr > 0 else 1.0
+
+    def _tau(self, group: dict[str, Any]) -> float:
+        return min(1.0, group["tau"] * self._lr_ratio(group)) if group["tau_follows_lr"] else group["tau"]
 
     def _dual_step(self, group: dict[str, Any]) -> float:
-        initial_lr = group["initial_lr_for_alpha"]
-        return group["alpha"] * group["lr"] / initial_lr if initial_lr > 0 else group["alpha"]
+        return group["alpha"] * self._lr_ratio(group)
 
     def _init_group(self, group: dict[str, Any]) -> tuple[list, list, list, list]:
         params, grads, zs, ms = [], [], [], []
@@ -190,7 +206,7 @@ class Stacey(Optimizer):
                 lr=group["lr"],
                 p=group["p"],
                 alpha=self._dual_step(group),
-                tau=group["tau"],
+                tau=self._tau(group),
                 beta1=beta1,
                 beta2=beta2,
                 weight_decay=group["weight_decay"],

@@ -76,3 +76,27 @@ def test_errors_for_mappings_and_missing_files(tmp_path):
 def test_scheduler_class_path_with_options_is_accepted():
     config = StaceyConfig.from_source({"schedule": {"name": "torch.optim.lr_scheduler.StepLR", "step_size": 10}})
     assert config.schedule == {"name": "torch.optim.lr_scheduler.StepLR", "step_size": 10}
+
+
+@pytest.mark.parametrize(
+    "mapping, words",
+    [
+        ({"tau_horizon": 0.0}, "tau_horizon: 0.0 must be > 0"),
+        ({"tau_horizon": "soon"}, "tau_horizon: expected a number"),
+        ({"tau_follows_lr": "yes"}, "Invalid tau_follows_lr: 'yes'"),
+    ],
+)
+def test_new_keys_are_checked_with_clear_errors(mapping, words):
+    with pytest.raises(ValueError, match=words):
+        StaceyConfig.from_source(mapping)
+
+
+def test_new_keys_round_trip_and_old_files_still_load(tmp_path):
+    config = StaceyConfig.from_source({"tau_horizon": ".inf", "tau_follows_lr": True})
+    assert config.tau_horizon == math.inf and StaceyConfig.from_source(config.to_dict()) == config
+    assert config.optimizer_arguments()["tau"] == 0.0
+    old = tmp_path / "best.yaml"  # a best.yaml written before these keys existed
+    old.write_text("lr: 0.01\np: inf\nalpha: 0.1\ntau: 0.02\nbetas: [0.9, 0.99]\nweight_decay: 0.0\neps: 1.0e-8\n"
+                   "variant: p2\nkinds: {}\nschedule: {name: constant}\n")  # fmt: skip
+    loaded = StaceyConfig.from_source(old)
+    assert (loaded.tau, loaded.tau_horizon, loaded.tau_follows_lr) == (0.02, None, False)

@@ -1,6 +1,8 @@
 """Schedules: the warmup-cosine factor, and every schedule stepping once per optimizer step and scaling
 both of Stacey's step sizes (the optimizer's own scaling tests are in tests/optim/test_optimizer.py)."""
 
+import math
+
 import lightning.pytorch as pl
 import pytest
 from regression import TRAINER_OPTIONS, Regression
@@ -36,3 +38,24 @@ def test_schedule_steps_per_optimizer_step_and_scales_both_steps(schedule, expec
     lr, dual = steps[-1]
     assert len(steps) == 8
     assert lr == pytest.approx(0.1 * expected_factor) and dual == pytest.approx(0.3 * expected_factor)
+
+
+@pytest.mark.parametrize("horizon, expected", [(0.5, 1 / (0.5 * 8)), (math.inf, 0.0), (0.01, 1.0)])
+def test_tau_horizon_sets_tau_for_the_length_of_the_run(horizon, expected):
+    module = Regression(lr=0.1)
+    module.set_stacey_config({"tau_horizon": horizon, "tau": 0.3})  # tau_horizon, when set, decides tau
+    taus = []
+
+    class Record(pl.Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            taus.append(optimizer.param_groups[0]["tau"])
+
+    pl.Trainer(max_epochs=2, callbacks=[Record()], **TRAINER_OPTIONS).fit(module)  # 8 optimizer steps
+    assert taus == [pytest.approx(expected)] * 8
+
+
+def test_tau_horizon_outside_fit_is_a_clear_error():
+    module = Regression()
+    module.set_stacey_config({"tau_horizon": 1.0})
+    with pytest.raises(ValueError, match="tau_horizon needs the Trainer's step count"):
+        module.stacey_optimizer_config()

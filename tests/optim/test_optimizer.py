@@ -160,6 +160,24 @@ def test_scheduler_scales_primal_and_dual_steps_alike():
     torch.testing.assert_close(optimizer.state[param]["z"], z_before - 0.3 * 0.25 * c)
 
 
+@pytest.mark.parametrize("follows", [False, True])
+def test_tau_follows_the_schedule_only_when_asked(follows):
+    """tau_t = tau * lr / initial lr with tau_follows_lr (as alpha always does); the paper's constant tau otherwise."""
+    param = torch.nn.Parameter(torch.randn(5, dtype=torch.float64))
+    optimizer = Stacey([param], lr=0.1, alpha=0.3, tau=0.5, tau_follows_lr=follows, foreach=False)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.25)
+    param.grad = torch.ones(5, dtype=torch.float64)
+    optimizer.step()
+    scheduler.step()
+    x, z, m = param.detach().clone(), optimizer.state[param]["z"].clone(), optimizer.state[param]["m"].clone()
+    optimizer.step()
+    c = 0.9 * m + 0.1 * param.grad
+    z_new = z - 0.3 * 0.25 * c
+    y = x - 0.025 * c * (c.abs() + 1e-8) ** ((2 - 4.0) / (4.0 - 1))
+    tau = 0.5 * 0.25 if follows else 0.5
+    torch.testing.assert_close(param.detach(), y + tau * (z_new - y))
+
+
 def test_without_scheduler_dual_step_is_exactly_alpha():
     param = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
     optimizer = Stacey([param], lr=0.07, alpha=0.3, foreach=False)
