@@ -7,6 +7,11 @@ In a YAML space, each hyperparameter's value is a distribution, or a plain value
     {distribution: categorical, choices: [a, b, ...]}
     {distribution: fixed,       value: V}              not tuned (a plain V means the same)
     {distribution: p_exponent,  low: A, high: B}       Stacey's p, through r = 1/(p-1) (see search_space)
+    {distribution: horizon,     low: A, high: B}       tau_horizon, through its rate 1/tau_horizon, uniform
+                                                       in [1/B, 1/A]; B may be .inf (the rate 0: tau = 0)
+
+``p_exponent`` and ``horizon`` sample the reciprocal of the value, uniformly: the geometry from p = 2
+to p = inf, and the pull from a short horizon to none, are covered evenly, ends included.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Distribution", "DISTRIBUTIONS", "SearchSpaceError", "SpaceParser", "r_name"]
+__all__ = ["Distribution", "DISTRIBUTIONS", "SearchSpaceError", "SpaceParser", "param_name"]
 
-DISTRIBUTIONS = ("uniform", "log_uniform", "categorical", "fixed", "p_exponent")
+DISTRIBUTIONS = ("uniform", "log_uniform", "categorical", "fixed", "p_exponent", "horizon")
+_RECIPROCAL = ("p_exponent", "horizon")  # sampled through the reciprocal of the value (p - 1, or itself)
 
 
 class SearchSpaceError(ValueError):
@@ -34,6 +40,7 @@ class Distribution:
     high: float | None = None
     choices: tuple = ()
     value: Any = None
+    times: str | None = None  # the key whose value this one multiplies (alpha: lr), if any
 
     def sample(self, trial, name: str) -> Any:
         """Draw from ``trial`` under the parameter ``name`` (nothing is drawn for a fixed value)."""
@@ -42,15 +49,29 @@ class Distribution:
         if self.kind == "categorical":
             return trial.suggest_categorical(name, list(self.choices))
         if self.kind == "uniform":
-            return trial.suggest_float(name, self.low, self.high)
+            return trial.suggest_float(param_name(name, self.kind, self.times), self.low, self.high)
         if self.kind == "log_uniform":
-            return trial.suggest_float(name, self.low, self.high, log=True)
-        r = trial.suggest_float(r_name(name), *self.r_range())
-        return math.inf if r == 0.0 else 1.0 + 1.0 / r
+            return trial.suggest_float(param_name(name, self.kind, self.times), self.low, self.high, log=True)
+        r = trial.suggest_float(param_name(name, self.kind), *self.r_range())
+        return self.from_r(r)
+
+    def _shift(self) -> float:
+        return 1.0 if self.kind == "p_exponent" else 0.0
 
     def r_range(self) -> tuple[float, float]:
-        """For p_exponent: the interval of r = 1/(p-1); r = 0 stands for p = inf."""
-        return (0.0 if self.high == math.inf else 1.0 / (self.high - 1.0)), 1.0 / (self.low - 1.0)
+        """For p_exponent and horizon: the interval of the reciprocal r = 1/(value - shift), shift 1 for p
+        and 0 for a horizon; r = 0 stands for the value inf."""
+        shift = self._shift()
+        return (0.0 if self.high == math.inf else 1.0 / (self.high - shift)), 1.0 / (self.low - shift)
+
+    def from_r(self, r: float) -> float:
+        return math.inf if r == 0.0 else self._shift() + 1.0 / r
+
+    def to_r(self, value: float) -> float:
+        """The reciprocal of ``value``, clipped into ``r_range``."""
+        low, high = self.r_range()
+        r = 0.0 if value == math.inf else 1.0 / (value - self._shift())
+        return min(max(r, low), high)
 
     def extremes(self) -> list:
         """The values at the ends of the range (every choice for categorical), for validation."""
@@ -61,8 +82,14 @@ class Distribution:
         return [self.low, self.high]
 
 
-def r_name(name: str) -> str:
-    return name[:-1] + "r" if name.endswith("p") else "r"
+def param_name(key: str, kind: str, times: str | None = None) -> str:
+    """The Optuna parameter a key is sampled as: r for p (kinds.<kind>.r), tau_rate for tau_horizon,
+    <key>_per_<other> for a key sampled as a multiple of another (alpha_per_lr), the key otherwise."""
+    if kind == "p_exponent":
+        return key[:-1] + "r" if key.endswith("p") else "r"
+    if kind == "horizon":
+        return key.removesuffix("horizon") + "rate"
+    return f"{key}_per_{times}" if times else key
 
 
 class SpaceParser:
@@ -79,21 +106,35 @@ class SpaceParser:
         return SearchSpaceError(f"{self.source}: {key}: {message}")
 
     def distribution(
-        self, key: str, spec: Any, check: Callable[[str, Any], Any], p_exponent: bool = False
+        self,
+        key: str,
+        spec: Any,
+        check: Callable[[str, Any], Any],
+        reciprocal: str | None = None,
+        times: tuple[str, ...] = (),
     ) -> Distribution:
-        """Parse ``spec`` (a distribution mapping or a plain value); ``p_exponent`` allows that kind."""
+        """Parse ``spec`` (a distribution mapping or a plain value) for ``key``.
+
+        Args:
+            check: the space's check of one possible value (returns it as the optimizer takes it).
+            reciprocal: the reciprocal kind this key may use ("p_exponent" for p, "horizon" for
+                tau_horizon), if any.
+            times: the keys this one may be sampled as a multiple of (``times: lr`` for alpha).
+        """
         if not isinstance(spec, Mapping):
             spec = {"distribution": "fixed", "value": spec}
         kind = spec.get("distribution")
         if kind not in DISTRIBUTIONS:
             raise self.error(key, f"bad distribution {kind!r} (choose from {', '.join(DISTRIBUTIONS)})")
         allowed = {"fixed": {"value"}, "categorical": {"choices"}}.get(kind, {"low", "high"})
+        if kind in ("uniform", "log_uniform") and times:
+            allowed = allowed | {"times"}
         for field in spec:
             if field != "distribution" and field not in allowed:
                 raise self.error(
                     key, f"unknown field {field!r} for a {kind} distribution (allowed: {', '.join(sorted(allowed))})"
                 )
-        for field in allowed:
+        for field in allowed - {"times"}:
             if field not in spec:
                 raise self.error(key, f"a {kind} distribution needs {field!r}")
         if kind == "fixed":
@@ -110,19 +151,23 @@ class SpaceParser:
                 f"empty or inverted range [{low}, {high}] (need low < high; "
                 "use {distribution: fixed, value: V} for a single value)",
             )
-        if kind == "p_exponent" and not p_exponent:
-            raise self.error(key, "p_exponent is only for p")
-        if kind == "log_uniform" and low <= 0:
+        if kind in _RECIPROCAL and kind != reciprocal:
+            only = {"p_exponent": "p", "horizon": "tau_horizon"}[kind]
+            raise self.error(key, f"{kind} is only for {only}")
+        if kind in ("log_uniform", "horizon") and low <= 0:
             raise self.error(
                 key,
-                f"a log_uniform range must be above 0, got low = {low} "
-                "(use uniform, or a small positive low such as 1e-6)",
+                f"a {kind} range must be above 0, got low = {low} (use uniform, or a small positive low such as 1e-6)",
             )
-        if kind != "p_exponent" and high == math.inf:
-            raise self.error(key, "high must be finite (only p_exponent reaches p = inf)")
-        for end in (low, high):
-            self._checked(key, end, check)
-        return Distribution(kind, low=low, high=high)
+        if kind not in _RECIPROCAL and high == math.inf:
+            raise self.error(key, "high must be finite (only p_exponent and horizon reach .inf)")
+        multiple_of = spec.get("times")
+        if multiple_of is not None and multiple_of not in times:
+            raise self.error(key, f"times: {multiple_of!r} is not allowed here (allowed: {', '.join(times)})")
+        if multiple_of is None:  # a multiple's ends are checked once it is multiplied, per trial
+            for end in (low, high):
+                self._checked(key, end, check)
+        return Distribution(kind, low=low, high=high, times=multiple_of)
 
     def _checked(self, key: str, value: Any, check: Callable[[str, Any], Any]) -> Any:
         try:

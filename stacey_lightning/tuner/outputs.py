@@ -26,7 +26,7 @@ from stacey_lightning.tuner.trial import Outcome, trial_options
 
 __all__ = ["progress_line", "write_best", "summary_table", "flat_config", "quiet_libraries"]
 
-_ALWAYS = ("p", "lr", "alpha", "tau")  # Stacey's columns even where a space fixes them
+_ALWAYS = ("p", "lr", "alpha")  # Stacey's columns even where a space fixes them
 
 
 def _number(value: Any) -> str:

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from stacey_lightning.lightning.config import HYPERPARAMETERS, KIND_KEYS, KINDS, StaceyConfig
-from stacey_lightning.tuner.distributions import Distribution, SearchSpaceError, SpaceParser, r_name
+from stacey_lightning.tuner.distributions import Distribution, SearchSpaceError, SpaceParser, param_name
 
 __all__ = ["SearchSpace", "SearchSpaceError", "Distribution", "KEYS", "load_yaml"]
 
@@ -83,6 +83,8 @@ class SearchSpace(SpaceParser):
         config: dict[str, Any] = {}
         for name, distribution in self.distributions.items():
             value = distribution.sample(trial, name)
+            if distribution.times is not None:  # alpha as a multiple of this trial's lr
+                value *= config.get(distribution.times, getattr(StaceyConfig(), distribution.times))
             if name.startswith("kinds."):
                 _, kind, key = name.split(".")
                 config.setdefault("kinds", {}).setdefault(kind, {})[key] = value
@@ -101,7 +103,7 @@ class SearchSpace(SpaceParser):
     def param_names(self) -> set[str]:
         """The names of the trial parameters this space samples (p appears as r)."""
         return {
-            r_name(name) if distribution.kind == "p_exponent" else name
+            param_name(name, distribution.kind, distribution.times)
             for name, distribution in self.distributions.items()
             if distribution.kind != "fixed"
         }
@@ -122,7 +124,9 @@ class SearchSpace(SpaceParser):
             elif key == "schedule":
                 self._parse_schedule(value)
             else:
-                distribution = self.distribution(key, value, self._check, p_exponent=key == "p")
+                reciprocal = {"p": "p_exponent", "tau_horizon": "horizon"}.get(key)
+                times = ("lr",) if key == "alpha" else ()
+                distribution = self.distribution(key, value, self._check, reciprocal=reciprocal, times=times)
                 if key == "eps" and distribution.kind != "fixed":
                     raise self.error(key, "eps is not tuned: give a plain value")
                 self.distributions[key] = distribution
@@ -163,13 +167,14 @@ class SearchSpace(SpaceParser):
                 name = f"kinds.{kind}.{key}"
                 if key not in KIND_KEYS:
                     raise self.error(name, f"unknown key (allowed keys: {', '.join(KIND_KEYS)})")
-                self.distributions[name] = self.distribution(name, spec, self._check, p_exponent=key == "p")
+                reciprocal = "p_exponent" if key == "p" else None
+                self.distributions[name] = self.distribution(name, spec, self._check, reciprocal=reciprocal)
 
     def _check(self, key: str, value: Any) -> Any:
         """One possible value of the config key ``key`` ("lr", "betas.beta1", "kinds.matrix.p"), checked by
         StaceyConfig; returned as Stacey takes it."""
         config_key = key.removeprefix("betas.")
-        if config_key != "variant":
+        if config_key not in ("variant", "tau_follows_lr"):
             value = self.number(key, value)
             if (config_key == "p" or config_key.endswith(".p")) and not value > 1:
                 # r = 1/(p-1) needs p > 1 as much as Stacey does.

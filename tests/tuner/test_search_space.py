@@ -80,3 +80,41 @@ def test_bad_spaces_name_file_and_key(tmp_path, spec, key, words):
 def test_unknown_preset_or_missing_file():
     with pytest.raises(SearchSpaceError, match="neither a preset"):
         SearchSpace.load("no-such-space.yaml")
+
+
+def test_tau_horizon_and_alpha_per_lr_are_sampled_as_the_dynamics_want():
+    """tau through the rate 1/tau_horizon (0 included: tau = 0), alpha as a multiple of the trial's lr."""
+    space = SearchSpace.load({
+        "lr": {"distribution": "log_uniform", "low": 1e-4, "high": 1.0},
+        "alpha": {"distribution": "log_uniform", "low": 0.1, "high": 30.0, "times": "lr"},
+        "tau_horizon": {"distribution": "horizon", "low": 0.3, "high": ".inf"},
+    })  # fmt: skip
+    assert space.param_names() == {"lr", "alpha_per_lr", "tau_rate"}
+    assert space.distributions["tau_horizon"].r_range() == (0.0, 1 / 0.3)
+    config = space.sample_config(optuna.trial.FixedTrial({"lr": 0.02, "alpha_per_lr": 5.0, "tau_rate": 0.0}))
+    assert config["alpha"] == pytest.approx(0.1) and config["tau_horizon"] == "inf"
+    assert space.sample_config(optuna.trial.FixedTrial({"lr": 0.02, "alpha_per_lr": 5.0, "tau_rate": 2.0}))[
+        "tau_horizon"
+    ] == pytest.approx(0.5)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):  # every sample is a valid config
+        StaceyConfig.from_source(space.suggest(study.ask()))
+
+
+@pytest.mark.parametrize(
+    "spec, key, words",
+    [
+        ({"tau_horizon": {"distribution": "horizon", "low": 0.0, "high": 10}}, "tau_horizon", "above 0"),
+        ({"tau": {"distribution": "horizon", "low": 0.1, "high": 10}}, "tau", "horizon is only for tau_horizon"),
+        ({"lr": {"distribution": "log_uniform", "low": 1e-3, "high": 1, "times": "alpha"}}, "lr", "unknown field"),
+        ({"alpha": {"distribution": "log_uniform", "low": 0.1, "high": 1, "times": "p"}}, "alpha", "times: 'p'"),
+        ({"tau_horizon": -1.0}, "tau_horizon", "must be > 0"),
+        ({"tau_follows_lr": "maybe"}, "tau_follows_lr", "Invalid tau_follows_lr"),
+    ],
+)
+def test_the_new_keys_are_checked_naming_file_and_key(tmp_path, spec, key, words):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SearchSpaceError) as error:
+        SearchSpace.load(path)
+    assert str(path) in str(error.value) and f": {key}:" in str(error.value) and words in str(error.value)
