@@ -128,6 +128,12 @@ def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
         help="database URL (postgresql://user:password@host/db, sqlite:///file.db) or "
         "journal:PATH; default: an SQLite file in --output",
     )
+    parser.add_argument(
+        "--no-anchors",
+        dest="anchors",
+        action="store_false",
+        help="start sampling at once, without the anchor points (Lion-like, SGD-like, the space's centre)",
+    )
 
 
 def tune_parser() -> argparse.ArgumentParser:
@@ -254,6 +260,7 @@ def _tune(args: argparse.Namespace) -> int:
         seed=args.seed,
         task_options=dict(args.task_option),
         geometry=args.geometry,
+        anchors=args.anchors,
     )
     return 0
 
@@ -307,6 +314,7 @@ def _compare(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         pruner=args.pruner,
         tune_seed=args.seed,
+        anchors=args.anchors,
     )
     with open(result.markdown, encoding="utf-8") as stream:
         print("\n" + stream.read())

@@ -119,6 +119,7 @@ def compare(
     sampler: Any = None,
     pruner: Any = None,
     tune_seed: int = 0,
+    anchors: bool = True,
 ) -> Comparison:
     """Train ``task`` with every optimizer and seed, and write TensorBoard runs, a figure and tables.
 
@@ -146,6 +147,7 @@ def compare(
             Stacey on ``space``, baselines on ``baseline_space``, all with ``sampler``, ``pruner``,
             ``max_epochs`` and ``tune_seed``, studies kept in ``storage``, by default
             ``sqlite:///<output_dir>/studies.db``), then compare each at its best config.
+        anchors: with ``tune_trials``, start every study from its anchor points (see ``tuner.anchors``).
 
     Returns:
         A ``Comparison`` with every ``RunResult`` and the paths of the files written.
@@ -203,6 +205,7 @@ def compare(
             monitor=monitor,
             trainer_kwargs=trainer_kwargs,
             task_options=task_options,
+            anchors=anchors,
         )
         for name, result in tuned.items():
             overrides = optimizer_options.get(name)

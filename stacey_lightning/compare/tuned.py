@@ -40,8 +40,10 @@ def tune_each(
     monitor: str | None = None,
     trainer_kwargs: Mapping[str, Any] | None = None,
     task_options: Mapping[str, Any] | None = None,
+    anchors: bool = True,
 ) -> dict[str, Tuned]:
-    """Tune every optimizer of ``optimizers`` with the same ``n_trials``; returns each one's result by name."""
+    """Tune every optimizer of ``optimizers`` with the same ``n_trials`` (each from its own anchors, unless
+    ``anchors`` is False); returns each one's result by name."""
     from stacey_lightning.tasks import resolve_task
     from stacey_lightning.tuner.study import tune
 
@@ -65,6 +67,7 @@ def tune_each(
             seed=seed,
             task_options=task_options,
             optimizer=optimizer,
+            anchors=anchors,
         )
         trials = study.get_trials(deepcopy=False)
         best = study.best_trial

@@ -69,6 +69,14 @@ class BaselineSpace(SpaceParser):
 
     sample_config = suggest  # a baseline's options need no further resolution
 
+    def params_for(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Trial parameters for the options ``values``, clipped into the space; others at the middle."""
+        return {
+            name: distribution.centre_param() if values.get(name) is None else distribution.param_value(values[name])
+            for name, distribution in self.distributions.items()
+            if distribution.kind != "fixed"
+        }
+
     def param_names(self) -> set[str]:
         """The names of the trial parameters this space samples."""
         return {name for name, distribution in self.distributions.items() if distribution.kind != "fixed"}

@@ -73,6 +73,24 @@ class Distribution:
         r = 0.0 if value == math.inf else 1.0 / (value - self._shift())
         return min(max(r, low), high)
 
+    def centre_param(self) -> Any:
+        """The middle of the range as the trial parameter holds it (geometric for log_uniform)."""
+        if self.kind == "categorical":
+            return self.choices[0]
+        if self.kind in _RECIPROCAL:
+            return sum(self.r_range()) / 2
+        if self.kind == "log_uniform":
+            return math.sqrt(self.low * self.high)
+        return (self.low + self.high) / 2
+
+    def param_value(self, value: Any) -> Any:
+        """``value`` (of the key, or of its multiple for ``times``) as the trial parameter, clipped into range."""
+        if self.kind == "categorical":
+            return value if value in self.choices else self.choices[0]
+        if self.kind in _RECIPROCAL:
+            return self.to_r(value)
+        return min(max(value, self.low), self.high)
+
     def extremes(self) -> list:
         """The values at the ends of the range (every choice for categorical), for validation."""
         if self.kind == "fixed":

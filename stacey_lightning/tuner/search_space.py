@@ -108,6 +108,20 @@ class SearchSpace(SpaceParser):
             if distribution.kind != "fixed"
         }
 
+    def params_for(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Trial parameters for config ``values`` (p, lr, tau_horizon, alpha_per_lr, beta1, ...), clipped into
+        the space; a sampled key they leave out takes the middle of its range. For anchor trials."""
+        params = {}
+        for key, distribution in self.distributions.items():
+            if distribution.kind == "fixed":
+                continue
+            name = param_name(key, distribution.kind, distribution.times)
+            value = values.get(name if distribution.times else key)
+            if value is None and key.startswith("kinds.") and key.endswith(".p"):
+                value = values.get("p")  # an anchor's geometry holds for every kind
+            params[name] = distribution.centre_param() if value is None else distribution.param_value(value)
+        return params
+
     def p_names(self) -> list[str]:
         """Names of the p values the space sets ("p", "kinds.matrix.p", ...)."""
         return [name for name in self.distributions if name == "p" or name.endswith(".p")]

@@ -17,6 +17,7 @@ from stacey_lightning import run
 from stacey_lightning.baselines import STACEY
 from stacey_lightning.tasks import check_task_options, resolve_task
 from stacey_lightning.tuner import ddp, outputs
+from stacey_lightning.tuner.anchors import anchors_for, enqueue_anchors
 from stacey_lightning.tuner.attributes import FAIL_REASON, SURPLUS, Settings
 from stacey_lightning.tuner.baseline_space import BaselineSpace
 from stacey_lightning.tuner.samplers import check_choice
@@ -53,6 +54,7 @@ def tune(
     *,
     optimizer: str = STACEY,
     geometry: bool = False,
+    anchors: bool = True,
 ) -> optuna.Study:
     """Tune Stacey (or a baseline optimizer) on ``task`` and return the ``optuna.Study``.
 
@@ -89,6 +91,9 @@ def tune(
             options the study tunes instead.
         geometry: add ``StaceyMonitor`` to every Stacey trial (p, step and ||x - z|| per group in
             TensorBoard). Default False.
+        anchors: train the anchor points first (``anchors``: Lion-like and SGD-like configurations on a
+            short lr ladder and the space's centre; a baseline's defaults), enqueued once, when the study
+            is created. Default True.
 
     Raises:
         ValueError: a bad argument, space, task option or storage, before any trial runs.
@@ -146,6 +151,8 @@ def tune(
             )
         output_dir.mkdir(parents=True, exist_ok=True)
         study = open_study(settings, worker_index=0)
+        if anchors:
+            enqueue_anchors(study, anchors_for(optimizer, loaded), loaded)
         print(
             f"[stacey-tune] study {settings.study_name!r} ({optimizer}) in {describe(settings.storage)}: "
             f"{finished(study.get_trials(deepcopy=False))} of {n_trials} trials finished, "
