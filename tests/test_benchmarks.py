@@ -40,3 +40,19 @@ def test_quality_smoke(benchmark, tmp_path):
         for name in ("stacey", "adamw", "sgd", "lion"):
             assert f"\n| {name} | " in section
     assert " ± " in digits and "Command: `python benchmarks/quality.py --smoke" in text
+
+
+def test_samplers_smoke(benchmark, tmp_path):
+    output = tmp_path / "samplers.md"
+    benchmark("samplers").main(["--smoke", "--output", str(output)])
+    text = output.read_text()
+    for row in (
+        "## digits: best val_acc found",
+        "## textlm: best val_bpc found",
+        "| tpe | hyperband |",
+        "| gp | hyperband |",
+        "| cmaes | hyperband |",
+        "| tpe | none |",
+        "Command: `python benchmarks/samplers.py",
+    ):
+        assert row in text
