@@ -34,11 +34,12 @@ def test_quality_smoke(benchmark, tmp_path):
     output = tmp_path / "quality.md"
     benchmark("quality").main(["--smoke", "--output", str(output)])
     text = output.read_text()
-    digits, textlm = text.split("## digits")[1].split("## textlm")
+    digits, textlm = text.split("## digits, 2 tuning trials")[1].split("## textlm, 2 tuning trials")
     for section, monitor in ((digits, "val_acc"), (textlm, "val_bpc")):
-        assert f"final {monitor} (mean ± std, 2 seeds)" in section
+        assert f"| optimizer | final {monitor} (mean ± std) | tuned config |" in section
         for name in ("stacey", "adamw", "sgd", "lion"):
             assert f"\n| {name} | " in section
+        assert "Stacey against the best baseline" in section
     assert " ± " in digits and "Command: `python benchmarks/quality.py --smoke" in text
 
 
