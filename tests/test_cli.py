@@ -107,14 +107,15 @@ def test_tune_main_hands_every_flag_to_tune(monkeypatch):
     argv = (
         "--task t:make --n-trials 3 --max-epochs 2 --space vision --storage journal:j.log --study-name s "
         "--output out --workers 2 --timeout 60 --seed 7 --accelerator cpu --devices 2 --strategy ddp "
-        "--metric val_loss --direction minimize --task-option hidden=8 --sampler gp --pruner median --geometry"
+        "--metric val_loss --direction minimize --task-option hidden=8 --sampler gp --pruner median --geometry "
+        "--no-anchors"
     ).split()
     assert tune_main(argv) == 0
     assert seen == dict(
         task="t:make", space="vision", n_trials=3, timeout=60.0, storage="journal:j.log", study_name="s",
         monitor="val_loss", direction="minimize", max_epochs=2, sampler="gp", pruner="median",
         trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp"}, workers=2, output_dir="out",
-        seed=7, task_options={"hidden": 8}, geometry=True,
+        seed=7, task_options={"hidden": 8}, geometry=True, anchors=False,
     )  # fmt: skip
 
 

@@ -9,9 +9,10 @@ the comparison gives both sides the same head start.
 
 Anchors are written in config terms and mapped into a space's own trial parameters: a value outside
 the space's range is clipped into it (a space whose p stops at 8 gets its most sign-like corner),
-and a key the space does not sample is left to the space. They are enqueued once per study, when it
-is created (``ANCHORS_ENQUEUED``); a resumed study does not enqueue them again. Each anchor trial
-records its name (``ANCHOR``), which the progress lines and the table show.
+and a key the space does not sample takes the middle of its range. Each is enqueued once per study,
+in order, as far as the study's budget reaches: a 2-trial study gets the first two, and resuming it
+to 3 trials enqueues the third (``ANCHORS_ENQUEUED`` counts them). Each anchor trial records its name
+(``ANCHOR``), which the progress lines and the table show.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ LADDER = (1 / 3, 1.0, 3.0)
 # Lion's step is lr * sign(c): its lr is a step size whatever the model. 1e-3 is the middle of what works
 # from small models (digits: 1e-3) to small language models (3e-3) and large ones (1e-4 to 3e-4).
 LION_LR = 1e-3
+# At p = 2 and tau = 0 the step is lr * c, c an average of gradients, where SGD with momentum 0.9 steps by
+# lr_SGD times a sum of about 10 gradients: SGD's usual lr 0.1 is lr 1 here. Its good value scales
+# with 1 / the gradient's size, which differs between models: two points, a decade apart, around it.
+SGD_LR = 1.0
 
 
 @dataclass(frozen=True)
@@ -42,15 +47,12 @@ class Anchor:
 
 
 def stacey_anchors(space: Any) -> list[Anchor]:
-    """Lion-like (p = inf, tau = 0) on the lr ladder, SGD-like (p = 2, tau = 0) at the top and bottom of the
-    space's lr range, and the space's centre."""
+    """Lion-like (p = inf, tau = 0) on the lr ladder around ``LION_LR``, SGD-like (p = 2, tau = 0) a decade
+    apart around ``SGD_LR``, and the middle of the space."""
     anchors = [Anchor(f"lion-like lr {LION_LR * step:.1g}", _lion_like(LION_LR * step)) for step in LADDER]
-    lr = space.distributions.get("lr")
-    if lr is not None and lr.kind in ("uniform", "log_uniform"):
-        # SGD's lr scales with 1 / the gradient's size, which differs between models by decades: the
-        # two ends of the space's range, and the sampler finds the rest.
-        for end, value in (("low", lr.low), ("high", lr.high)):
-            anchors.append(Anchor(f"sgd-like lr {end}", {**_lion_like(value), "p": 2.0}))
+    anchors += [
+        Anchor(f"sgd-like lr {SGD_LR * step:.1g}", {**_lion_like(SGD_LR * step), "p": 2.0}) for step in (1 / 3, 3)
+    ]
     anchors.append(Anchor("centre", {}))
     return anchors
 
@@ -78,17 +80,16 @@ def anchors_for(optimizer: str, space: Any) -> list[Anchor]:
     return stacey_anchors(space) if optimizer == STACEY else baseline_anchors(space)
 
 
-def enqueue_anchors(study: optuna.Study, anchors: list[Anchor], space: Any) -> int:
-    """Enqueue ``anchors`` (as ``space``'s trial parameters) unless this study already did; returns how many."""
-    if study.user_attrs.get(ANCHORS_ENQUEUED):
+def enqueue_anchors(study: optuna.Study, anchors: list[Anchor], space: Any, n_trials: int) -> int:
+    """Enqueue the first ``n_trials`` of ``anchors`` (as ``space``'s trial parameters) that this study has not
+    enqueued yet; returns how many. A study that began without anchors goes on without them."""
+    done = study.user_attrs.get(ANCHORS_ENQUEUED)
+    if done is None and study.get_trials(deepcopy=False):
         return 0
-    study.set_user_attr(ANCHORS_ENQUEUED, True)
-    if study.get_trials(deepcopy=False):  # a study begun without anchors goes on without them
-        return 0
-    count = 0
-    for anchor in anchors:
-        params = space.params_for(anchor.values)
+    done = int(done or 0)
+    wanted = anchors[done : max(done, min(len(anchors), n_trials))]
+    for anchor in wanted:
         # skip_if_exists: a second host creating the same study at the same moment adds no duplicates.
-        study.enqueue_trial(params, user_attrs={ANCHOR: anchor.name}, skip_if_exists=True)
-        count += 1
-    return count
+        study.enqueue_trial(space.params_for(anchor.values), user_attrs={ANCHOR: anchor.name}, skip_if_exists=True)
+    study.set_user_attr(ANCHORS_ENQUEUED, done + len(wanted))
+    return len(wanted)

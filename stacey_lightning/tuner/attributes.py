@@ -50,7 +50,7 @@ DDP_RUN = "ddp_run"  # plain DDP: which of that job's training runs it is
 
 # Study user attributes.
 STUDY_OPTIMIZER = "optimizer"  # the optimizer the study tunes: "stacey" or a baseline name
-ANCHORS_ENQUEUED = "anchors_enqueued"  # the anchor trials were enqueued once, when the study was created
+ANCHORS_ENQUEUED = "anchors_enqueued"  # how many of the study's anchor points it has enqueued (anchors.py)
 DDP_DONE_PREFIX = "stacey_ddp_done:"  # + DDP key: rank 0 of that job has finished after this many runs
 
 # Samplers and pruners by name (samplers.py builds them); here, where the command line can read them

@@ -152,7 +152,7 @@ def tune(
         output_dir.mkdir(parents=True, exist_ok=True)
         study = open_study(settings, worker_index=0)
         if anchors:
-            enqueue_anchors(study, anchors_for(optimizer, loaded), loaded)
+            enqueue_anchors(study, anchors_for(optimizer, loaded), loaded, n_trials)
         print(
             f"[stacey-tune] study {settings.study_name!r} ({optimizer}) in {describe(settings.storage)}: "
             f"{finished(study.get_trials(deepcopy=False))} of {n_trials} trials finished, "

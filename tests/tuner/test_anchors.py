@@ -4,7 +4,6 @@ import math
 
 import optuna
 import pytest
-from optuna.trial import TrialState
 from tuning_tasks import FAST, TINY
 
 from stacey_lightning.tuner.anchors import anchors_for
@@ -27,8 +26,8 @@ def test_lion_like_and_sgd_like_anchors_are_those_optimizers_in_the_space():
     assert (lion["r"], lion["tau_rate"], lion["lr"]) == (0.0, 0.0, 1e-3)  # p = inf, tau = 0: Lion
     config = space.sample_config(optuna.trial.FixedTrial(lion))
     assert config["p"] == "inf" and config["tau_horizon"] == "inf"
-    sgd = anchors["sgd-like lr high"]
-    assert (sgd["r"], sgd["tau_rate"], sgd["lr"]) == (1.0, 0.0, 1.0)  # p = 2, tau = 0, the top of the lr range
+    sgd = anchors["sgd-like lr 3"]
+    assert (sgd["r"], sgd["tau_rate"], sgd["lr"]) == (1.0, 0.0, 1.0)  # p = 2, tau = 0, clipped to the top of lr
     narrow = SearchSpace.load({**SPACE, "p": {"distribution": "p_exponent", "low": 2.0, "high": 8.0}})
     clipped = narrow.params_for(anchors_for("stacey", narrow)[0].values)
     assert clipped["r"] == 1 / 7  # the most sign-like p the space allows
@@ -39,11 +38,13 @@ def test_lion_like_and_sgd_like_anchors_are_those_optimizers_in_the_space():
 def test_anchors_run_first_once_per_study_and_not_again_on_resume(tmp_path, capsys):
     study = tune("digits", space=SPACE, n_trials=2, output_dir=tmp_path, task_options=TINY, **FAST)
     anchors = [t.user_attrs.get("anchor") for t in study.trials]
-    assert anchors[:2] == ["lion-like lr 0.0003", "lion-like lr 0.001"] and all(anchors)
-    assert [t.state for t in study.trials[2:]] == [TrialState.WAITING] * (len(anchors) - 2)  # the rest wait
+    assert anchors == ["lion-like lr 0.0003", "lion-like lr 0.001"]  # as many as the budget reaches
+    assert study.user_attrs["anchors_enqueued"] == 2 and all(t.state.is_finished() for t in study.trials)
     out = capsys.readouterr().out
     assert "(#0 COMPLETE, anchor lion-like lr 0.0003" in out and "| trial | anchor | p |" in out
     study = tune("digits", space=SPACE, n_trials=3, output_dir=tmp_path, task_options=TINY, **FAST)
-    assert [t.user_attrs.get("anchor") for t in study.trials] == anchors  # not enqueued again
-    assert study.trials[2].state.is_finished() and study.trials[2].user_attrs["anchor"] == "lion-like lr 0.003"
+    assert [t.user_attrs.get("anchor") for t in study.trials] == [*anchors, "lion-like lr 0.003"]  # the next one
+    assert study.trials[2].state.is_finished() and study.user_attrs["anchors_enqueued"] == 3
+    study = tune("digits", space=SPACE, n_trials=3, output_dir=tmp_path, task_options=TINY, **FAST)
+    assert len(study.trials) == 3  # a resume with nothing left to do enqueues nothing
     assert math.isinf(float(study.trials[0].user_attrs["stacey_config"]["p"]))

@@ -24,9 +24,10 @@ def test_resume_to_total_writes_best_yaml_and_tensorboard(tmp_path, capsys):
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3  # the resume did not redraw
     out = capsys.readouterr().out
     assert "trial 3 of 3" in out and "best so far" in out
-    # The table shows p, lr, alpha, tau, then every other key the trials vary (issue 12), then the metric.
+    # The table shows the anchor each trial ran, p, lr, alpha, then every other key the trials vary
+    # (issue 12), then the metric.
     header = next(line for line in out.splitlines() if line.startswith("| trial |"))
-    assert header.startswith("| trial | p | lr | alpha | tau |") and header.endswith("| val_acc |")
+    assert header.startswith("| trial | anchor | p | lr | alpha |") and header.endswith("| val_acc |")
     best = StaceyConfig.from_source(tmp_path / "best.yaml")
     assert best.to_dict() == study.best_trial.user_attrs["stacey_config"]
 
@@ -62,6 +63,7 @@ def test_failing_task_is_recorded_and_too_many_failures_stop(tmp_path):
         output_dir=tmp_path / "a",
         monitor="val_acc",
         direction="maximize",
+        pruner="none",  # every good trial completes
         **FAST,
     )
     # A failed trial does not count towards n_trials (issue 12): two good trials besides the failure.
@@ -158,7 +160,7 @@ def test_per_kind_p_and_geometry_reach_the_table_and_tensorboard(tmp_path, capsy
              "kinds": {"matrix": {"p": {"distribution": "p_exponent", "low": 4.0, "high": 8.0}}}}  # fmt: skip
     study = tune("digits", space=space, n_trials=1, output_dir=tmp_path, task_options=TINY, geometry=True, **FAST)
     header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| trial |"))
-    assert header.startswith("| trial | p | kinds.matrix.p | lr |")
+    assert header.startswith("| trial | anchor | p | kinds.matrix.p | lr |")
     config = study.best_trial.user_attrs["stacey_config"]
     assert 4.0 <= config["kinds"]["matrix"]["p"] <= 8.0
 
