@@ -25,41 +25,50 @@ import optuna
 
 from stacey_lightning.tuner.attributes import ANCHOR, ANCHORS_ENQUEUED
 
-__all__ = ["Anchor", "stacey_anchors", "baseline_anchors", "anchors_for", "enqueue_anchors", "LADDER"]
+__all__ = [
+    "Anchor",
+    "stacey_anchors",
+    "baseline_anchors",
+    "anchors_for",
+    "enqueue_anchors",
+    "LADDER",
+    "LION_STEP",
+    "SGD_STEP",
+]
 
-# The lr ladder: steps of about 3x around each anchor's own lr.
+# The ladder of steps around each anchor's own.
 LADDER = (1 / 3, 1.0, 3.0)
-# Lion's step is lr * sign(c): its lr is a step size whatever the model. 1e-3 is the middle of what works
-# from small models (digits: 1e-3) to small language models (3e-3) and large ones (1e-4 to 3e-4).
-LION_LR = 1e-3
-# At p = 2 and tau = 0 the step is lr * c, c an average of gradients, where SGD with momentum 0.9 steps by
-# lr_SGD times a sum of about 10 gradients: SGD's usual lr 0.1 is lr 1 here. Its good value scales
-# with 1 / the gradient's size, which differs between models: two points, a decade apart, around it.
-SGD_LR = 1.0
+# Lion's step is lr * sign(c): its lr is the step every coordinate makes, whatever the model. 1e-3 is the
+# middle of what works from small models (digits: 1e-3) to small language models (3e-3) and large
+# ones (1e-4 to 3e-4). Where the space samples lr as a coordinate step (the presets do), the same
+# steps serve every p (benchmarks/results/geometry.md).
+LION_STEP = 1e-3
+# At p = 2 the step lr * c follows the gradient's size, and what works is smaller than Lion's step.
+SGD_STEP = 3e-4
 
 
 @dataclass(frozen=True)
 class Anchor:
-    """A named point: config values (``p``, ``lr``, ``tau_horizon``, ``alpha_per_lr``, ...) or a baseline's options."""
+    """A named point: config values (``p``, ``lr`` or ``step``, ``tau_horizon``, ``alpha_per_lr``, ...) or a
+    baseline's options."""
 
     name: str
     values: dict[str, Any]
 
 
 def stacey_anchors(space: Any) -> list[Anchor]:
-    """Lion-like (p = inf, tau = 0) on the lr ladder around ``LION_LR``, SGD-like (p = 2, tau = 0) a decade
-    apart around ``SGD_LR``, and the middle of the space."""
-    anchors = [Anchor(f"lion-like lr {LION_LR * step:.1g}", _lion_like(LION_LR * step)) for step in LADDER]
-    anchors += [
-        Anchor(f"sgd-like lr {SGD_LR * step:.1g}", {**_lion_like(SGD_LR * step), "p": 2.0}) for step in (1 / 3, 3)
-    ]
-    anchors.append(Anchor("centre", {}))
+    """Lion-like (p = inf, tau = 0) on the step ladder around ``LION_STEP``, SGD-like (p = 2, tau = 0) at
+    ``SGD_STEP``, and the middle of the space at Lion's step and three times it."""
+    anchors = [Anchor(f"lion-like step {LION_STEP * k:.1g}", _lion_like(LION_STEP * k)) for k in LADDER]
+    anchors.append(Anchor(f"sgd-like step {SGD_STEP:.1g}", {**_lion_like(SGD_STEP), "p": 2.0, "lr": None}))
+    anchors += [Anchor(f"centre step {LION_STEP * k:.1g}", {"step": LION_STEP * k}) for k in LADDER[1:]]
     return anchors
 
 
-def _lion_like(lr: float) -> dict[str, Any]:
-    return {"p": math.inf, "lr": lr, "tau_horizon": math.inf, "tau": 0.0, "alpha_per_lr": 0.0, "alpha": 0.0,
-            "beta1": 0.9, "beta2": 0.99}  # fmt: skip
+def _lion_like(step: float) -> dict[str, Any]:
+    # At p = inf lr is the step itself, for a space that samples lr directly too.
+    return {"p": math.inf, "step": step, "lr": step, "tau_horizon": math.inf, "tau": 0.0, "alpha_per_lr": 0.0,
+            "alpha": 0.0}  # fmt: skip
 
 
 def baseline_anchors(space: Any) -> list[Anchor]:

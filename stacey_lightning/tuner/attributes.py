@@ -23,6 +23,7 @@ __all__ = [
     "STOP_REASON",
     "ANCHOR",
     "SURPLUS",
+    "GRADIENT_SCALE",
     "DDP_KEY",
     "DDP_RUN",
     "STUDY_OPTIMIZER",
@@ -45,6 +46,7 @@ TRACEBACK = "traceback"  # the task's traceback when it raised
 STOP_REASON = "stop_reason"  # why the run stopped early (pruned, non-finite loss); absent if it did not
 ANCHOR = "anchor"  # the name of the anchor point the trial runs (see anchors.py)
 SURPLUS = "surplus"  # asked for by a racing worker after the study was full: failed before training
+GRADIENT_SCALE = "gradient_scale"  # 99th percentile of |momentum| at the end of a Stacey trial (calibration.py)
 DDP_KEY = "ddp_key"  # plain DDP: the job whose rank 0 trains this trial (see ddp.py)
 DDP_RUN = "ddp_run"  # plain DDP: which of that job's training runs it is
 

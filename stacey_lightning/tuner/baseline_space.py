@@ -67,7 +67,9 @@ class BaselineSpace(SpaceParser):
         """The optimizer's keyword arguments for ``trial``: sampled and fixed values."""
         return {name: distribution.sample(trial, name) for name, distribution in self.distributions.items()}
 
-    sample_config = suggest  # a baseline's options need no further resolution
+    def sample_config(self, trial, gradient_scale: float | None = None) -> dict[str, Any]:
+        """The options for ``trial`` (a baseline's need no resolution: ``gradient_scale`` is Stacey's only)."""
+        return self.suggest(trial)
 
     def params_for(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Trial parameters for the options ``values``, clipped into the space; others at the middle."""

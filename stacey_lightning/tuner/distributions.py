@@ -9,6 +9,11 @@ In a YAML space, each hyperparameter's value is a distribution, or a plain value
     {distribution: p_exponent,  low: A, high: B}       Stacey's p, through r = 1/(p-1) (see search_space)
     {distribution: horizon,     low: A, high: B}       tau_horizon, through its rate 1/tau_horizon, uniform
                                                        in [1/B, 1/A]; B may be .inf (the rate 0: tau = 0)
+    {distribution: coordinate_step, low: A, high: B}   lr, through the step a large coordinate makes,
+                                                       log-uniform in [A, B] (see search_space)
+
+A uniform or log_uniform value may be relative to lr: ``times: lr`` (alpha: the value times lr) or
+``times: 1/lr`` (weight_decay: the value divided by lr, so that the value is the decay per step).
 
 ``p_exponent`` and ``horizon`` sample the reciprocal of the value, uniformly: the geometry from p = 2
 to p = inf, and the pull from a short horizon to none, are covered evenly, ends included.
@@ -21,9 +26,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Distribution", "DISTRIBUTIONS", "SearchSpaceError", "SpaceParser", "param_name"]
+__all__ = ["Distribution", "DISTRIBUTIONS", "SPECIAL", "SearchSpaceError", "SpaceParser", "param_name"]
 
-DISTRIBUTIONS = ("uniform", "log_uniform", "categorical", "fixed", "p_exponent", "horizon")
+DISTRIBUTIONS = ("uniform", "log_uniform", "categorical", "fixed", "p_exponent", "horizon", "coordinate_step")
+# The distributions only one key may use: that key's own parametrisation.
+SPECIAL = {"p_exponent": "p", "horizon": "tau_horizon", "coordinate_step": "lr"}
 _RECIPROCAL = ("p_exponent", "horizon")  # sampled through the reciprocal of the value (p - 1, or itself)
 
 
@@ -50,7 +57,7 @@ class Distribution:
             return trial.suggest_categorical(name, list(self.choices))
         if self.kind == "uniform":
             return trial.suggest_float(param_name(name, self.kind, self.times), self.low, self.high)
-        if self.kind == "log_uniform":
+        if self.kind in ("log_uniform", "coordinate_step"):
             return trial.suggest_float(param_name(name, self.kind, self.times), self.low, self.high, log=True)
         r = trial.suggest_float(param_name(name, self.kind), *self.r_range())
         return self.from_r(r)
@@ -79,7 +86,7 @@ class Distribution:
             return self.choices[0]
         if self.kind in _RECIPROCAL:
             return sum(self.r_range()) / 2
-        if self.kind == "log_uniform":
+        if self.kind in ("log_uniform", "coordinate_step"):
             return math.sqrt(self.low * self.high)
         return (self.low + self.high) / 2
 
@@ -101,12 +108,17 @@ class Distribution:
 
 
 def param_name(key: str, kind: str, times: str | None = None) -> str:
-    """The Optuna parameter a key is sampled as: r for p (kinds.<kind>.r), tau_rate for tau_horizon,
-    <key>_per_<other> for a key sampled as a multiple of another (alpha_per_lr), the key otherwise."""
+    """The Optuna parameter a key is sampled as: r for p (kinds.<kind>.r), tau_rate for tau_horizon, step
+    for lr as a coordinate step, alpha_per_lr for ``times: lr``, weight_decay_times_lr for ``times: 1/lr``,
+    the key otherwise."""
     if kind == "p_exponent":
         return key[:-1] + "r" if key.endswith("p") else "r"
     if kind == "horizon":
         return key.removesuffix("horizon") + "rate"
+    if kind == "coordinate_step":
+        return "step"
+    if times == "1/lr":
+        return f"{key}_times_lr"
     return f"{key}_per_{times}" if times else key
 
 
@@ -128,15 +140,15 @@ class SpaceParser:
         key: str,
         spec: Any,
         check: Callable[[str, Any], Any],
-        reciprocal: str | None = None,
+        special: str | None = None,
         times: tuple[str, ...] = (),
     ) -> Distribution:
         """Parse ``spec`` (a distribution mapping or a plain value) for ``key``.
 
         Args:
             check: the space's check of one possible value (returns it as the optimizer takes it).
-            reciprocal: the reciprocal kind this key may use ("p_exponent" for p, "horizon" for
-                tau_horizon), if any.
+            special: the key's own distribution kind, if it has one (``SPECIAL``: "p_exponent" for p,
+                "horizon" for tau_horizon, "coordinate_step" for lr).
             times: the keys this one may be sampled as a multiple of (``times: lr`` for alpha).
         """
         if not isinstance(spec, Mapping):
@@ -169,10 +181,9 @@ class SpaceParser:
                 f"empty or inverted range [{low}, {high}] (need low < high; "
                 "use {distribution: fixed, value: V} for a single value)",
             )
-        if kind in _RECIPROCAL and kind != reciprocal:
-            only = {"p_exponent": "p", "horizon": "tau_horizon"}[kind]
-            raise self.error(key, f"{kind} is only for {only}")
-        if kind in ("log_uniform", "horizon") and low <= 0:
+        if kind in SPECIAL and kind != special:
+            raise self.error(key, f"{kind} is only for {SPECIAL[kind]}")
+        if kind in ("log_uniform", "horizon", "coordinate_step") and low <= 0:
             raise self.error(
                 key,
                 f"a {kind} range must be above 0, got low = {low} (use uniform, or a small positive low such as 1e-6)",
@@ -182,7 +193,7 @@ class SpaceParser:
         multiple_of = spec.get("times")
         if multiple_of is not None and multiple_of not in times:
             raise self.error(key, f"times: {multiple_of!r} is not allowed here (allowed: {', '.join(times)})")
-        if multiple_of is None:  # a multiple's ends are checked once it is multiplied, per trial
+        if multiple_of is None and kind != "coordinate_step":  # relative values are checked per trial
             for end in (low, high):
                 self._checked(key, end, check)
         return Distribution(kind, low=low, high=high, times=multiple_of)

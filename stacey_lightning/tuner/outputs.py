@@ -22,9 +22,9 @@ from optuna.trial import FrozenTrial, TrialState
 from stacey_lightning.lightning.config import TASK_SECTION
 from stacey_lightning.tuner.attributes import ANCHOR, FAIL_REASON, SURPLUS, TASK_PARAMS, Settings
 from stacey_lightning.tuner.storage import finished
-from stacey_lightning.tuner.trial import Outcome, trial_options
+from stacey_lightning.tuner.trial import Outcome, flat_config, trial_options
 
-__all__ = ["progress_line", "write_best", "summary_table", "flat_config", "quiet_libraries"]
+__all__ = ["progress_line", "write_best", "summary_table", "quiet_libraries"]
 
 _ALWAYS = ("p", "lr", "alpha")  # Stacey's columns even where a space fixes them
 
@@ -35,20 +35,6 @@ def _number(value: Any) -> str:
     if isinstance(value, float):
         return "inf" if value == math.inf else f"{value:.3g}"
     return str(value)
-
-
-def flat_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A config as one level of keys: betas -> beta1, beta2; kinds -> kinds.<kind>.<key>; no schedule."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if key == "betas":
-            flat["beta1"], flat["beta2"] = value
-        elif key == "kinds":
-            for kind, overrides in value.items():
-                flat.update({f"kinds.{kind}.{name}": item for name, item in overrides.items()})
-        elif key != "schedule":
-            flat[key] = value
-    return flat
 
 
 def _row(trial: FrozenTrial) -> dict[str, Any]:

@@ -33,12 +33,28 @@ from typing import Any
 import yaml
 
 from stacey_lightning.lightning.config import HYPERPARAMETERS, KIND_KEYS, KINDS, StaceyConfig
-from stacey_lightning.tuner.distributions import Distribution, SearchSpaceError, SpaceParser, param_name
+from stacey_lightning.tuner.distributions import SPECIAL, Distribution, SearchSpaceError, SpaceParser, param_name
 
-__all__ = ["SearchSpace", "SearchSpaceError", "Distribution", "KEYS", "load_yaml"]
+__all__ = [
+    "SearchSpace",
+    "SearchSpaceError",
+    "Distribution",
+    "KEYS",
+    "load_yaml",
+    "coordinate_scale",
+    "DEFAULT_GRADIENT_SCALE",
+]
 
 KEYS = (*HYPERPARAMETERS, "kinds", "schedule")
 _BETA_KEYS = ("beta1", "beta2")
+# c99 where a study has measured none yet: between the small transformer's 2e-4 and the MLP's 2e-3.
+DEFAULT_GRADIENT_SCALE = 6e-4
+
+
+def coordinate_scale(gradient_scale: float, p: float) -> float:
+    """|s(c)| of a coordinate of size ``gradient_scale``: gradient_scale ** (1/(p-1)), 1 at p = inf. A step
+    lr * coordinate_scale is what a large coordinate moves, the same for every p at a given lr of Lion's."""
+    return 1.0 if p == math.inf else gradient_scale ** (1.0 / (p - 1.0))
 
 
 def load_yaml(space: str | os.PathLike) -> tuple[Mapping[str, Any], str]:
@@ -78,13 +94,32 @@ class SearchSpace(SpaceParser):
             return cls(space)
         return cls(*load_yaml(space))
 
-    def suggest(self, trial) -> dict[str, Any]:
-        """Sample the space's keys from ``trial`` (an optuna.Trial or FixedTrial) as a Stacey config mapping."""
-        config: dict[str, Any] = {}
+    def suggest(self, trial, gradient_scale: float | None = None) -> dict[str, Any]:
+        """Sample the space's keys from ``trial`` (an optuna.Trial or FixedTrial) as a Stacey config mapping.
+
+        Args:
+            gradient_scale: the size of a large coordinate of c (its 99th percentile, measured by the
+                study: ``tuner.gradient_scale``) that turns a coordinate step into lr; without one,
+                ``DEFAULT_GRADIENT_SCALE``.
+        """
+        values = {name: distribution.sample(trial, name) for name, distribution in self.distributions.items()}
+        defaults = StaceyConfig()
+        p = values.get("p", defaults.p)
+        if "lr" in values and self.distributions["lr"].kind == "coordinate_step":
+            scale = gradient_scale or DEFAULT_GRADIENT_SCALE
+            values["lr"] = values["lr"] / coordinate_scale(scale, p)
+            for kind in KINDS:  # every kind's coordinates step alike, whatever its own p
+                own_p = values.get(f"kinds.{kind}.p")
+                if own_p is not None and f"kinds.{kind}.lr_scale" not in values:
+                    values[f"kinds.{kind}.lr_scale"] = coordinate_scale(scale, p) / coordinate_scale(scale, own_p)
+        lr = values.get("lr", defaults.lr)
         for name, distribution in self.distributions.items():
-            value = distribution.sample(trial, name)
-            if distribution.times is not None:  # alpha as a multiple of this trial's lr
-                value *= config.get(distribution.times, getattr(StaceyConfig(), distribution.times))
+            if distribution.times == "lr":  # alpha as a multiple of this trial's lr
+                values[name] *= lr
+            elif distribution.times == "1/lr":  # weight decay as a decay per step
+                values[name] /= lr
+        config: dict[str, Any] = {}
+        for name, value in values.items():
             if name.startswith("kinds."):
                 _, kind, key = name.split(".")
                 config.setdefault("kinds", {}).setdefault(kind, {})[key] = value
@@ -96,9 +131,9 @@ class SearchSpace(SpaceParser):
             config["schedule"] = dict(self.schedule)
         return config
 
-    def sample_config(self, trial) -> dict[str, Any]:
+    def sample_config(self, trial, gradient_scale: float | None = None) -> dict[str, Any]:
         """The whole Stacey config for ``trial``, validated: ``StaceyConfig.to_dict()``."""
-        return StaceyConfig.from_source(self.suggest(trial)).to_dict()
+        return StaceyConfig.from_source(self.suggest(trial, gradient_scale)).to_dict()
 
     def param_names(self) -> set[str]:
         """The names of the trial parameters this space samples (p appears as r)."""
@@ -116,7 +151,8 @@ class SearchSpace(SpaceParser):
             if distribution.kind == "fixed":
                 continue
             name = param_name(key, distribution.kind, distribution.times)
-            value = values.get(name if distribution.times else key)
+            # Relative values come as the trial parameter (alpha_per_lr, step), the others as the key (p, lr).
+            value = values.get(name if distribution.times or distribution.kind == "coordinate_step" else key)
             if value is None and key.startswith("kinds.") and key.endswith(".p"):
                 value = values.get("p")  # an anchor's geometry holds for every kind
             params[name] = distribution.centre_param() if value is None else distribution.param_value(value)
@@ -138,9 +174,9 @@ class SearchSpace(SpaceParser):
             elif key == "schedule":
                 self._parse_schedule(value)
             else:
-                reciprocal = {"p": "p_exponent", "tau_horizon": "horizon"}.get(key)
-                times = ("lr",) if key == "alpha" else ()
-                distribution = self.distribution(key, value, self._check, reciprocal=reciprocal, times=times)
+                special = next((kind for kind, owner in SPECIAL.items() if owner == key), None)
+                times = {"alpha": ("lr",), "weight_decay": ("1/lr",)}.get(key, ())
+                distribution = self.distribution(key, value, self._check, special=special, times=times)
                 if key == "eps" and distribution.kind != "fixed":
                     raise self.error(key, "eps is not tuned: give a plain value")
                 self.distributions[key] = distribution
@@ -181,8 +217,8 @@ class SearchSpace(SpaceParser):
                 name = f"kinds.{kind}.{key}"
                 if key not in KIND_KEYS:
                     raise self.error(name, f"unknown key (allowed keys: {', '.join(KIND_KEYS)})")
-                reciprocal = "p_exponent" if key == "p" else None
-                self.distributions[name] = self.distribution(name, spec, self._check, reciprocal=reciprocal)
+                special = "p_exponent" if key == "p" else None
+                self.distributions[name] = self.distribution(name, spec, self._check, special=special)
 
     def _check(self, key: str, value: Any) -> Any:
         """One possible value of the config key ``key`` ("lr", "betas.beta1", "kinds.matrix.p"), checked by

@@ -15,17 +15,19 @@ from stacey_lightning import run
 from stacey_lightning.tuner.attributes import (
     CONFIG,
     FAIL_REASON,
+    GRADIENT_SCALE,
     OPTIMIZER_OPTIONS,
     STOP_REASON,
     TASK_PARAMS,
     TRACEBACK,
     Settings,
 )
+from stacey_lightning.tuner.calibration import measure, study_gradient_scale
 from stacey_lightning.tuner.ddp import RankZero
 from stacey_lightning.tuner.pruning import StaceyPruning
 from stacey_lightning.tuner.storage import Heartbeat, requeue
 
-__all__ = ["Outcome", "run_trial", "train_as_follower", "options_attribute", "trial_options", "p_values"]
+__all__ = ["Outcome", "run_trial", "train_as_follower", "options_attribute", "trial_options", "p_values", "flat_config"]
 
 GEOMETRY_EVERY_N_STEPS = 10  # StaceyMonitor's interval under --geometry: short trials still get curves
 
@@ -47,6 +49,20 @@ def options_attribute(optimizer: str) -> str:
 def trial_options(trial: Any) -> dict[str, Any]:
     """The optimizer config a trial (frozen or live) trained with: Stacey's config or a baseline's options."""
     return trial.user_attrs.get(CONFIG, trial.user_attrs.get(OPTIMIZER_OPTIONS, {}))
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as one level of keys: betas -> beta1, beta2; kinds -> kinds.<kind>.<key>; no schedule."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == "betas":
+            flat["beta1"], flat["beta2"] = value
+        elif key == "kinds":
+            for kind, overrides in value.items():
+                flat.update({f"kinds.{kind}.{name}": item for name, item in overrides.items()})
+        elif key != "schedule":
+            flat[key] = value
+    return flat
 
 
 def p_values(config: dict[str, Any]) -> dict[str, float]:
@@ -79,7 +95,7 @@ def run_trial(
     logger = None
     try:
         with Heartbeat(study._storage, trial._trial_id):
-            options = settings.space.sample_config(trial)
+            options = settings.space.sample_config(trial, gradient_scale=study_gradient_scale(study))
             trial.set_user_attr(options_attribute(settings.optimizer), options)
             module, datamodule = run.build(make, seed=settings.seed, options=settings.task_options, trial=trial)
             own = {name: value for name, value in trial.params.items() if name not in settings.space.param_names()}
@@ -96,6 +112,10 @@ def run_trial(
             rank_zero.announce(trial, trainer)
             run.fit(trainer, module, datamodule, settings.seed)
             value = run.final_metric(trainer, settings.monitor)
+            if settings.optimizer == "stacey" and trainer.optimizers:
+                scale = measure(trainer.optimizers[0])  # for later trials' lr (calibration.py)
+                if scale is not None:
+                    trial.set_user_attr(GRADIENT_SCALE, scale)
             # From the storage: under ddp_spawn rank 0 ran in another process, and Trial.user_attrs
             # is this process's cached copy.
             stop_reason = study._storage.get_trial_user_attrs(trial._trial_id).get(STOP_REASON)
@@ -153,9 +173,17 @@ def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     study.tell(trial, state=TrialState.FAIL)
 
 
+def _hparam(value: Any) -> Any:
+    """A value TensorBoard's HParams can hold: numbers (inf as a float), strings, booleans."""
+    return float(value) if value == "inf" else value
+
+
 def _record(logger: Any, settings: Settings, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
-    """The trial's HParams in its TensorBoard run: every sampled value, every p, state, final metric."""
+    """The trial's HParams in its TensorBoard run: every sampled value, the config it resolved to (every
+    p, lr, ...), state, final metric."""
     hparams: dict[str, Any] = dict(trial.params)
+    config = flat_config(trial_options(trial))
+    hparams.update({key: _hparam(value) for key, value in config.items() if value is not None})
     hparams.update(p_values(trial.user_attrs.get(CONFIG, {})))
     hparams["state"] = state.name
     metrics = {"pruned": float(state == TrialState.PRUNED)}

@@ -22,12 +22,12 @@ SPACE = {
 def test_lion_like_and_sgd_like_anchors_are_those_optimizers_in_the_space():
     space = SearchSpace.load(SPACE)
     anchors = {anchor.name: space.params_for(anchor.values) for anchor in anchors_for("stacey", space)}
-    lion = anchors["lion-like lr 0.001"]
+    lion = anchors["lion-like step 0.001"]
     assert (lion["r"], lion["tau_rate"], lion["lr"]) == (0.0, 0.0, 1e-3)  # p = inf, tau = 0: Lion
     config = space.sample_config(optuna.trial.FixedTrial(lion))
     assert config["p"] == "inf" and config["tau_horizon"] == "inf"
-    sgd = anchors["sgd-like lr 3"]
-    assert (sgd["r"], sgd["tau_rate"], sgd["lr"]) == (1.0, 0.0, 1.0)  # p = 2, tau = 0, clipped to the top of lr
+    sgd = anchors["sgd-like step 0.0003"]
+    assert (sgd["r"], sgd["tau_rate"]) == (1.0, 0.0)  # p = 2, tau = 0; its lr (this space's) in the middle
     narrow = SearchSpace.load({**SPACE, "p": {"distribution": "p_exponent", "low": 2.0, "high": 8.0}})
     clipped = narrow.params_for(anchors_for("stacey", narrow)[0].values)
     assert clipped["r"] == 1 / 7  # the most sign-like p the space allows
@@ -38,12 +38,12 @@ def test_lion_like_and_sgd_like_anchors_are_those_optimizers_in_the_space():
 def test_anchors_run_first_once_per_study_and_not_again_on_resume(tmp_path, capsys):
     study = tune("digits", space=SPACE, n_trials=2, output_dir=tmp_path, task_options=TINY, **FAST)
     anchors = [t.user_attrs.get("anchor") for t in study.trials]
-    assert anchors == ["lion-like lr 0.0003", "lion-like lr 0.001"]  # as many as the budget reaches
+    assert anchors == ["lion-like step 0.0003", "lion-like step 0.001"]  # as many as the budget reaches
     assert study.user_attrs["anchors_enqueued"] == 2 and all(t.state.is_finished() for t in study.trials)
     out = capsys.readouterr().out
-    assert "(#0 COMPLETE, anchor lion-like lr 0.0003" in out and "| trial | anchor | p |" in out
+    assert "(#0 COMPLETE, anchor lion-like step 0.0003" in out and "| trial | anchor | p |" in out
     study = tune("digits", space=SPACE, n_trials=3, output_dir=tmp_path, task_options=TINY, **FAST)
-    assert [t.user_attrs.get("anchor") for t in study.trials] == [*anchors, "lion-like lr 0.003"]  # the next one
+    assert [t.user_attrs.get("anchor") for t in study.trials] == [*anchors, "lion-like step 0.003"]  # the next one
     assert study.trials[2].state.is_finished() and study.user_attrs["anchors_enqueued"] == 3
     study = tune("digits", space=SPACE, n_trials=3, output_dir=tmp_path, task_options=TINY, **FAST)
     assert len(study.trials) == 3  # a resume with nothing left to do enqueues nothing

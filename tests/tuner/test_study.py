@@ -43,7 +43,9 @@ def test_resume_to_total_writes_best_yaml_and_tensorboard(tmp_path, capsys):
     content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
     assert hparams["state"].string_value == "COMPLETE"
-    assert hparams["lr"].number_value == pytest.approx(study.best_trial.params["lr"])
+    # The sampled parameters and the config they resolved to (the default space samples lr as a step).
+    assert hparams["step"].number_value == pytest.approx(study.best_trial.params["step"])
+    assert hparams["lr"].number_value == pytest.approx(best.lr)
     assert hparams["p"].number_value == pytest.approx(float(best.p))
 
 
