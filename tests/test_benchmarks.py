@@ -57,3 +57,11 @@ def test_samplers_smoke(benchmark, tmp_path):
         "Command: `python benchmarks/samplers.py",
     ):
         assert row in text
+
+
+def test_schedules_smoke(benchmark, tmp_path):
+    output, figure = tmp_path / "schedules.md", tmp_path / "schedules.png"
+    benchmark("schedules").main(["--smoke", "--output", str(output), "--figure", str(figure)])
+    text = output.read_text()
+    assert "| p 4, tau 1/T | " in text and "| adamw | " in text and "warmup_cosine, tau follows lr" in text
+    assert figure.stat().st_size > 0
