@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # foreach: this model is too small for the compiled kernel to repay its compile time.
     module, data = make_digits(seed=args.seed, p=args.p, lr=args.lr, foreach=True)
-    module.set_stacey_config({"schedule": {"name": "warmup_cosine", "warmup_fraction": 0.05}})
+    # A constant lr, as the presets use: at budgets like this one a decaying schedule spends training
+    # time (docs/lightning.md, Schedules). To try one, give tau_follows_lr with it:
+    # module.set_stacey_config({"schedule": {"name": "warmup_cosine"}, "tau_follows_lr": True})
     logger = TensorBoardLogger(args.output, name="", default_hp_metric=False)
     trainer = pl.Trainer(
         max_epochs=args.max_epochs,
