@@ -28,14 +28,14 @@ SAMPLE = 1 << 20  # coordinates read at most: a strided sample of a large model'
 
 
 def measure(optimizer: torch.optim.Optimizer) -> float | None:
-    """The ``QUANTILE`` of |m| over the optimizer's nonzero momentum coordinates, or None without state."""
+    """The ``QUANTILE`` of |m| over the optimizer's nonzero finite momentum coordinates, or None without any."""
     momenta = [state["m"] for state in optimizer.state.values() if "m" in state]
     total = sum(m.numel() for m in momenta)
     if not total:
         return None
     stride = max(1, total // SAMPLE)
     sample = torch.cat([_local(m).detach().reshape(-1)[::stride].abs().float().cpu() for m in momenta])
-    sample = sample[sample > 0]
+    sample = sample[(sample > 0) & torch.isfinite(sample)]  # a diverged trial's inf and nan say nothing
     return float(torch.quantile(sample, QUANTILE)) if sample.numel() else None
 
 

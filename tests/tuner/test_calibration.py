@@ -42,6 +42,8 @@ def test_measure_reads_the_momentums_99th_percentile():
     optimizer.step()
     expected = torch.quantile(optimizer.state[param]["m"][1:], 0.99).item()
     assert measure(optimizer) == pytest.approx(expected) and measure(Stacey([param])) is None
+    optimizer.state[param]["m"].fill_(float("nan"))  # a diverged trial calibrates nothing
+    assert measure(optimizer) is None
 
 
 def test_a_study_calibrates_on_its_first_trial_and_later_trials_use_it(tmp_path):
