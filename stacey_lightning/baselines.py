@@ -1,13 +1,15 @@
 """The optimizers Stacey is compared with, by name or by class path, and how a module is switched to one.
 
-Built-in names and their defaults (measured good values for the MLP on the digits task, ALGORITHM.md):
+Built-in names and their defaults (good values measured on the digits MLP, ALGORITHM.md and
+benchmarks/results/geometry.md; Lion's is also the middle of Stacey's Lion-like anchors, so that an
+equal-budget comparison starts both from the same lr ladder):
 
 ========  ======================  =========================================
 name      class                   defaults
 ========  ======================  =========================================
 adamw     torch.optim.AdamW       lr 3e-3, weight_decay 1e-2
 sgd       torch.optim.SGD         lr 0.1, momentum 0.9
-lion      lion_pytorch.Lion       lr 3e-4, weight_decay 1e-2
+lion      lion_pytorch.Lion       lr 1e-3, weight_decay 1e-2
 ========  ======================  =========================================
 
 Any other optimizer is named by its class path, for example ``"torch.optim.RAdam"``; it starts from
@@ -35,7 +37,7 @@ DEFAULT_OPTIMIZERS = (STACEY, "adamw", "sgd", "lion")  # what stacey-compare tra
 BASELINES: dict[str, tuple[str, dict[str, Any]]] = {
     "adamw": ("torch.optim.AdamW", {"lr": 3e-3, "weight_decay": 1e-2}),
     "sgd": ("torch.optim.SGD", {"lr": 0.1, "momentum": 0.9}),
-    "lion": ("lion_pytorch.Lion", {"lr": 3e-4, "weight_decay": 1e-2}),
+    "lion": ("lion_pytorch.Lion", {"lr": 1e-3, "weight_decay": 1e-2}),
 }
 
 

@@ -65,7 +65,7 @@ def test_every_optimizer_and_seed_has_a_run_with_its_curves(comparison):
 
 
 def test_hparams_hold_the_optimizer_options_and_seed(comparison):
-    expected_lr = {"stacey": 0.03, "adamw": 1e-3, "sgd": 0.1, "lion": 3e-4}  # stacey: digits' own lr
+    expected_lr = {"stacey": 0.03, "adamw": 1e-3, "sgd": 0.1, "lion": 1e-3}  # stacey: digits' own lr
     for run in comparison.runs:
         content = _events(run.run_dir).PluginTagToContent("hparams")
         assert "_hparams_/experiment" in content
