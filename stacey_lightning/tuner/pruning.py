@@ -91,6 +91,10 @@ class StaceyPruning(Callback):
             return _NONFINITE, f"non-finite {self.monitor} ({value}) at epoch {epoch}"
         self.trial.report(value, step=self._reports)
         self._reports += 1
+        # After the last validation no training is left to save: a trial that got there completes with
+        # its value (Hyperband would otherwise prune some at their last report, and lose their result).
+        if not _training_left(trainer):
+            return _CONTINUE, ""
         if self.trial.should_prune():
             return _PRUNE, f"pruned at epoch {epoch} with {self.monitor} = {value:.6g}"
         return _CONTINUE, ""
@@ -101,3 +105,11 @@ class StaceyPruning(Callback):
         trainer.should_stop = True
         if trainer.is_global_zero and self.trial is not None:
             self.trial.set_user_attr(STOP_REASON, message)
+
+
+def _training_left(trainer: Trainer) -> bool:
+    """Whether the fit trains on after this validation (False at the end of its last epoch or step)."""
+    if trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps:
+        return False
+    last_epoch = trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs - 1
+    return not (last_epoch and trainer.fit_loop.epoch_loop.done)
