@@ -1,8 +1,8 @@
 """Train a small regression model with Stacey (through StaceyMixin) and save each rank's parameters and
-optimizer state. Used by tests/test_ddp.py; a script file with a __main__ guard because Lightning's
+optimizer state. Used by tests/lightning/test_strategies.py; a script file with a __main__ guard because Lightning's
 ddp strategy re-runs it in every child process.
 
-    python tests/ddp_train.py --devices 2 --out DIR    # writes DIR/rank0.pt and DIR/rank1.pt
+    python tests/helpers/ddp_train.py --devices 2 --out DIR    # writes DIR/rank0.pt and DIR/rank1.pt
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from sharding import rank_loader
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from stacey_lightning import StaceyMixin
 
@@ -40,12 +41,7 @@ class Regression(StaceyMixin, pl.LightningModule):
         generator = torch.Generator().manual_seed(1)
         inputs = torch.randn(SAMPLES, 8, generator=generator)
         dataset = TensorDataset(inputs, inputs @ torch.randn(8, 1, generator=generator))
-        world_size = self.trainer.world_size
-        # Lightning's own sampler for ddp shuffles; unshuffled, each rank takes every world_size-th
-        # sample, so one step's rank batches together are exactly the single-process batch.
-        sampler = DistributedSampler(dataset, world_size, self.trainer.global_rank, shuffle=False)
-        batch_size = GLOBAL_BATCH // (world_size * self.trainer.accumulate_grad_batches)
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+        return rank_loader(dataset, self.trainer, GLOBAL_BATCH)
 
 
 def train(devices: int = 1, max_epochs: int = 2, **trainer_options) -> tuple[Regression, pl.Trainer]:

@@ -18,8 +18,9 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
+from sharding import rank_loader, shard_layers
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from stacey_lightning import StaceyMixin, StaceyMonitor
 
@@ -37,15 +38,7 @@ class ShardedRegression(StaceyMixin, pl.LightningModule):
         self.set_stacey_config(CONFIG)
 
     def configure_model(self) -> None:
-        if self.device_mesh is None:  # one process: nothing to shard
-            return
-        from torch.distributed.fsdp import fully_shard
-
-        mesh = self.device_mesh["data_parallel"]
-        for layer in self.net:
-            if any(True for _ in layer.parameters()):
-                fully_shard(layer, mesh=mesh)
-        fully_shard(self, mesh=mesh)
+        shard_layers(self, self.net)
 
     def training_step(self, batch, batch_idx):
         inputs, targets = batch
@@ -55,11 +48,7 @@ class ShardedRegression(StaceyMixin, pl.LightningModule):
         generator = torch.Generator().manual_seed(1)
         inputs = torch.randn(SAMPLES, 8, generator=generator)
         dataset = TensorDataset(inputs, inputs @ torch.randn(8, 1, generator=generator))
-        world_size = self.trainer.world_size
-        # Unshuffled, each rank takes every world_size-th sample: one step's rank batches together are
-        # exactly the single-process batch.
-        sampler = DistributedSampler(dataset, world_size, self.trainer.global_rank, shuffle=False)
-        return DataLoader(dataset, batch_size=GLOBAL_BATCH // world_size, sampler=sampler)
+        return rank_loader(dataset, self.trainer, GLOBAL_BATCH)
 
 
 def trainer(devices: int, max_epochs: int, root: Path) -> pl.Trainer:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import torch
+from sharding import shard_layers
 
 from stacey_lightning.tasks.digits import DigitsModule, make_digits
 
@@ -31,15 +32,7 @@ class _ShardedRecordingModule(_RecordingModule):
     """Shards itself with FSDP2 (fully_shard over the data-parallel mesh) under ModelParallelStrategy."""
 
     def configure_model(self) -> None:
-        if self.device_mesh is None:
-            return
-        from torch.distributed.fsdp import fully_shard
-
-        mesh = self.device_mesh["data_parallel"]
-        for layer in self.net:
-            if any(True for _ in layer.parameters()):
-                fully_shard(layer, mesh=mesh)
-        fully_shard(self, mesh=mesh)
+        shard_layers(self, self.net)
 
 
 def make_recording(trial=None, record_dir: str = ".", sharded: bool = False, foreach: bool = True):
