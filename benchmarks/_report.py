@@ -14,7 +14,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["machine", "command_line", "write_report", "run_benchmark", "add_threads_argument", "SMOKE_NOTE"]
+__all__ = [
+    "machine", "command_line", "write_report", "run_benchmark", "add_threads_argument", "add_workdir_argument",
+    "SMOKE_NOTE",
+]  # fmt: skip
 
 SMOKE_NOTE = "SMOKE RUN: a tiny budget that only checks the script; the numbers mean nothing."
 
@@ -60,15 +63,20 @@ def run_benchmark(
     render: Callable[[Any, Any], str],
 ) -> str:
     """A benchmark's ``main``: parse ``argv`` (default: the command line), use ``arguments.threads`` torch
-    threads, ``measure(arguments, workdir)``
-    in a temporary folder, then print the report and write it to ``arguments.output``; return it."""
+    threads, ``measure(arguments, workdir)`` in ``arguments.workdir`` where the script has one and it is
+    set (kept, so that a killed run resumes its studies) or else in a temporary folder, then print the
+    report and write it to ``arguments.output``; return it."""
     argv = sys.argv[1:] if argv is None else list(argv)
     arguments = parse(argv)
     threads = torch.get_num_threads()
     torch.set_num_threads(arguments.threads)
     try:
-        with tempfile.TemporaryDirectory(prefix=Path(script).stem + "-") as workdir:
-            result = measure(arguments, Path(workdir))
+        if getattr(arguments, "workdir", None) is not None:
+            arguments.workdir.mkdir(parents=True, exist_ok=True)
+            result = measure(arguments, arguments.workdir)
+        else:
+            with tempfile.TemporaryDirectory(prefix=Path(script).stem + "-") as workdir:
+                result = measure(arguments, Path(workdir))
         body = render(arguments, result) + (f"\n\n{SMOKE_NOTE}" if arguments.smoke else "")
         text = write_report(arguments.output, title, command_line(script, argv), body)
     finally:
@@ -81,3 +89,9 @@ def add_threads_argument(parser: Any) -> None:
     """``--threads``: torch's intra-op threads. Default 1: these models are too small to gain from more,
     and on a shared machine extra threads only wait for each other (10x slower runs seen on 2 busy cores)."""
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+
+
+def add_workdir_argument(parser: Any) -> None:
+    """``--workdir``: keep the studies and runs in this folder instead of a temporary one. The studies
+    resume from their storage there, so a killed run started again with the same folder loses nothing."""
+    parser.add_argument("--workdir", type=Path, default=None, help="keep studies here; a re-run resumes them")

@@ -11,6 +11,7 @@ configuration, the tuning budget spent (trials by state, epochs) and its best tu
 
     python benchmarks/quality.py                              # digits and textlm at 12 and 24 trials
     python benchmarks/quality.py --tasks textlm-long --trials 24   # the longer textlm
+    python benchmarks/quality.py --workdir runs/quality          # keeps the studies: a killed run resumes
     python benchmarks/quality.py --smoke                      # seconds: checks that the script works
 """
 
@@ -22,7 +23,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from _report import add_threads_argument, run_benchmark
+from _report import add_threads_argument, add_workdir_argument, run_benchmark
 
 from stacey_lightning.baselines import DEFAULT_OPTIMIZERS
 from stacey_lightning.compare import compare
@@ -54,6 +55,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pruner", default=None, help="pruner of every study (default: the tuner's)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown file (default: %(default)s)")
     add_threads_argument(parser)
+    add_workdir_argument(parser)
     parser.add_argument("--smoke", action="store_true", help="tiny budgets (2 trials, 1 epoch of 2 batches, 2 seeds)")
     arguments = parser.parse_args(argv)
     arguments.tasks = [task.strip() for task in arguments.tasks.split(",") if task.strip()]

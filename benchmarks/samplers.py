@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _report import add_threads_argument, run_benchmark
+from _report import add_threads_argument, add_workdir_argument, run_benchmark
 from optuna.trial import TrialState
 
 from stacey_lightning import tune
@@ -57,6 +57,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tasks", default="digits,textlm", help="comma-separated tasks (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown file (default: %(default)s)")
     add_threads_argument(parser)
+    add_workdir_argument(parser)
     parser.add_argument("--smoke", action="store_true", help="2 trials of 1 epoch of 2 batches, one budget and seed")
     arguments = parser.parse_args(argv)
     arguments.tasks = [task.strip() for task in arguments.tasks.split(",") if task.strip()]
