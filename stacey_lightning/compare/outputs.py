@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from stacey_lightning.compare.runs import RunResult
-    from stacey_lightning.compare.tuned import Tuned
+    from stacey_lightning.compare.results import RunResult, Tuned
 
 __all__ = ["Curves", "read_curves", "plot", "write_tables"]
 
