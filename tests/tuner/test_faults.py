@@ -60,7 +60,8 @@ def test_ctrl_c_keeps_finished_trials_requeues_the_running_one_and_resumes(tmp_p
     marker = tmp_path / "hanging"  # trial 1 hangs in on_fit_start while this is set
     worker = subprocess.Popen(
         [sys.executable, "-m", "stacey_lightning", *argv],
-        env={**subprocess_env, "STACEY_TEST_HANG": str(marker)},
+        # PYTHONFAULTHANDLER: a worker that does not stop is made to print every thread's stack (below).
+        env={**subprocess_env, "STACEY_TEST_HANG": str(marker), "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -68,7 +69,12 @@ def test_ctrl_c_keeps_finished_trials_requeues_the_running_one_and_resumes(tmp_p
     try:
         _wait_for_running_trial(worker, storage, marker)
         worker.send_signal(signal.SIGINT)
-        out, _ = worker.communicate(timeout=120)
+        try:
+            out, _ = worker.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            worker.send_signal(signal.SIGABRT)
+            stacks = worker.communicate()[0]
+            pytest.fail(f"the worker did not stop within 240 s of Ctrl-C; its output and stacks:\n{stacks}")
     finally:
         if worker.poll() is None:
             worker.kill()
