@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from _report import add_threads_argument, add_workdir_argument, run_benchmark
 
 from stacey_lightning.baselines import DEFAULT_OPTIMIZERS
 from stacey_lightning.compare import compare
+from stacey_lightning.compare.results import summarize
 from stacey_lightning.tasks import resolve_task
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quality.md"
@@ -105,7 +106,8 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
     for result in results:
         comparison, monitor = result["comparison"], result["comparison"].monitor
         direction = resolve_task(result["task"]).direction
-        better = "higher" if direction == "maximize" else "lower"
+        maximize = direction == "maximize"
+        better = "higher" if maximize else "lower"
         lines += [
             f"## {result['name']}, {result['trials']} tuning trials per optimizer: {monitor} ({better} is better)",
             "",
@@ -118,17 +120,17 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
         ]
         means = {}
         for name, tuned in comparison.tuned.items():
-            finals = [run.final_metric for run in comparison.runs if run.optimizer == name]
-            means[name] = statistics.fmean(finals)
-            std = f" ± {statistics.stdev(finals):.4f}" if len(finals) > 1 else ""
+            finals = summarize([run.final_metric for run in comparison.runs if run.optimizer == name])
+            # Ranked on the seeds that did not diverge; the row says how many did.
+            means[name] = finals.mean if math.isfinite(finals.mean) else -math.inf * (1 if maximize else -1)
             lines.append(
-                f"| {name} | {means[name]:.4f}{std} | {_config_text(name, tuned.options)} | "
+                f"| {name} | {finals.text()} | {_config_text(name, tuned.options)} | "
                 f"{tuned.complete} / {tuned.pruned} / {tuned.failed} | {tuned.epochs} | {tuned.best_value:.4f} |"
             )
-        best = (max if direction == "maximize" else min)(means, key=means.get)
+        best = (max if maximize else min)(means, key=means.get)
         baselines = {name: value for name, value in means.items() if name != "stacey"}
-        rival = (max if direction == "maximize" else min)(baselines, key=baselines.get)
-        gap = (means["stacey"] - baselines[rival]) * (1 if direction == "maximize" else -1)
+        rival = (max if maximize else min)(baselines, key=baselines.get)
+        gap = (means["stacey"] - baselines[rival]) * (1 if maximize else -1)
         lines += ["", f"Best mean {monitor}: **{best}**. Stacey against the best baseline ({rival}): "
                   f"{gap:+.4f} ({'better' if gap > 0 else 'worse' if gap < 0 else 'level'}).", ""]  # fmt: skip
     lines += [

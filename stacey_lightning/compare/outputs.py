@@ -15,6 +15,8 @@ import numpy as np
 if TYPE_CHECKING:
     from stacey_lightning.compare.results import RunResult, Tuned
 
+from stacey_lightning.compare.results import summarize
+
 __all__ = ["Curves", "read_curves", "plot", "write_tables"]
 
 # Tags the tasks log the per-step training loss under: "train_loss" when logged on_step only,
@@ -138,17 +140,18 @@ def write_tables(
     tuned = tuned or {}
     on_cuda = any(run.peak_cuda_bytes is not None for run in runs)
     mib = 2.0**20
-    rows = []
+    rows, summaries = [], {}
     for name in optimizers:
         mine = [run for run in runs if run.optimizer == name]
-        finals = [run.final_metric for run in mine]
+        finals = summaries[name] = summarize([run.final_metric for run in mine])
         rows.append(
             {
                 "optimizer": name,
                 "seeds": len(mine),
-                f"final_{monitor}_mean": statistics.fmean(finals),
-                # Sample std; undefined for one seed, left empty rather than shown as a misleading 0.
-                f"final_{monitor}_std": statistics.stdev(finals) if len(finals) > 1 else None,
+                # Over the runs that did not diverge; sample std, left empty for one run (not a misleading 0).
+                f"final_{monitor}_mean": finals.mean,
+                f"final_{monitor}_std": finals.std,
+                "diverged": finals.diverged,
                 "seconds_per_step": statistics.fmean(run.seconds_per_step for run in mine),
                 "optimizer_state_bytes": max(run.optimizer_state_bytes for run in mine),
                 "peak_cuda_bytes": max((run.peak_cuda_bytes or 0 for run in mine), default=0) if on_cuda else None,
@@ -190,12 +193,10 @@ def write_tables(
         header += ["tuning trials (complete / pruned / failed)", "tuning epochs", f"best tuning {monitor}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        std = row[f"final_{monitor}_std"]
-        final = f"{row[f'final_{monitor}_mean']:.4f}" + (f" ± {std:.4f}" if std is not None else "")
         cells = [
             row["optimizer"],
             str(row["seeds"]),
-            final,
+            summaries[row["optimizer"]].text(),
             f"{row['seconds_per_step'] * 1e3:.3g}",
             f"{row['optimizer_state_bytes'] / mib:.3g}",
         ]

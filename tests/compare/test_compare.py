@@ -16,6 +16,8 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from stacey_lightning.cli import _parse_setting, compare_main, tune_main
 from stacey_lightning.compare import compare
+from stacey_lightning.compare.outputs import write_tables
+from stacey_lightning.compare.results import RunResult, summarize
 from stacey_lightning.lightning.config import StaceyConfig
 
 OPTIMIZERS = ("stacey", "adamw", "sgd", "lion")
@@ -114,6 +116,24 @@ def test_tables_name_every_optimizer_with_consistent_numbers(comparison):
         assert f"| {name} | 2 |" in markdown
     with open(comparison.runs_csv, newline="") as stream:
         assert len(list(csv.DictReader(stream))) == len(OPTIMIZERS) * len(SEEDS)
+
+
+def test_a_diverged_seed_is_counted_not_averaged_in(tmp_path):
+    """A run whose final metric is NaN (SGD diverged on one seed of a benchmark) must not crash the tables
+    nor hide the other seeds: mean ± std over the finite runs, and the count of diverged ones."""
+
+    def result(seed, final):
+        return RunResult("sgd", seed, str(tmp_path), final, 0.01, 4, None, {}, np.zeros(0), np.zeros(0))
+
+    runs = [result(0, 3.0), result(1, 3.5), result(2, math.nan)]
+    paths = [str(tmp_path / name) for name in ("compare.md", "compare.csv", "runs.csv")]
+    write_tables(runs, ["sgd"], "val_bpc", *paths)
+    with open(paths[1], newline="") as stream:
+        (row,) = csv.DictReader(stream)
+    assert float(row["final_val_bpc_mean"]) == 3.25 and row["diverged"] == "1"
+    assert float(row["final_val_bpc_std"]) == pytest.approx(0.3536, abs=1e-4)
+    assert "| sgd | 3 | 3.2500 ± 0.3536 (1 of 3 seeds diverged) |" in open(paths[0]).read()
+    assert summarize([math.nan, math.inf]).text() == "nan (2 of 2 seeds diverged)"
 
 
 def test_clock_elapsed_grows_with_steps(comparison):
