@@ -5,8 +5,8 @@ median and as a ratio to SGD(momentum, foreach). Also printed: optimizer-state b
 byte, the peak extra memory of one step, the one-time compile cost, and how the step time grows
 with model size.
 
-    python benchmarks/step_speed.py                 # CPU, ~2 minutes
-    python benchmarks/step_speed.py --device cuda   # adds AdamW(fused=True)
+    python benchmarks/step_speed.py                 # CPU, ~2 minutes; writes results/step_speed_cpu.md
+    python benchmarks/step_speed.py --device cuda   # adds AdamW(fused=True); results/step_speed_cuda.md
 """
 
 from __future__ import annotations
@@ -18,14 +18,19 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the CPU memory profiler q
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torchvision
+from _report import command_line, write_report
 
 from stacey_lightning import Stacey
 from stacey_lightning.optim._fused import RUNTIME
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def resnet18_shapes() -> list[torch.Size]:
@@ -170,7 +175,8 @@ def measure(shapes, device, names, repetitions, warmup) -> dict[str, dict]:
     return results
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> str:
+    """Run, print the report and write it to ``--output``; return it."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repetitions", type=int, default=15)
@@ -183,36 +189,54 @@ def main(argv=None) -> None:
         default=None,
         help="inductor options for the fused CUDA path, e.g. '{\"combo_kernels\": false}'",
     )
+    parser.add_argument(
+        "--output", type=Path, default=None, help="Markdown file (default: results/step_speed_DEVICE.md)"
+    )
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.cuda_compile_options is not None:
         RUNTIME.cuda_compile_options = args.cuda_compile_options
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    output = args.output or RESULTS / f"step_speed_{device.type}.md"
+    load_before = os.getloadavg()[0]
+    lines = _measure_lines(args, device)
+    # The machine may be shared: the load average says how busy it was (2 cores: 2.0 is both busy).
+    load = f"1-minute load average {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    body = "```\n" + "\n".join(lines) + "\n```\n\n" + load + "."
+    text = write_report(
+        output, "Step speed: Stacey against torch's optimizers", command_line("step_speed.py", argv), body
+    )
+    print(text)
+    return text
+
+
+def _measure_lines(args: argparse.Namespace, device: torch.device) -> list[str]:
     shapes = resnet18_shapes()
-    print(
+    lines = [
         f"device {device}{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, "
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
         f"ResNet-18: {len(shapes)} tensors, {sum(s.numel() for s in shapes) / 1e6:.1f}M parameters"
-    )
+    ]
+    print(lines[0], flush=True)
     names = list(optimizers(device))
     results = measure(shapes, device, names, args.repetitions, args.warmup)
     reference = results["SGD(momentum, foreach)"]["median"]
     published = results["published-style loop p=3"]["median"]
     adamw_fused = results.get("AdamW(fused)", {}).get("median")
-    print(
+    lines.append(
         f"\n{'optimizer':30s} {'step ms':>9s} {'x SGD':>7s} {'x publ.':>8s}"
         + (f" {'x AdamW fused':>14s}" if adamw_fused else "")
         + f" {'state/param':>12s} {'peak extra/param':>17s} {'first step s':>13s}"
     )
     for name, r in results.items():
-        line = (
+        lines.append(
             f"{name:30s} {r['median'] * 1e3:9.2f} {r['median'] / reference:7.2f} {published / r['median']:7.1f}x"
             + (f" {r['median'] / adamw_fused:14.2f}" if adamw_fused else "")
             + f" {r['state_ratio']:12.2f} {r['peak_extra']:17.2f} {r['first']:13.2f}"
         )
-        print(line)
-    print(
+    lines.append(
         "\nx SGD: step time / SGD(momentum, foreach) step time (lower is faster); x publ.: how many times "
         "faster than the published-style per-tensor loop with NaN checks; state/param and peak extra/param: "
         "bytes per parameter byte (peak extra on CPU: all bytes allocated during a step, an upper bound); "
@@ -220,7 +244,7 @@ def main(argv=None) -> None:
     )
 
     if not args.no_scaling:
-        print("\nScaling (median step ms; ratio to SGD(momentum, foreach) of the same size):")
+        lines.append("\nScaling (median step ms; ratio to SGD(momentum, foreach) of the same size):")
         for label, size_shapes in (
             ("1M", shapes_with_params(1_000_000)),
             ("11M (ResNet-18)", shapes),
@@ -235,7 +259,8 @@ def main(argv=None) -> None:
             )
             sgd = sweep["SGD(momentum, foreach)"]["median"]
             cells = ", ".join(f"{n} {r['median'] * 1e3:.2f} ms ({r['median'] / sgd:.2f}x)" for n, r in sweep.items())
-            print(f"  {label:16s} {sum(s.numel() for s in size_shapes) / 1e6:6.1f}M params: {cells}")
+            lines.append(f"  {label:16s} {sum(s.numel() for s in size_shapes) / 1e6:6.1f}M params: {cells}")
+    return lines
 
 
 if __name__ == "__main__":
