@@ -65,6 +65,9 @@ def test_ctrl_c_keeps_finished_trials_requeues_the_running_one_and_resumes(tmp_p
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Ctrl-C as a terminal delivers it: a test run started in the background (`cmd &` in a script,
+        # as some CI runners do) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         _wait_for_running_trial(worker, storage, marker)
