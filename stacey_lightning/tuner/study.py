@@ -142,6 +142,9 @@ def tune(
         geometry=geometry,
     )
     with outputs.quiet_libraries():
+        # Every rank, before opening the storage: under torchrun a follower can start before rank 0 and
+        # cannot open the default sqlite:///<output>/optuna.db in a folder that does not exist yet.
+        output_dir.mkdir(parents=True, exist_ok=True)
         if ddp.is_follower_rank():
             return ddp.follow_rank_zero(
                 open_storage(settings.storage),
@@ -149,7 +152,6 @@ def tune(
                 call,
                 lambda frozen: train_as_follower(settings, resolved.make, frozen),
             )
-        output_dir.mkdir(parents=True, exist_ok=True)
         study = open_study(settings, worker_index=0)
         if anchors:
             enqueue_anchors(study, anchors_for(optimizer, loaded), loaded, n_trials)

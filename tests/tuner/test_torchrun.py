@@ -27,3 +27,17 @@ def test_torchrun_study_runs_each_trial_once_on_both_ranks(tmp_path, subprocess_
             for rank in (0, 1)}  # fmt: skip
     assert [run["config"] for run in runs[0]] == [run["config"] for run in runs[1]]
     assert [run["config"]["lr"] for run in runs[0]] == [t.user_attrs["stacey_config"]["lr"] for t in study.trials]
+
+
+def test_a_follower_rank_that_starts_first_can_open_the_default_storage(tmp_path, monkeypatch):
+    """Under torchrun rank 1 may reach the storage before rank 0 has made the output folder: it must open
+    sqlite:///<output>/optuna.db all the same (it once failed with "unable to open database file")."""
+    from stacey_lightning.tuner import ddp, study
+
+    opened = []
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(ddp, "follow_rank_zero", lambda storage, *rest: opened.append(storage))
+    output = tmp_path / "runs" / "torchrun"
+    study.tune("digits", n_trials=1, max_epochs=1, output_dir=output)
+    assert len(opened) == 1 and isinstance(opened[0], optuna.storages.RDBStorage)
+    assert (output / "optuna.db").is_file()
