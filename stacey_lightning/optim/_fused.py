@@ -32,7 +32,7 @@ from stacey_lightning.optim._functional import (
     signed_power,
 )
 
-__all__ = ["fused_stacey", "RUNTIME", "SMALL_TENSOR_NUMEL"]
+__all__ = ["fused_stacey", "local_shards", "RUNTIME", "SMALL_TENSOR_NUMEL"]
 
 # A kernel call costs tens of microseconds (guards, wrappers, starting the threads) whatever the
 # tensor's size: below this many elements, tensors are packed into one flat call instead.
@@ -159,7 +159,7 @@ class _FusedRuntime:
 RUNTIME = _FusedRuntime()
 
 
-def _local_shards(tensors: list[Tensor]) -> list[Tensor]:
+def local_shards(tensors: list[Tensor]) -> list[Tensor]:
     """The parts of ``tensors`` this process holds: a DTensor's local shard, any other tensor itself.
 
     DTensors exist only once torch.distributed.tensor is imported (by FSDP2, for one); until then
@@ -191,9 +191,8 @@ def fused_stacey(
     """The compiled step; falls back to the foreach path where compiling is impossible."""
     hyper = dict(lr=lr, p=p, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps)
     kind = direction_kind(p)
-    scalars = coefficients(lr=lr, p=p, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
-                           eps=eps, maximize=maximize)  # fmt: skip
-    local = [_local_shards(tensors) for tensors in (params, grads, zs, ms)]
+    scalars = coefficients(**hyper, maximize=maximize)
+    local = [local_shards(tensors) for tensors in (params, grads, zs, ms)]
     for xs, gs, zs_, ms_ in group_by_device_and_dtype(*local):
         if not RUNTIME.supported():
             _multi_tensor_stacey(xs, gs, zs_, ms_, variant=variant, maximize=maximize, **hyper)

@@ -56,9 +56,10 @@ class Anchor:
     values: dict[str, Any]
 
 
-def stacey_anchors(space: Any) -> list[Anchor]:
+def stacey_anchors() -> list[Anchor]:
     """Lion-like (p = inf, tau = 0) on the step ladder around ``LION_STEP``, SGD-like (p = 2, tau = 0) at
-    ``SGD_STEP``, and the middle of the space at Lion's step and three times it."""
+    ``SGD_STEP``, and the middle of the space at Lion's step and three times it. The same for every space:
+    ``SearchSpace.params_for`` maps them into one."""
     anchors = [Anchor(f"lion-like step {LION_STEP * k:.1g}", _lion_like(LION_STEP * k)) for k in LADDER]
     anchors.append(Anchor(f"sgd-like step {SGD_STEP:.1g}", {**_lion_like(SGD_STEP), "p": 2.0, "lr": None}))
     anchors += [Anchor(f"centre step {LION_STEP * k:.1g}", {"step": LION_STEP * k}) for k in LADDER[1:]]
@@ -86,7 +87,7 @@ def anchors_for(optimizer: str, space: Any) -> list[Anchor]:
     """The anchors of a study of ``optimizer`` over ``space``."""
     from stacey_lightning.baselines import STACEY
 
-    return stacey_anchors(space) if optimizer == STACEY else baseline_anchors(space)
+    return stacey_anchors() if optimizer == STACEY else baseline_anchors(space)
 
 
 def enqueue_anchors(study: optuna.Study, anchors: list[Anchor], space: Any, n_trials: int) -> int:

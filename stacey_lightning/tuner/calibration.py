@@ -12,13 +12,13 @@ into lr with it (``search_space.coordinate_scale``).
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import optuna
 import torch
 from optuna.trial import TrialState
 
+from stacey_lightning.optim._fused import local_shards
 from stacey_lightning.tuner.attributes import GRADIENT_SCALE
 
 __all__ = ["measure", "study_gradient_scale", "QUANTILE", "SAMPLE"]
@@ -34,15 +34,10 @@ def measure(optimizer: torch.optim.Optimizer) -> float | None:
     if not total:
         return None
     stride = max(1, total // SAMPLE)
-    sample = torch.cat([_local(m).detach().reshape(-1)[::stride].abs().float().cpu() for m in momenta])
+    # A DTensor's local shard is a sample of the whole.
+    sample = torch.cat([m.detach().reshape(-1)[::stride].abs().float().cpu() for m in local_shards(momenta)])
     sample = sample[(sample > 0) & torch.isfinite(sample)]  # a diverged trial's inf and nan say nothing
     return float(torch.quantile(sample, QUANTILE)) if sample.numel() else None
-
-
-def _local(tensor: torch.Tensor) -> torch.Tensor:
-    """A DTensor's local shard (a sample of the whole), any other tensor itself."""
-    dtensor = sys.modules.get("torch.distributed.tensor")
-    return tensor.to_local() if dtensor is not None and isinstance(tensor, dtensor.DTensor) else tensor
 
 
 def study_gradient_scale(study: optuna.Study) -> float | None:

@@ -27,7 +27,7 @@ from stacey_lightning.tuner.ddp import RankZero
 from stacey_lightning.tuner.pruning import StaceyPruning
 from stacey_lightning.tuner.storage import Heartbeat, requeue
 
-__all__ = ["Outcome", "run_trial", "train_as_follower", "options_attribute", "trial_options", "p_values", "flat_config"]
+__all__ = ["Outcome", "run_trial", "train_as_follower", "options_attribute", "trial_options", "flat_config"]
 
 GEOMETRY_EVERY_N_STEPS = 10  # StaceyMonitor's interval under --geometry: short trials still get curves
 
@@ -63,15 +63,6 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
         elif key != "schedule":
             flat[key] = value
     return flat
-
-
-def p_values(config: dict[str, Any]) -> dict[str, float]:
-    """Every p a Stacey config sets, by name: "p" and "kinds.<kind>.p"."""
-    values = {"p": float(config["p"])} if "p" in config else {}
-    for kind, overrides in config.get("kinds", {}).items():
-        if "p" in overrides:
-            values[f"kinds.{kind}.p"] = float(overrides["p"])
-    return values
 
 
 def _callbacks(settings: Settings, trial: Any) -> list:
@@ -184,7 +175,6 @@ def _record(logger: Any, settings: Settings, trial: optuna.Trial, state: TrialSt
     hparams: dict[str, Any] = dict(trial.params)
     config = flat_config(trial_options(trial))
     hparams.update({key: _hparam(value) for key, value in config.items() if value is not None})
-    hparams.update(p_values(trial.user_attrs.get(CONFIG, {})))
     hparams["state"] = state.name
     metrics = {"pruned": float(state == TrialState.PRUNED)}
     if value is not None:
