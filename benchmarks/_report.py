@@ -16,7 +16,7 @@ import torch
 
 __all__ = [
     "machine", "command_line", "write_report", "run_benchmark", "add_threads_argument", "add_workdir_argument",
-    "SMOKE_NOTE",
+    "task_list", "SMOKE_NOTE",
 ]  # fmt: skip
 
 SMOKE_NOTE = "SMOKE RUN: a tiny budget that only checks the script; the numbers mean nothing."
@@ -95,3 +95,12 @@ def add_workdir_argument(parser: Any) -> None:
     """``--workdir``: keep the studies and runs in this folder instead of a temporary one. The studies
     resume from their storage there, so a killed run started again with the same folder loses nothing."""
     parser.add_argument("--workdir", type=Path, default=None, help="keep studies here; a re-run resumes them")
+
+
+def task_list(parser: Any, text: str, known: Any) -> list[str]:
+    """``--tasks``: the comma-separated names in ``text``; an unknown one is a usage error naming the choices."""
+    tasks = [task.strip() for task in text.split(",") if task.strip()]
+    unknown = sorted(set(tasks) - set(known))
+    if unknown:
+        parser.error(f"--tasks: unknown {', '.join(unknown)} (choose from {', '.join(known)})")
+    return tasks

@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from _report import add_threads_argument, add_workdir_argument, run_benchmark
+from _report import add_threads_argument, add_workdir_argument, run_benchmark, task_list
 
 from stacey_lightning.baselines import DEFAULT_OPTIMIZERS
 from stacey_lightning.compare import compare
@@ -59,10 +59,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     add_workdir_argument(parser)
     parser.add_argument("--smoke", action="store_true", help="tiny budgets (2 trials, 1 epoch of 2 batches, 2 seeds)")
     arguments = parser.parse_args(argv)
-    arguments.tasks = [task.strip() for task in arguments.tasks.split(",") if task.strip()]
-    unknown = sorted(set(arguments.tasks) - set(TASKS))
-    if unknown:
-        parser.error(f"--tasks: unknown {', '.join(unknown)} (choose from {', '.join(TASKS)})")
+    arguments.tasks = task_list(parser, arguments.tasks, TASKS)
     arguments.trials = [int(value) for value in arguments.trials.split(",") if value.strip()]
     if arguments.smoke:
         arguments.trials, arguments.seeds = [2], 2

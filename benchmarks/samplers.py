@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _report import add_threads_argument, add_workdir_argument, run_benchmark
+from _report import add_threads_argument, add_workdir_argument, run_benchmark, task_list
 from optuna.trial import TrialState
 
 from stacey_lightning import tune
@@ -60,10 +60,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     add_workdir_argument(parser)
     parser.add_argument("--smoke", action="store_true", help="2 trials of 1 epoch of 2 batches, one budget and seed")
     arguments = parser.parse_args(argv)
-    arguments.tasks = [task.strip() for task in arguments.tasks.split(",") if task.strip()]
-    unknown = sorted(set(arguments.tasks) - set(TASKS))
-    if unknown:
-        parser.error(f"--tasks: unknown {', '.join(unknown)} (choose from {', '.join(TASKS)})")
+    arguments.tasks = task_list(parser, arguments.tasks, TASKS)
     return arguments
 
 
