@@ -119,7 +119,9 @@ def test_heartbeat_fails_and_requeues_a_dead_trial_of_another_host(tmp_path, mon
     dead.set_user_attr("hostname", "another-host.invalid")  # same-host recovery (by pid) must not apply
     dead.set_user_attr("pid", 1)
     storage.record_heartbeat(dead._trial_id)
-    time.sleep(grace_s + 0.5)  # its worker stopped beating
+    # Its worker stopped beating. SQLite's clock (CURRENT_TIMESTAMP) counts whole seconds, so "older than
+    # the grace" needs the grace plus a whole second more to be certain (with 0.5 it failed once in CI).
+    time.sleep(grace_s + 1.5)
 
     study = tune("digits", n_trials=2, output_dir=tmp_path, storage=url, task_options=TINY, **FAST)
     trials = study.get_trials()
