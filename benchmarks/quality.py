@@ -10,6 +10,7 @@ Reported per task and budget: each optimizer's final metric (mean ± sample std 
 configuration, the tuning budget spent (trials by state, epochs) and its best tuning trial.
 
     python benchmarks/quality.py                              # digits and textlm at 12 and 24 trials
+    python benchmarks/quality.py --budgets 4,8,16             # equal budgets of 4, 8, 16 full runs (epochs)
     python benchmarks/quality.py --tasks textlm-long --trials 24   # the longer textlm
     python benchmarks/quality.py --workdir runs/quality          # keeps the studies: a killed run resumes
     python benchmarks/quality.py --smoke                      # seconds: checks that the script works
@@ -49,7 +50,11 @@ SMOKE_OPTIONS = {"width": 16, "depth": 1, "heads": 2, "context": 16, "max_chars"
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="digits,textlm", help=f"comma-separated, of {', '.join(TASKS)}")
-    parser.add_argument("--trials", default="12,24", help="tuning budgets, trials per optimizer (default: %(default)s)")
+    parser.add_argument(
+        "--trials", default=None, help="tuning budgets, trials per optimizer (default: 12,24 unless --budgets is given)"
+    )
+    parser.add_argument("--budgets", default="", help="tuning budgets in full runs per optimizer: each gets "
+                        "that many times --max-epochs epochs in all (stacey-compare --tune-budget)")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3, help="seeded runs per optimizer at its best config")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tuning studies (default: %(default)s)")
     parser.add_argument("--sampler", default=None, help="sampler of every study (default: the tuner's)")
@@ -60,9 +65,11 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny budgets (2 trials, 1 epoch of 2 batches, 2 seeds)")
     arguments = parser.parse_args(argv)
     arguments.tasks = task_list(parser, arguments.tasks, TASKS)
-    arguments.trials = [int(value) for value in arguments.trials.split(",") if value.strip()]
+    trials = arguments.trials if arguments.trials is not None else ("" if arguments.budgets else "12,24")
+    arguments.trials = [int(value) for value in trials.split(",") if value.strip()]
+    arguments.budgets = [int(value) for value in arguments.budgets.split(",") if value.strip()]
     if arguments.smoke:
-        arguments.trials, arguments.seeds = [2], 2
+        arguments.trials, arguments.budgets, arguments.seeds = ([2], [], 2) if not arguments.budgets else ([], [2], 2)
     return arguments
 
 
@@ -74,15 +81,17 @@ def measure(arguments: argparse.Namespace, workdir: Path) -> list[dict[str, Any]
         if arguments.smoke:
             options.update(SMOKE_OPTIONS if settings["task"] == "textlm" else {})
             max_epochs, trainer_kwargs = 1, {"limit_train_batches": 2, "limit_val_batches": 1}
-        for trials in arguments.trials:
+        limits = [(f"{trials}", {"tune_trials": trials}) for trials in arguments.trials]
+        limits += [(f"runs{runs}", {"tune_budget": runs * max_epochs}) for runs in arguments.budgets]
+        for label, limit in limits:
             comparison = compare(
-                settings["task"], DEFAULT_OPTIMIZERS, seeds=arguments.seeds, max_epochs=max_epochs,
-                output_dir=workdir / f"{name}-{trials}", trainer_kwargs=trainer_kwargs, task_options=options,
+                settings["task"], DEFAULT_OPTIMIZERS, arguments.seeds, max_epochs=max_epochs,
+                output_dir=workdir / f"{name}-{label}", trainer_kwargs=trainer_kwargs, task_options=options,
                 progress=lambda line, name=name: print(f"[quality] {name}: {line}", flush=True),
-                tune_trials=trials, sampler=arguments.sampler, pruner=arguments.pruner, tune_seed=arguments.seed,
+                sampler=arguments.sampler, pruner=arguments.pruner, tune_seed=arguments.seed, **limit,
             )  # fmt: skip
             results.append({"name": name, "task": settings["task"], "options": options, "max_epochs": max_epochs,
-                            "trials": trials, "comparison": comparison})  # fmt: skip
+                            **limit, "comparison": comparison})  # fmt: skip
     return results
 
 
@@ -105,14 +114,19 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
         direction = resolve_task(result["task"]).direction
         maximize = direction == "maximize"
         better = "higher" if maximize else "lower"
+        if "tune_budget" in result:
+            runs = result["tune_budget"] // result["max_epochs"]
+            budget = f"a tuning budget of {runs} full runs ({result['tune_budget']} epochs) per optimizer"
+        else:
+            budget = f"{result['tune_trials']} tuning trials per optimizer"
         lines += [
-            f"## {result['name']}, {result['trials']} tuning trials per optimizer: {monitor} ({better} is better)",
+            f"## {result['name']}, {budget}: {monitor} ({better} is better)",
             "",
             f"Task options `{json.dumps(result['options'])}`, {result['max_epochs']} epochs per trial and per run, "
             f"{arguments.seeds} seeds.",
             "",
             f"| optimizer | final {monitor} (mean ± std) | tuned config | tuning trials (complete / pruned / failed) | "
-            f"tuning epochs | best tuning trial |",
+            f"tuning epochs | winner's tuning mean |",
             "|---|---|---|---|---|---|",
         ]
         means = {}
@@ -139,7 +153,10 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
         "centre; baselines: their defaults on the same ladder), Stacey on the task's preset, baselines on the "
         "`baselines` preset (lr and weight decay; SGD momentum 0.9). Then every optimizer retrained at its best "
         "config with seeds 0.. (same initial weights and batch order per seed). Stacey ran with foreach=True (no "
-        "torch.compile; the same arithmetic). Tuning epochs: trained over all trials (pruned ones stop early).",
+        "torch.compile; the same arithmetic). Tuning epochs: trained over all trials (pruned ones stop early). "
+        "`--budgets K` gives every optimizer K times the epochs of one run (`--tune-budget`) instead of a trial "
+        "count. Every study confirms its top candidates on other seeds within its budget (`tuner.confirm`); "
+        "the winner's tuning mean is over those seeds.",
     ]
     return "\n".join(lines)
 

@@ -63,9 +63,9 @@ def _run(optimizer: str, options: dict[str, Any], schedule: str, seed: int, argu
         config = {**options, "betas": [0.9, 0.99], "schedule": {"name": "constant"}}
         if schedule != "constant":
             config.update(schedule=WARMUP_COSINE, tau_follows_lr=schedule.endswith("follows lr"))
-        run.use_optimizer(module, "stacey", config)
+        run.use_optimizer(module, run.optimizer_choice("stacey", config))
     else:
-        run.use_optimizer(module, optimizer, options)
+        run.use_optimizer(module, run.optimizer_choice(optimizer, options))
         if schedule != "constant":
             _add_warmup_cosine(module)
     curve = EpochCurve()
@@ -84,7 +84,7 @@ def _add_warmup_cosine(module: pl.LightningModule) -> None:
     build = module.configure_optimizers
 
     def configure_optimizers() -> dict[str, Any]:
-        optimizer = build()
+        optimizer = build()["optimizer"]
         total = int(module.trainer.estimated_stepping_batches)
         factor = WarmupCosine(round(WARMUP_COSINE["warmup_fraction"] * total), total, WARMUP_COSINE["min_lr_ratio"])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}}

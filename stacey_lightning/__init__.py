@@ -13,9 +13,16 @@ from __future__ import annotations
 
 import importlib
 
-from stacey_lightning._moved import install_moved_modules
-
-__all__ = ["Stacey", "StaceyConfig", "StaceyMixin", "StaceyMonitor", "StaceyPruning", "SearchSpace", "tune"]
+__all__ = [
+    "Stacey",
+    "StaceyConfig",
+    "StaceyMixin",
+    "StaceyMonitor",
+    "StaceyPruning",
+    "SearchSpace",
+    "tune",
+    "find_geometry",
+]
 __version__ = "0.2.0"
 
 _EXPORTS = {
@@ -26,9 +33,8 @@ _EXPORTS = {
     "StaceyPruning": "stacey_lightning.tuner.pruning",
     "SearchSpace": "stacey_lightning.tuner.search_space",
     "tune": "stacey_lightning.tuner.study",
+    "find_geometry": "stacey_lightning.tuner.finder",
 }
-
-install_moved_modules()
 
 
 def __getattr__(name: str):

@@ -1,6 +1,6 @@
 """The optimizers Stacey is compared with, by name or by class path, and how a module is switched to one.
 
-Built-in names and their defaults (good values measured on the digits MLP, ALGORITHM.md and
+Built-in names and their defaults (good values measured on the digits MLP, docs/algorithm.md and
 benchmarks/results/geometry.md; Lion's is also the middle of Stacey's Lion-like anchors, so that an
 equal-budget comparison starts both from the same lr ladder):
 
@@ -14,23 +14,26 @@ lion      lion_pytorch.Lion       lr 1e-3, weight_decay 1e-2
 
 Any other optimizer is named by its class path, for example ``"torch.optim.RAdam"``; it starts from
 its own defaults. ``"stacey"`` is not a baseline: the module's ``StaceyMixin`` builds it from a Stacey
-config. Baselines train every parameter in one group with a constant learning rate.
+config. A baseline reaches a module through the same door as Stacey (``optimizer_choice`` here, then
+the mixin's ``set_optimizer_choice``): the same parameter groups by kind, vectors without weight
+decay, and a constant learning rate.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from stacey_lightning._imports import import_object
+from stacey_lightning.lightning.choice import STACEY
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BASELINES", "STACEY", "DEFAULT_OPTIMIZERS", "optimizer_class", "baseline_options", "use_baseline"]
+    from stacey_lightning.lightning.choice import OptimizerChoice
 
-STACEY = "stacey"
+__all__ = ["BASELINES", "STACEY", "DEFAULT_OPTIMIZERS", "optimizer_class", "baseline_options", "optimizer_choice"]
 DEFAULT_OPTIMIZERS = (STACEY, "adamw", "sgd", "lion")  # what stacey-compare trains unless told otherwise
 
 # Class paths, imported only when used: the command line reads these names without importing torch.
@@ -44,20 +47,14 @@ BASELINES: dict[str, tuple[str, dict[str, Any]]] = {
 def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
     """Return the optimizer class for a baseline name ("adamw", "sgd", "lion") or a class path."""
     path = BASELINES[name][0] if name in BASELINES else name
-    module_name, _, class_name = path.rpartition(".")
-    if not module_name:
+    if "." not in path:
         raise ValueError(
             f"Unknown optimizer {name!r}: use {STACEY!r}, a baseline name "
             f"({', '.join(BASELINES)}) or a class path such as 'torch.optim.RAdam'"
         )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        hint = " (pip install lion-pytorch)" if module_name == "lion_pytorch" else ""
-        raise ValueError(f"Optimizer {name!r}: cannot import module {module_name!r}{hint}: {error}") from error
+    cls = import_object(path, what=f"Optimizer {name!r}")
     import torch
 
-    cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise ValueError(f"Optimizer {name!r}: {path!r} is not a torch.optim.Optimizer subclass")
     return cls
@@ -79,18 +76,19 @@ def baseline_options(name: str, overrides: Mapping[str, Any] | None = None) -> d
     return options
 
 
-def use_baseline(module: torch.nn.Module, name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Make ``module.configure_optimizers`` build the baseline ``name`` instead of Stacey.
+def optimizer_choice(name: str, overrides: Mapping[str, Any] | None = None) -> OptimizerChoice:
+    """The ``OptimizerChoice`` of the baseline ``name`` with ``overrides`` on its defaults.
 
-    Only this instance changes; its class keeps Stacey. Returns the options the optimizer is built with.
+    Its weight decay is always explicit (the class's own default where neither sets it), because the
+    groups by kind give vectors none and every other group this value.
     """
+    from stacey_lightning.lightning.choice import OptimizerChoice
+
     if name == STACEY:
-        raise ValueError(f"{STACEY!r} is not a baseline: hand its config to the module's set_stacey_config")
+        raise ValueError(f"{STACEY!r} is not a baseline: use OptimizerChoice.stacey(config)")
     cls = optimizer_class(name)
     options = baseline_options(name, overrides)
-
-    def configure_optimizers(self: torch.nn.Module) -> torch.optim.Optimizer:
-        return cls(self.parameters(), **options)
-
-    module.configure_optimizers = types.MethodType(configure_optimizers, module)
-    return options
+    default = inspect.signature(cls.__init__).parameters.get("weight_decay")
+    if "weight_decay" not in options and default is not None and default.default is not inspect.Parameter.empty:
+        options["weight_decay"] = default.default
+    return OptimizerChoice(name, optimizer_class=cls, options=options)

@@ -1,9 +1,11 @@
-"""Every command: ``stacey-tune``, ``stacey-compare``, ``stacey-report``, and ``python -m stacey_lightning``.
+"""Every command: ``stacey-tune``, ``stacey-compare``, ``stacey-find``, ``stacey-report``, and
+``python -m stacey_lightning``.
 
 Parsing imports nothing heavy: torch, Lightning, Optuna and matplotlib are imported inside each
 command, after its arguments are read, so ``--help`` answers at once. A user's mistake (a bad flag,
 value, file, task option or storage) is one line on stderr and exit status 2; Ctrl-C is status 130
-after the finished work is kept; a study that cannot go on (every trial failed) is status 1.
+after the finished work is kept; a study that cannot go on (every trial failed, or its database out of
+reach for longer than --storage-outage) is status 1.
 
 Like ``python -m``, every command imports ``--task module:callable`` from the current folder first.
 """
@@ -21,16 +23,24 @@ import yaml
 from search_spaces import PRESETS
 from stacey_lightning.baselines import BASELINES, DEFAULT_OPTIMIZERS
 from stacey_lightning.tasks import BUILTIN_TASKS
-from stacey_lightning.tuner.attributes import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS, SAMPLERS
+from stacey_lightning.tuner.attributes import (
+    DEFAULT_PRUNER,
+    DEFAULT_SAMPLER,
+    DEFAULT_STORAGE_OUTAGE_S,
+    PRUNERS,
+    SAMPLERS,
+)
 
 __all__ = [
     "main",
     "tune_main",
     "compare_main",
     "report_main",
+    "find_main",
     "tune_parser",
     "compare_parser",
     "report_parser",
+    "find_parser",
     "COMMANDS",
 ]
 
@@ -50,7 +60,11 @@ def _key_value(text: str, flag: str) -> tuple[str, Any]:
     key, separator, value = text.partition("=")
     if not separator or not key:
         raise argparse.ArgumentTypeError(f"{flag} expects KEY=VALUE, got {text!r}")
-    parsed = yaml.safe_load(value)
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or "a syntax error"
+        raise argparse.ArgumentTypeError(f"{flag} {text!r}: the value is not valid YAML ({problem})") from None
     # YAML 1.1 reads "1e-3" (no dot) as a string; a number is what such an option means.
     if isinstance(parsed, str):
         try:
@@ -64,6 +78,10 @@ def _task_option(text: str) -> tuple[str, Any]:
     return _key_value(text, "--task-option")
 
 
+def _trainer_option(text: str) -> tuple[str, Any]:
+    return _key_value(text, "--trainer")
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -71,8 +89,23 @@ def _positive(text: str) -> int:
     return value
 
 
-def _add_task_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True, help=_TASK_HELP)
+def _lightning_config(text: str) -> str:
+    if not text.endswith((".yaml", ".yml")):
+        raise argparse.ArgumentTypeError(f"expected a LightningCLI config file (.yaml), got {text!r}")
+    return text
+
+
+def _add_task_arguments(parser: argparse.ArgumentParser, *, geometry: bool = True) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", help=_TASK_HELP)
+    which.add_argument(
+        "--lightning-config",
+        dest="task",
+        type=_lightning_config,
+        metavar="CONFIG.yaml",
+        help="a LightningCLI config (python main.py fit --print_config > config.yaml; model and data as "
+        "class_path and init_args) instead of --task; its classes are imported from the current folder",
+    )
     parser.add_argument(
         "--task-option",
         type=_task_option,
@@ -81,7 +114,12 @@ def _add_task_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="keyword argument for the task's make(), value read as YAML; repeatable",
     )
-    parser.add_argument("--max-epochs", type=_positive, default=10, help="epochs per run (default: %(default)s)")
+    parser.add_argument(
+        "--max-epochs",
+        type=_positive,
+        default=None,
+        help="epochs per run (default: a --lightning-config's trainer.max_epochs, else 10)",
+    )
     parser.add_argument(
         "--monitor",
         "--metric",
@@ -91,6 +129,12 @@ def _add_task_arguments(parser: argparse.ArgumentParser) -> None:
         "spell it --metric (torchrun takes --monitor for its own --monitor-interval)",
     )
     parser.add_argument(
+        "--direction",
+        choices=("maximize", "minimize"),
+        default=None,
+        help="whether --monitor is better higher or lower (default: the task's)",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -98,6 +142,17 @@ def _add_task_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--accelerator", default=None, help="Lightning accelerator (cpu, gpu, auto)")
     parser.add_argument("--devices", type=_devices, default=None, help="Lightning devices per run")
+    parser.add_argument(
+        "--trainer",
+        type=_trainer_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another lightning.Trainer argument, value read as YAML (limit_train_batches=10, "
+        "precision=bf16-mixed, gradient_clip_val=1.0); repeatable",
+    )
+    if not geometry:  # stacey-find logs nothing to TensorBoard
+        return
     parser.add_argument(
         "--geometry",
         action="store_true",
@@ -129,6 +184,20 @@ def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
         "journal:PATH; default: an SQLite file in --output",
     )
     parser.add_argument(
+        "--storage-outage",
+        type=float,
+        default=DEFAULT_STORAGE_OUTAGE_S,
+        metavar="SECONDS",
+        help="how long to wait for an unreachable database before stopping; the same command resumes "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-confirm",
+        dest="confirm",
+        action="store_false",
+        help="name the best single trial, without training the top candidates again on other seeds first",
+    )
+    parser.add_argument(
         "--no-anchors",
         dest="anchors",
         action="store_false",
@@ -146,11 +215,26 @@ def tune_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--n-trials",
         type=_positive,
-        default=20,
-        help="completed or pruned trials the study should have; failed ones do not count (default: %(default)s)",
+        default=None,
+        help="completed or pruned trials the study should have; failed ones do not count (default: 20, "
+        "or as many as --budget pays for)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=_positive,
+        default=None,
+        metavar="EPOCHS",
+        help="epochs all trials may train together (pruned and failed trials count what they trained); the "
+        "study stops when another run of --max-epochs no longer fits. With --n-trials, whichever ends first",
     )
     _add_study_arguments(parser)
     parser.add_argument("--study-name", default=None, help="default: the task's name")
+    parser.add_argument(
+        "--start-from",
+        default=None,
+        metavar="CONFIG.yaml",
+        help="a Stacey config (stacey-find's or a study's best.yaml) to train as the first trial of a new study",
+    )
     parser.add_argument("--output", default="stacey_runs", help="output directory (default: %(default)s)")
     parser.add_argument(
         "--workers", type=_positive, default=1, help="worker processes on this machine (default: %(default)s)"
@@ -162,7 +246,6 @@ def tune_parser() -> argparse.ArgumentParser:
         help="Lightning strategy (ddp, ddp_spawn, ...), or fsdp2: ModelParallelStrategy with every "
         "device in data parallelism (the module shards itself in configure_model)",
     )
-    parser.add_argument("--direction", choices=("maximize", "minimize"), default=None, help="default: the task's")
     return parser
 
 
@@ -204,6 +287,14 @@ def compare_parser() -> argparse.ArgumentParser:
         "--baseline-space), then compare them at their best (default: 0, no tuning)",
     )
     parser.add_argument(
+        "--tune-budget",
+        type=_positive,
+        default=None,
+        metavar="EPOCHS",
+        help="tune every optimizer with the same budget of EPOCHS epochs in all first (as stacey-tune --budget; "
+        "with --tune-trials, whichever ends first), then compare them at their best",
+    )
+    parser.add_argument(
         "--baseline-space",
         default=None,
         help="YAML file of the baselines' search spaces (default: the baselines preset)",
@@ -222,14 +313,49 @@ def report_parser() -> argparse.ArgumentParser:
         help="storage as stacey-tune takes it: sqlite:///stacey_runs/optuna.db, "
         "postgresql://user:password@host/db or journal:PATH",
     )
-    parser.add_argument("--study", help="study name (needed when the storage holds several)")
+    parser.add_argument(
+        "--study-name",
+        "--study",
+        dest="study_name",
+        help="study name (needed when the storage holds several); --study is the old spelling",
+    )
     parser.add_argument("--output", default="stacey-report", help="output directory (default: %(default)s)")
     return parser
 
 
+def _p_candidates(text: str) -> list[float]:
+    """--p "3,4,8,inf": the candidate geometries (checked by the finder: each > 1)."""
+    try:
+        return [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 3,4,8,inf, got {text!r}") from None
+
+
+def find_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stacey-find",
+        description="Suggest Stacey's p, lr and tau for a task within about 1.5 training runs of optimizer steps "
+        "(range tests per p from the same initial weights, then short confirmation runs), like Lightning's "
+        "lr_find: writes --output/best.yaml (for --config or --start-from) and a figure.",
+    )
+    _add_task_arguments(parser, geometry=False)
+    parser.add_argument(
+        "--p", dest="p_candidates", type=_p_candidates, default=None, metavar="P,P,...",
+        help="candidate geometries, each > 1 (default: 3,4,8,inf)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--runs", type=float, default=1.5, help="budget in training runs of --max-epochs (default: %(default)s)"
+    )
+    parser.add_argument("--output", default="stacey-find", help="output directory (default: %(default)s)")
+    return parser
+
+
 def _trainer_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """--trainer KEY=VALUE settings, then --accelerator, --devices and --strategy where given."""
+    kwargs = dict(args.trainer)
     names = ("accelerator", "devices", "strategy")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    kwargs.update({name: getattr(args, name) for name in names if getattr(args, name, None) is not None})
+    return kwargs
 
 
 def _import_from_current_folder() -> None:
@@ -240,28 +366,34 @@ def _import_from_current_folder() -> None:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from stacey_lightning.tuner import tune
+    from stacey_lightning.tuner.spec import study_spec
+    from stacey_lightning.tuner.study import run_study
 
-    tune(
+    spec = study_spec(
         args.task,
         space=args.space,
         n_trials=args.n_trials,
-        timeout=args.timeout,
+        budget=args.budget,
+        max_epochs=args.max_epochs,
         storage=args.storage,
         study_name=args.study_name,
         monitor=args.monitor,
         direction=args.direction,
-        max_epochs=args.max_epochs,
+        output_dir=args.output,
+        timeout=args.timeout,
         sampler=args.sampler,
         pruner=args.pruner,
         trainer_kwargs=_trainer_kwargs(args),
-        workers=args.workers,
-        output_dir=args.output,
         seed=args.seed,
         task_options=dict(args.task_option),
+        workers=args.workers,
         geometry=args.geometry,
         anchors=args.anchors,
+        start_from=args.start_from,
+        confirm=args.confirm,
+        storage_outage_s=args.storage_outage,
     )
+    run_study(spec)
     return 0
 
 
@@ -288,8 +420,6 @@ def _settings(texts: Sequence[str], optimizers: Sequence[str]) -> dict[str, dict
 def _compare(args: argparse.Namespace) -> int:
     optimizers = [name.strip() for name in args.optimizers.split(",") if name.strip()]
     settings = _settings(args.set, optimizers)
-    if args.tune_trials < 0:
-        raise UsageError(f"--tune-trials: must be >= 0, got {args.tune_trials}")
     from stacey_lightning.compare import compare
 
     # --seed S is the first of the --seeds seeds: with --seeds 1 a run is the tuning trial with --seed S.
@@ -298,16 +428,18 @@ def _compare(args: argparse.Namespace) -> int:
         args.task,
         optimizers,
         seeds,
-        args.max_epochs,
-        args.config,
-        args.monitor,
-        args.output,
-        _trainer_kwargs(args),
-        settings,
-        dict(args.task_option),
+        max_epochs=args.max_epochs,
+        config=args.config,
+        monitor=args.monitor,
+        direction=args.direction,
+        output_dir=args.output,
+        trainer_kwargs=_trainer_kwargs(args),
+        optimizer_options=settings,
+        task_options=dict(args.task_option),
         progress=print,
         geometry=args.geometry,
         tune_trials=args.tune_trials,
+        tune_budget=args.tune_budget,
         space=args.space,
         baseline_space=args.baseline_space,
         storage=args.storage,
@@ -315,6 +447,8 @@ def _compare(args: argparse.Namespace) -> int:
         pruner=args.pruner,
         tune_seed=args.seed,
         anchors=args.anchors,
+        confirm=args.confirm,
+        storage_outage_s=args.storage_outage,
     )
     with open(result.markdown, encoding="utf-8") as stream:
         print("\n" + stream.read())
@@ -327,11 +461,36 @@ def _report(args: argparse.Namespace) -> int:
     from stacey_lightning.report import report
     from stacey_lightning.tuner.storage import dashboard_hint
 
-    written = report(args.storage, args.study, args.output)
+    written = report(args.storage, args.study_name, args.output)
     with open(written["summary"], encoding="utf-8") as stream:
         print(stream.read())
     print("wrote: " + ", ".join(written.values()))
     print(f"interactive: {dashboard_hint(args.storage)}  (pip install optuna-dashboard)")
+    return 0
+
+
+def _find(args: argparse.Namespace) -> int:
+    from stacey_lightning.tuner.finder import P_CANDIDATES, find_for_task
+    from stacey_lightning.tuner.outputs import quiet_libraries
+
+    with quiet_libraries():
+        result, written = find_for_task(
+            args.task,
+            max_epochs=args.max_epochs,
+            task_options=dict(args.task_option),
+            seed=args.seed,
+            monitor=args.monitor,
+            trainer_kwargs=_trainer_kwargs(args),
+            p_candidates=args.p_candidates or P_CANDIDATES,
+            runs=args.runs,
+            direction=args.direction,
+            output_dir=args.output,
+            progress=lambda line: print(line, flush=True),
+        )
+    print("\n" + result.table())
+    print("wrote: " + ", ".join(str(path) for path in written.values()))
+    print(f"train it: stacey-compare --config {written['best.yaml']} ...; tune from it: stacey-tune --start-from "
+          f"{written['best.yaml']} ...")  # fmt: skip
     return 0
 
 
@@ -349,6 +508,7 @@ def _command(
 
 
 def _run(prog: str, work: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from stacey_lightning.tuner.outage import StorageUnavailable
     from stacey_lightning.tuner.study import NoTrialSucceeded
     from stacey_lightning.tuner.workers import TooManyFailures
 
@@ -357,7 +517,7 @@ def _run(prog: str, work: Callable[[argparse.Namespace], int], args: argparse.Na
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except (TooManyFailures, NoTrialSucceeded) as error:
+    except (TooManyFailures, NoTrialSucceeded, StorageUnavailable) as error:
         print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -371,12 +531,14 @@ def _one_line(error: BaseException) -> str:
 tune_main = _command("stacey-tune", tune_parser, _tune)
 compare_main = _command("stacey-compare", compare_parser, _compare)
 report_main = _command("stacey-report", report_parser, _report)
+find_main = _command("stacey-find", find_parser, _find)
 
 # python -m stacey_lightning COMMAND: (main function, one-line description)
 COMMANDS: dict[str, tuple[Callable[[Sequence[str] | None], int], str]] = {
     "tune": (tune_main, "tune Stacey's p, lr, alpha and tau on a task with Optuna (as stacey-tune)"),
     "compare": (compare_main, "compare Stacey with AdamW, SGD and Lion on a task, tuned or not (as stacey-compare)"),
     "report": (report_main, "plots and a summary of one study (as stacey-report)"),
+    "find": (find_main, "suggest Stacey's p, lr and tau in about 1.5 training runs (as stacey-find)"),
 }
 
 

@@ -30,6 +30,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 # The tuner opens storages (RDB URLs and journal:PATH) and masks passwords; the report reads the same way.
+from stacey_lightning.tuner.confirm import winner
 from stacey_lightning.tuner.storage import journal_path, mask_password, open_storage
 
 __all__ = ["report"]
@@ -257,9 +258,10 @@ def _summary(study: optuna.Study, shown_url: str, skipped: dict[str, str]) -> st
     lines = [f"# Study `{study.study_name}`", "", f"Storage: `{shown_url}`  ", f"Direction: {direction}", ""]
 
     lines += ["## Best trial", ""]
-    if by_state.get("COMPLETE"):
-        best = study.best_trial
-        lines += [f"Trial {best.number}: objective **{best.value:.6g}**", "", "| parameter | value |", "|---|---|"]
+    chosen = winner(study)  # what the study ends with: confirmation runs are not candidates themselves
+    if chosen is not None:
+        best = chosen.trial
+        lines += [f"Trial {best.number}: objective **{chosen.text(6)}**", "", "| parameter | value |", "|---|---|"]
         for name, value in sorted(best.params.items()):
             shown = f"{value:.6g}" if isinstance(value, float) else str(value)
             if _is_r(name):

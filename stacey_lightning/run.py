@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import os
 import signal
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,16 +27,10 @@ __all__ = [
     "log_final_hparams",
     "TRAINER_DEFAULTS",
     "FSDP2",
-    "SMOKE",
-    "smoke",
-    "smoke_budget",
+    "optimizer_choice",
 ]
 
 FSDP2 = "fsdp2"  # a strategy name of ours: see make_trainer
-# STACEY_SMOKE=1 shrinks every budget to seconds (2 trials or tuning trials, 1 epoch of a few batches,
-# 1 seed): the tests run the documentation's commands, as written, with it.
-SMOKE = "STACEY_SMOKE"
-_SMOKE_LIMITS = {"limit_train_batches": 4, "limit_val_batches": 2}
 # A tuning trial or a compared run shows one line, not Lightning's progress bars and summaries, and
 # checkpoints nothing; log_every_n_steps=10 keeps train_loss curves for small tasks (digits: 45 steps
 # an epoch).
@@ -81,32 +74,33 @@ def build(make: Callable, *, seed: int, options: Mapping[str, Any] | None = None
     return built
 
 
-def use_optimizer(module: Any, optimizer: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Make ``module`` train with ``optimizer``: "stacey" (through its StaceyMixin, with the config
-    ``options``, None keeping its own) or a baseline name or class path (see ``baselines``).
-    Returns what the optimizer is built with (Stacey: the resolved config)."""
-    from stacey_lightning.baselines import STACEY, use_baseline
+def optimizer_choice(optimizer: str, options: Any = None) -> Any:
+    """The ``OptimizerChoice`` for ``optimizer``: "stacey" with ``options`` as its config (a
+    StaceyConfig; a mapping names only the keys it overrides on the module's own config; None keeps
+    that config), or a baseline name or class path with ``options`` over its defaults."""
+    from stacey_lightning.baselines import STACEY
+    from stacey_lightning.baselines import optimizer_choice as baseline_choice
+    from stacey_lightning.lightning.choice import OptimizerChoice
+    from stacey_lightning.lightning.config import StaceyConfig
 
     if optimizer != STACEY:
-        return use_baseline(module, optimizer, options)
-    if not hasattr(module, "set_stacey_config"):
-        raise TypeError(
-            f"the task's module {type(module).__name__} has no set_stacey_config: make it inherit "
-            "stacey_lightning.StaceyMixin"
-        )
-    if options is not None:
-        module.set_stacey_config(options)
-    return module.stacey_config().to_dict()
+        return baseline_choice(optimizer, options)
+    if options is not None and not isinstance(options, StaceyConfig):
+        StaceyConfig.from_source(options)  # a bad key or value fails here, before anything is built
+    return OptimizerChoice.stacey(options)
 
 
-def smoke() -> bool:
-    """Whether STACEY_SMOKE asks for tiny budgets."""
-    return os.environ.get(SMOKE, "") not in ("", "0")
+def use_optimizer(module: Any, choice: Any) -> dict[str, Any]:
+    """Make ``module`` train with ``choice`` (an ``OptimizerChoice``) through its StaceyMixin's
+    ``set_optimizer_choice``; a module without the mixin is given it first (``lightning.adopt``: its
+    own configure_optimizers is replaced, said once). Returns what the optimizer is built with:
+    Stacey's resolved config, or the baseline's options."""
+    if not hasattr(module, "set_optimizer_choice"):
+        from stacey_lightning.lightning.adopt import adopt
 
-
-def smoke_budget(count: int, epochs: int) -> tuple[int, int]:
-    """(count, epochs), capped at (2, 1) under STACEY_SMOKE."""
-    return (min(count, 2), 1) if smoke() else (count, epochs)
+        adopt(module)
+    module.set_optimizer_choice(choice)
+    return module.stacey_config().to_dict() if choice.is_stacey else dict(choice.options)
 
 
 def make_logger(root: str, name: str, version: str) -> Any:
@@ -127,7 +121,7 @@ def make_trainer(*, max_epochs: int, logger: Any, callbacks: list, trainer_kwarg
     from lightning.pytorch import Trainer
     from lightning.pytorch.strategies import Strategy
 
-    kwargs = {**TRAINER_DEFAULTS, "max_epochs": max_epochs, **(_SMOKE_LIMITS if smoke() else {}), **trainer_kwargs}
+    kwargs = {**TRAINER_DEFAULTS, "max_epochs": max_epochs, **trainer_kwargs}
     kwargs["callbacks"] = [*callbacks, *trainer_kwargs.get("callbacks", [])]
     if kwargs.get("strategy") == FSDP2:
         kwargs["strategy"] = _fsdp2(kwargs.get("devices", "auto"), kwargs.get("num_nodes", 1))

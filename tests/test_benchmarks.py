@@ -65,3 +65,33 @@ def test_schedules_smoke(benchmark, tmp_path):
     text = output.read_text()
     assert "| p 4, tau 1/T | " in text and "| adamw | " in text and "warmup_cosine, tau follows lr" in text
     assert figure.stat().st_size > 0
+
+
+@pytest.fixture
+def geometry(monkeypatch):
+    # `python -m benchmarks.geometry.experiments` imports it from the repository root.
+    monkeypatch.syspath_prepend(str(BENCHMARKS.parent))
+    return importlib.import_module("benchmarks.geometry.experiments")
+
+
+def test_geometry_lists_its_experiments_without_training(geometry, capsys):
+    assert geometry.main(["--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == list(geometry.EXPERIMENTS)
+    assert any(line.startswith("exp1 ") and " 8 runs " in line for line in listed)
+
+
+def test_geometry_runs_have_unique_names_and_configs_the_package_accepts(geometry):
+    from stacey_lightning import run
+
+    for name, experiment in geometry.EXPERIMENTS.items():
+        runs = experiment.runs()
+        assert len({spec.name for spec in runs}) == len(runs), name
+        for spec in runs:
+            run.optimizer_choice(spec.optimizer, dict(spec.config))
+
+
+def test_geometry_refuses_an_unknown_experiment(geometry, capsys):
+    with pytest.raises(SystemExit):
+        geometry.main(["--run", "exp99"])
+    assert "invalid choice: 'exp99'" in capsys.readouterr().err

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from stacey_lightning.cli import COMMANDS, main, tune_main, tune_parser
+from stacey_lightning.cli import COMMANDS, main, report_parser, tune_main, tune_parser
+from stacey_lightning.tuner import spec as spec_module
 from stacey_lightning.tuner import study as study_module
 
 
@@ -101,22 +102,48 @@ def test_python_dash_m_describes_every_command():
         assert name in result.stdout and description.split()[0] in result.stdout
 
 
-def test_tune_main_hands_every_flag_to_tune(monkeypatch):
+def test_tune_main_hands_every_flag_to_the_study_spec(monkeypatch):
     seen = {}
-    monkeypatch.setattr(study_module, "tune", lambda task, **kwargs: seen.update(task=task, **kwargs))
+    monkeypatch.setattr(spec_module, "study_spec", lambda task, **kwargs: seen.update(task=task, **kwargs))
+    monkeypatch.setattr(study_module, "run_study", lambda spec: None)
     argv = (
         "--task t:make --n-trials 3 --max-epochs 2 --space vision --storage journal:j.log --study-name s "
         "--output out --workers 2 --timeout 60 --seed 7 --accelerator cpu --devices 2 --strategy ddp "
         "--metric val_loss --direction minimize --task-option hidden=8 --sampler gp --pruner median --geometry "
-        "--no-anchors"
+        "--no-anchors --trainer limit_train_batches=5 --trainer precision=bf16-mixed --storage-outage 30"
     ).split()
     assert tune_main(argv) == 0
     assert seen == dict(
         task="t:make", space="vision", n_trials=3, timeout=60.0, storage="journal:j.log", study_name="s",
         monitor="val_loss", direction="minimize", max_epochs=2, sampler="gp", pruner="median",
-        trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp"}, workers=2, output_dir="out",
-        seed=7, task_options={"hidden": 8}, geometry=True, anchors=False,
+        trainer_kwargs={"limit_train_batches": 5, "precision": "bf16-mixed", "accelerator": "cpu", "devices": 2,
+                        "strategy": "ddp"},
+        workers=2, output_dir="out", seed=7, task_options={"hidden": 8}, geometry=True, anchors=False,
+        storage_outage_s=30.0, budget=None, confirm=True, start_from=None,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--timeout", "-5"], "timeout: must be a positive number of seconds, got -5.0"),
+        (["--strategy", "nosuch"], "trainer settings (strategy='nosuch'): You selected an invalid strategy name"),
+        (["--accelerator", "cuda", "--devices", "2"], "accelerator is not available"),
+        (["--trainer", "no_such_argument=1"], "no_such_argument"),
+        (["--storage-outage", "-1"], "storage_outage_s: must be a number of seconds >= 0"),
+    ],
+)
+def test_inputs_lightning_or_the_spec_refuse_fail_in_one_line_before_any_trial(argv, words, tmp_path, capsys):
+    assert tune_main(["--task", "digits", "--output", str(tmp_path), *argv]) == 2
+    error = capsys.readouterr().err
+    assert words in error and error.count("\n") == 1 and "Traceback" not in error
+    assert not (tmp_path / "optuna.db").exists()
+
+
+def test_every_command_spells_the_study_flag_study_name_and_keeps_the_old_spelling():
+    assert report_parser().parse_args(["sqlite:///x.db", "--study-name", "a"]).study_name == "a"
+    assert report_parser().parse_args(["sqlite:///x.db", "--study", "a"]).study_name == "a"
+    assert tune_parser().parse_args(["--task", "x", "--study-name", "a"]).study_name == "a"
 
 
 def test_torchrun_takes_monitor_for_itself_so_metric_spells_it():

@@ -1,5 +1,12 @@
-"""Every code block of README.md and docs/*.md runs as written, at tiny budgets (STACEY_SMOKE=1), so the
-documentation cannot drift from the code.
+"""Every code block of README.md and docs/*.md runs as written, at tiny budgets, so the documentation
+cannot drift from the code.
+
+The budgets are this test's, set explicitly (the library reads no variable that shrinks them): every
+command's budget flags are rewritten (``--n-trials`` 2, ``--max-epochs`` 1, ``--seeds`` 1,
+``--tune-trials`` 2, ``--trainer.max_epochs`` 1, ``--budget`` and ``--tune-budget`` 2) and the package's
+commands get ``--trainer limit_train_batches=4 --trainer limit_val_batches=2``; in-process Python (blocks
+and the commands run in this process) trains through ``run.make_trainer`` capped the same way, studies
+capped at 2 trials and comparisons at 1 seed.
 
 Each page runs in a fresh folder, its blocks in order (a later block may use what an earlier one
 wrote), with the repository's ``examples/`` and ``benchmarks/`` beside it. ``bash`` blocks run command
@@ -14,6 +21,7 @@ not run. Blocks tagged ``text`` are prose (formulas, printed output).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -35,8 +43,12 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = ("bash", "python", "yaml")
 PROSE = ("text",)
 SKIP = re.compile(r"<!-- docs-test: skip \((.+)\) -->\s*$")
+# A block needing an optional package runs where it is installed:
+# <!-- docs-test: needs hydra (pip install hydra-core) -->
+NEEDS = re.compile(r"<!-- docs-test: needs (\S+) \((.+)\) -->\s*$")
 FENCE = re.compile(r"^\s*```(\S*)\s*$")
-IN_PROCESS = {"stacey-tune": cli.tune_main, "stacey-compare": cli.compare_main, "stacey-report": cli.report_main}
+IN_PROCESS = {"stacey-tune": cli.tune_main, "stacey-compare": cli.compare_main, "stacey-report": cli.report_main,
+              "stacey-find": cli.find_main}  # fmt: skip
 # Recorded, not run: servers, installs, the test suite.
 NOT_RUN = (("tensorboard",), ("optuna-dashboard",), ("pip", "install"), ("python", "-m", "pip"),
            ("python", "-m", "pytest"), ("pytest",))  # fmt: skip
@@ -66,9 +78,12 @@ def blocks(page: Path) -> list[Block]:
         end = next(i for i in range(index + 1, len(lines)) if lines[i].strip().startswith("```"))
         previous = next((lines[i] for i in range(index - 1, -1, -1) if lines[i].strip()), "")
         skip = SKIP.match(previous.strip())
+        needs = NEEDS.match(previous.strip())
+        reason = skip.group(1) if skip else None
+        if needs and importlib.util.find_spec(needs.group(1)) is None:
+            reason = f"{needs.group(1)} is not installed ({needs.group(2)})"
         code = textwrap.dedent("\n".join(lines[index + 1 : end])) + "\n"
-        found.append(Block(page, index + 1, opening.group(1), code,
-                           skip.group(1) if skip else None))  # fmt: skip
+        found.append(Block(page, index + 1, opening.group(1), code, reason))
         index = end + 1
     return found
 
@@ -90,10 +105,74 @@ def commands(code: str) -> list[list[str]]:
     return result
 
 
+# Flag -> the tiny value the test runs it with.
+TINY_FLAGS = {"--n-trials": "2", "--max-epochs": "1", "--seeds": "1", "--tune-trials": "2", "--trainer.max_epochs": "1",
+              "--budget": "2", "--tune-budget": "2"}  # fmt: skip
+TINY_TRAINER = ["--trainer", "limit_train_batches=4", "--trainer", "limit_val_batches=2"]
+TINY_LIMITS = {"limit_train_batches": 4, "limit_val_batches": 2}
+
+
+def tiny(argv: list[str]) -> list[str]:
+    """``argv`` with its budget flags at TINY_FLAGS' values, and TINY_TRAINER after a package command."""
+    result = []
+    for index, word in enumerate(argv):
+        flag, equals, _ = word.partition("=")
+        if flag in TINY_FLAGS and equals:
+            word = f"{flag}={TINY_FLAGS[flag]}"
+        elif index and argv[index - 1] in TINY_FLAGS:
+            word = TINY_FLAGS[argv[index - 1]]
+        result.append(word)
+    trains = argv[0] in ("stacey-tune", "stacey-compare", "stacey-find") or (
+        "stacey_lightning" in argv[:6] and any(word in argv for word in ("tune", "compare", "find"))
+    )
+    return result + TINY_TRAINER if trains else result
+
+
+@pytest.fixture
+def tiny_budgets(monkeypatch):
+    """In this process: every run 1 epoch of a few batches, every study 2 trials, every comparison 1 seed."""
+    from stacey_lightning import run
+    from stacey_lightning.compare import runs as compare_runs
+    from stacey_lightning.tuner import spec as spec_module
+    from stacey_lightning.tuner import study as study_module
+
+    make_trainer, study_spec, compare = run.make_trainer, spec_module.study_spec, compare_runs.compare
+
+    def tiny_trainer(*, max_epochs, trainer_kwargs, **kwargs):
+        return make_trainer(max_epochs=1, trainer_kwargs={**trainer_kwargs, **TINY_LIMITS}, **kwargs)
+
+    def tiny_study(task, **kwargs):
+        budget = kwargs.get("budget")
+        tiny = {"n_trials": min(kwargs.get("n_trials") or 2, 2), "max_epochs": 1, "budget": budget and min(budget, 2)}
+        return study_spec(task, **{**kwargs, **tiny})
+
+    def tiny_compare(task, optimizers=compare_runs.DEFAULT_OPTIMIZERS, seeds=1, **kwargs):
+        return compare(task, optimizers, [0] if isinstance(seeds, int) else list(seeds)[:1], **kwargs)
+
+    monkeypatch.setattr(run, "make_trainer", tiny_trainer)
+    for module in (spec_module, study_module, compare_runs):  # each holds its own name for it
+        monkeypatch.setattr(module, "study_spec", tiny_study)
+    monkeypatch.setattr(compare_runs, "compare", tiny_compare)
+    monkeypatch.setattr("stacey_lightning.compare.compare", tiny_compare)
+
+
 def _run_bash(block: Block, folder: Path, env: dict[str, str]) -> None:
+    """Run the block's commands; ``cd DIR`` holds until the block ends (the next one starts in ``folder``)."""
+    try:
+        _run_commands(block, folder, env)
+    finally:
+        os.chdir(folder)
+
+
+def _run_commands(block: Block, folder: Path, env: dict[str, str]) -> None:
     for argv in commands(block.code):
         if any(tuple(argv[: len(prefix)]) == prefix for prefix in NOT_RUN):
             continue
+        if argv[0] == "cd":
+            folder = folder / argv[1]
+            os.chdir(folder)
+            continue
+        argv = tiny(argv)
         if argv[0] in IN_PROCESS:
             status = IN_PROCESS[argv[0]](argv[1:])
         elif argv[:3] == ["python", "-m", "stacey_lightning"]:
@@ -120,8 +199,7 @@ def _page_ids() -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=_page_ids())
-def test_every_block_of_the_page_runs_as_written(page, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("STACEY_SMOKE", "1")
+def test_every_block_of_the_page_runs_as_written(page, tmp_path, monkeypatch, capsys, tiny_budgets):
     monkeypatch.chdir(tmp_path)
     for name in ("examples", "benchmarks"):
         (tmp_path / name).symlink_to(ROOT / name)
@@ -142,3 +220,16 @@ def test_every_block_of_the_page_runs_as_written(page, tmp_path, monkeypatch, ca
 def test_commands_are_read_like_bash():
     assert commands("a --x 1 \\\n    --y 'two words'  # note\npip install z && b\n") == [
         ["a", "--x", "1", "--y", "two words"], ["pip", "install", "z"], ["b"]]  # fmt: skip
+
+
+def test_budget_flags_are_made_tiny_and_package_commands_get_few_batches():
+    assert tiny(["stacey-tune", "--n-trials", "16", "--max-epochs=8"]) == [
+        "stacey-tune", "--n-trials", "2", "--max-epochs=1", *TINY_TRAINER]  # fmt: skip
+    assert tiny(["torchrun", "--standalone", "-m", "stacey_lightning", "tune", "--seeds", "3"])[-5:] == [
+        "1", *TINY_TRAINER]  # fmt: skip
+    assert tiny(["python", "examples/digits.py", "--max-epochs", "3"]) == [
+        "python",
+        "examples/digits.py",
+        "--max-epochs",
+        "1",
+    ]

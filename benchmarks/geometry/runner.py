@@ -1,35 +1,26 @@
-"""Run single training runs for the geometry experiments and append each result to results.csv.
+"""One run of a geometry experiment: what it trains (``Run``), how (``train``), and its line of the CSV.
 
-Usage: python benchmarks/geometry/runner.py EXP [EXP ...]   (experiment lists: benchmarks/geometry/experiments.py)
-A run whose (exp, name) is already in the CSV is skipped, so an interrupted batch can be restarted.
+A run trains through ``stacey_lightning.run`` as a tuning trial does: ``run.build`` seeds and builds the
+task, ``run.use_optimizer`` gives it Stacey or a baseline, ``run.make_trainer`` and ``run.fit`` train it
+(seeded again just before fit). The rows of ``geometry.csv`` recorded before 2026-12-03 came from an
+earlier runner that seeded only before building; the first run of exp1 gives its recorded 3.9810 under
+this one. Near an lr's stability edge, bit-level differences move a result by up to ±0.06 (geometry.md §1).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import logging
-import sys
 import time
-import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import lightning.pytorch as pl
-import torch
-from lightning.pytorch.callbacks import Callback
+__all__ = ["Run", "train", "finished", "csv_row", "append_row", "CSV", "FIELDS"]
 
-from stacey_lightning.baselines import use_baseline
-from stacey_lightning.tasks.digits import make_digits
-from stacey_lightning.tasks.textlm import make_textlm
-
-torch.set_num_threads(1)
-warnings.filterwarnings("ignore")
-logging.getLogger("lightning").setLevel(logging.ERROR)
-logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-
-HERE = Path(__file__).resolve().parent
-CSV = HERE.parent / "results" / "geometry.csv"
-FIELDS = [
+CSV = Path(__file__).resolve().parents[1] / "results" / "geometry.csv"
+FIELDS = (
     "exp",
     "name",
     "task",
@@ -43,162 +34,90 @@ FIELDS = [
     "steps",
     "seconds",
     "extra",
-]
+)
 
 
-class GradStats(Callback):
-    """Typical per-coordinate magnitudes of g (gradient) and m (optimizer momentum) at a few steps."""
+@dataclass(frozen=True)
+class Run:
+    """One training run: a task at a seed, trained with one optimizer configuration."""
 
-    def __init__(self, at=(5, 50, 150, 260), dump=None):
-        self.at = set(at)
-        self.dump = dump
-        self.records = []
+    name: str  # unique within its experiment: a rerun skips the names already in the CSV
+    optimizer: str  # "stacey", or a baseline name ("adamw", "sgd", "lion")
+    config: Mapping[str, Any]  # Stacey's config (keys it overrides), or the baseline's options
+    task: str = "textlm"  # "textlm" (small, batch 16) or "digits"
+    seed: int = 0
+    epochs: int = 5
+    max_chars: int = 60_000  # textlm's corpus size: 60000 is 265 steps in 5 epochs, 200000 is 176 an epoch
+    max_steps: int | None = None  # stop early, then validate the final weights
+    grad_stats: bool = False  # record |g|, |m|, |x|, |c| at a few steps (GradStats)
+    dump_c: str | None = None  # and save c at the last of them to this file (for lr_transfer)
 
-    def on_before_optimizer_step(self, trainer, module, optimizer):
-        step = trainer.global_step
-        if step not in self.at:
-            return
-        rec = {"step": step}
-        for label, tensors in (
-            ("g", [p.grad for p in module.parameters() if p.grad is not None]),
-            (
-                "m",
-                [
-                    optimizer.state[p]["m"]
-                    for p in module.parameters()
-                    if p in optimizer.state and "m" in optimizer.state[p]
-                ],
-            ),
-            ("x", [p.detach() for p in module.parameters()]),
-            (
-                "c",
-                [
-                    0.9 * optimizer.state[p]["m"] + 0.1 * p.grad
-                    for p in module.parameters()
-                    if p in optimizer.state and "m" in optimizer.state[p]
-                ],
-            ),
-        ):
-            if not tensors:
-                continue
-            flat = torch.cat([t.reshape(-1).abs().float() for t in tensors])
-            rec[label] = {
-                "median": flat.median().item(),
-                "mean": flat.mean().item(),
-                "rms": flat.pow(2).mean().sqrt().item(),
-                "p90": flat.quantile(0.9).item() if flat.numel() < 16_000_000 else None,
-            }
-        # per kind of parameter (matrix weights of the transformer blocks vs embeddings etc.)
-        by = {}
-        for name, p in module.named_parameters():
-            if p.grad is None:
-                continue
-            key = "embed" if "embedding" in name else ("vector" if p.ndim <= 1 else "matrix")
-            by.setdefault(key, []).append(p.grad.reshape(-1).abs())
-        rec["g_by_kind_median"] = {k: torch.cat(v).median().item() for k, v in by.items()}
-        if self.dump and step == max(self.at):
-            c = {
-                name: (0.9 * optimizer.state[p]["m"] + 0.1 * p.grad).clone()
-                for name, p in module.named_parameters()
-                if p in optimizer.state
-            }
-            torch.save(c, self.dump)
-        self.records.append(rec)
+    def task_options(self) -> dict[str, Any]:
+        if self.task == "textlm":
+            return {"size": "small", "batch_size": 16, "max_chars": self.max_chars, "foreach": True}
+        return {"foreach": True}
 
 
-def build(spec):
-    seed = spec.get("seed", 0)
-    pl.seed_everything(seed, verbose=False)
-    if spec["task"] == "textlm":
-        module, data = make_textlm(
-            size="small", batch_size=16, max_chars=spec.get("max_chars", 60_000), seed=seed, foreach=True
-        )
-    else:
-        module, data = make_digits(seed=seed, foreach=True)
-    if spec["optimizer"] == "stacey":
-        module.set_stacey_config(spec["config"])
-    else:
-        use_baseline(module, spec["optimizer"], spec["config"])
-    return module, data
+def train(spec: Run) -> dict[str, Any]:
+    """Train ``spec`` on the CPU (one device) and return its CSV fields: metric, value (nan when the run
+    fails: a diverged run is a result), steps, seconds, extra (the gradient statistics, as JSON)."""
+    from stacey_lightning import run
+    from stacey_lightning.tasks import resolve_task
 
+    from .grad_stats import GradStats
 
-def run(spec):
-    module, data = build(spec)
-    callbacks = [GradStats(dump=spec.get("dump_c"))] if spec.get("grad_stats") else []
-    trainer = pl.Trainer(
-        max_epochs=spec.get("epochs", 5),
-        max_steps=spec.get("max_steps", -1),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-        devices=1,
-    )
-    metric = "val_bpc" if spec["task"] == "textlm" else "val_acc"
+    task = resolve_task(spec.task)
+    module, datamodule = run.build(task.make, seed=spec.seed, options=spec.task_options())
+    run.use_optimizer(module, run.optimizer_choice(spec.optimizer, dict(spec.config)))
+    callbacks = [GradStats(dump=spec.dump_c)] if spec.grad_stats else []
+    trainer_kwargs = {"accelerator": "cpu", "devices": 1, "max_steps": spec.max_steps or -1}
+    trainer = run.make_trainer(max_epochs=spec.epochs, logger=False, callbacks=callbacks, trainer_kwargs=trainer_kwargs)
     started = time.monotonic()
     try:
-        trainer.fit(module, data)
-        if spec.get("max_steps"):  # stopped mid-epoch: validate the final weights explicitly
-            value = float(trainer.validate(module, data, verbose=False)[0][metric])
+        run.fit(trainer, module, datamodule, spec.seed)
+        if spec.max_steps:  # stopped mid-epoch: the last validation saw older weights
+            value = float(trainer.validate(module, datamodule, verbose=False)[0][task.monitor])
         else:
-            value = float(trainer.callback_metrics[metric])
-    except Exception as error:  # divergence etc.: record and continue
-        print("ERROR", spec["name"], type(error).__name__, error, flush=True)
-        value = float("nan")
-    seconds = time.monotonic() - started
-    extra = {"grad_stats": callbacks[0].records} if callbacks else {}
+            value = run.final_metric(trainer, task.monitor)
+    except Exception as error:  # a run that diverges until it fails is recorded, not fatal to the batch
+        print(f"failed: {spec.name}: {type(error).__name__}: {error}", flush=True)
+        value = None
     return {
-        "metric": metric,
-        "value": value,
+        "metric": task.monitor,
+        "value": float("nan") if value is None else value,
         "steps": trainer.global_step,
-        "seconds": round(seconds, 1),
-        "extra": json.dumps(extra) if extra else "",
+        "seconds": round(time.monotonic() - started, 1),
+        "extra": json.dumps({"grad_stats": callbacks[0].records}) if callbacks else "",
     }
 
 
-def done():
-    if not CSV.exists():
+def finished(path: Path) -> set[tuple[str, str]]:
+    """The (experiment, run name) pairs already in the CSV at ``path``."""
+    if not path.exists():
         return set()
-    with CSV.open() as f:
-        return {(r["exp"], r["name"]) for r in csv.DictReader(f)}
+    with path.open(newline="") as file:
+        return {(row["exp"], row["name"]) for row in csv.DictReader(file)}
 
 
-def main(exps):
-    from experiments import EXPERIMENTS  # benchmarks/geometry/experiments.py
-
-    finished = done()
-    for exp in exps:
-        for spec in EXPERIMENTS[exp]():
-            if (exp, spec["name"]) in finished:
-                continue
-            result = run(spec)
-            row = {
-                "exp": exp,
-                "name": spec["name"],
-                "task": spec["task"],
-                "optimizer": spec["optimizer"],
-                "seed": spec.get("seed", 0),
-                "epochs": spec.get("epochs", 5),
-                "max_chars": spec.get("max_chars", 60_000) if spec["task"] == "textlm" else "",
-                "config": json.dumps(spec["config"], default=str),
-                **result,
-            }
-            new = not CSV.exists()
-            with CSV.open("a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=FIELDS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
-            print(
-                f"{exp:8s} {spec['name']:45s} {result['metric']} {result['value']:.4f} "
-                f"steps {result['steps']} {result['seconds']}s",
-                flush=True,
-            )
+def csv_row(experiment: str, spec: Run, result: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "exp": experiment,
+        "name": spec.name,
+        "task": spec.task,
+        "optimizer": spec.optimizer,
+        "seed": spec.seed,
+        "epochs": spec.epochs,
+        "max_chars": spec.max_chars if spec.task == "textlm" else "",
+        "config": json.dumps(spec.config, default=str),
+        **result,
+    }
 
 
-if __name__ == "__main__":
-    sys.path.insert(0, str(HERE))
-    main(sys.argv[1:])
+def append_row(path: Path, row: Mapping[str, Any]) -> None:
+    """Append ``row`` to the CSV at ``path`` (written with its header when new), as each run finishes."""
+    new = not path.exists()
+    with path.open("a", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)

@@ -6,14 +6,14 @@ import csv
 import json
 import os
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from stacey_lightning.compare.results import RunResult, Tuned
+    from stacey_lightning.compare.results import Comparison
 
 from stacey_lightning.compare.results import summarize
 
@@ -61,7 +61,14 @@ def read_curves(run_dir: str, clock_steps: np.ndarray, clock_elapsed: np.ndarray
     def seconds(steps: np.ndarray) -> np.ndarray:
         return np.interp(steps, clock_steps, clock_elapsed) if clock_steps.size else steps * 0.0
 
-    return Curves(loss_steps, loss, metric_steps, metric, seconds(loss_steps), seconds(metric_steps))
+    return Curves(
+        loss_steps=loss_steps,
+        loss=loss,
+        metric_steps=metric_steps,
+        metric=metric,
+        loss_seconds=seconds(loss_steps),
+        metric_seconds=seconds(metric_steps),
+    )
 
 
 def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
@@ -126,18 +133,12 @@ def plot(curves: dict[str, list[Curves]], monitor: str, path: str) -> None:
     plt.close(figure)
 
 
-def write_tables(
-    runs: list[RunResult],
-    optimizers: Sequence[str],
-    monitor: str,
-    markdown: str,
-    table_csv: str,
-    runs_csv: str,
-    tuned: Mapping[str, Tuned] | None = None,
-) -> None:
-    """compare.md (mean ± std per optimizer, time per step, memory, and with ``tuned`` the tuning budget
-    spent and the best tuning trial), compare.csv and runs.csv."""
-    tuned = tuned or {}
+def write_tables(comparison: Comparison, optimizers: Sequence[str]) -> None:
+    """The comparison's compare.md (mean ± std per optimizer, time per step, memory, and for tuned
+    optimizers the tuning budget spent and the best tuning trial), compare.csv and runs.csv, at the
+    paths it names, one row per optimizer in the order of ``optimizers``."""
+    runs, monitor, tuned = comparison.runs, comparison.monitor, comparison.tuned
+    markdown, table_csv, runs_csv = comparison.markdown, comparison.csv, comparison.runs_csv
     on_cuda = any(run.peak_cuda_bytes is not None for run in runs)
     mib = 2.0**20
     rows, summaries = [], {}

@@ -21,11 +21,11 @@ class Tuned:
     study_name: str
     options: dict[str, Any]
     task_params: dict[str, Any]
-    best_value: float
+    best_value: float  # the winner's mean over the seeds its study confirmed it on (tuner.confirm)
     complete: int
     pruned: int
     failed: int
-    epochs: int  # epochs trained over all trials: the reports each trial made to the pruner
+    epochs: int  # epochs trained over all trials (budget.epochs_spent)
 
 
 @dataclass

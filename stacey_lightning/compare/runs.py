@@ -30,6 +30,8 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -38,14 +40,16 @@ import torch
 from typing_extensions import override
 
 from stacey_lightning import run
-from stacey_lightning.baselines import DEFAULT_OPTIMIZERS, STACEY, baseline_options
+from stacey_lightning.baselines import DEFAULT_OPTIMIZERS, STACEY
 from stacey_lightning.compare.outputs import plot, read_curves, write_tables
 from stacey_lightning.compare.results import Comparison, RunResult, Tuned
 from stacey_lightning.compare.tuned import tune_each
+from stacey_lightning.lightning.choice import OptimizerChoice
 from stacey_lightning.lightning.config import StaceyConfig, task_params
 from stacey_lightning.tasks import check_task_options, resolve_task
+from stacey_lightning.tuner.spec import DEFAULT_STORAGE_OUTAGE_S, check_trainer_kwargs, study_spec
 
-__all__ = ["compare", "StepClock", "RunResult", "Comparison"]
+__all__ = ["compare", "StepClock", "RunPlan", "RunResult", "Comparison"]
 
 
 class StepClock(pl.Callback):
@@ -98,21 +102,36 @@ class StepClock(pl.Callback):
         return np.cumsum(durations)
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What every run of a comparison shares: the task, its budget and metric, where runs are logged."""
+
+    make: Callable
+    task_options: Mapping[str, Any]
+    max_epochs: int
+    monitor: str
+    tensorboard_dir: str
+    trainer_kwargs: Mapping[str, Any]
+    geometry: bool
+
+
 def compare(
     task: str | Callable,
     optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
     seeds: int | Sequence[int] = 3,
-    max_epochs: int = 10,
+    *,
+    max_epochs: int | None = None,
     config: Any = None,
     monitor: str | None = None,
+    direction: str | None = None,
     output_dir: str | os.PathLike = "stacey-compare",
     trainer_kwargs: Mapping[str, Any] | None = None,
     optimizer_options: Mapping[str, Mapping[str, Any]] | None = None,
     task_options: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
-    *,
     geometry: bool = False,
     tune_trials: int = 0,
+    tune_budget: int | None = None,
     space: Any = None,
     baseline_space: Any = None,
     storage: Any = None,
@@ -120,20 +139,25 @@ def compare(
     pruner: Any = None,
     tune_seed: int = 0,
     anchors: bool = True,
+    confirm: bool = True,
+    storage_outage_s: float = DEFAULT_STORAGE_OUTAGE_S,
 ) -> Comparison:
     """Train ``task`` with every optimizer and seed, and write TensorBoard runs, a figure and tables.
 
     Args:
-        task: a built-in task name, "package.module:callable", or a task callable
-            ``make(trial=None, seed=0) -> (LightningModule, LightningDataModule)``; the module uses StaceyMixin.
+        task: a built-in task name, "package.module:callable", a LightningCLI config file (.yaml), or a
+            task callable ``make(trial=None, seed=0) -> (LightningModule, LightningDataModule)``; a module
+            without StaceyMixin is given it at run time (``lightning.adopt``).
         optimizers: "stacey", baseline names ("adamw", "sgd", "lion") and optimizer class paths
-            ("torch.optim.RAdam"). Default: stacey, adamw, sgd, lion.
+            ("torch.optim.RAdam"). Default: stacey, adamw, sgd, lion. Every one is built by the
+            module's ``configure_optimizers`` from the same parameter groups by kind.
         seeds: how many seeds (0, 1, ..., seeds - 1) or the seeds themselves. Default 3.
-        max_epochs: epochs per run. Default 10.
+        max_epochs: epochs per run. Default: the task's own (a LightningCLI config's), else 10.
         config: Stacey's config: a dict, a ``StaceyConfig`` or a YAML path such as the tuner's
             best.yaml, whose ``task`` section (the task's own sampled parameters) goes to ``make``.
             None keeps the config the task's module was built with.
         monitor: the logged metric to compare; default the task's own (val_loss for custom tasks).
+        direction: "maximize" or "minimize" ``monitor`` when tuning; default the task's.
         output_dir: where everything is written. Runs already there under the same names are replaced.
         trainer_kwargs: extra ``lightning.Trainer`` arguments (accelerator, devices, limit_train_batches,
             ...). The logger is set by compare; ``log_every_n_steps`` defaults to 1 for full curves.
@@ -147,7 +171,11 @@ def compare(
             Stacey on ``space``, baselines on ``baseline_space``, all with ``sampler``, ``pruner``,
             ``max_epochs`` and ``tune_seed``, studies kept in ``storage``, by default
             ``sqlite:///<output_dir>/studies.db``), then compare each at its best config.
+        tune_budget: tune every optimizer with this many epochs in all (``tune(budget=...)``; with
+            ``tune_trials``, whichever ends first), then compare each at its best config.
         anchors: with ``tune_trials``, start every study from its anchor points (see ``tuner.anchors``).
+        confirm: with tuning, every study confirms its top candidates on other seeds (``tuner.confirm``).
+        storage_outage_s: with ``tune_trials``, how long the studies wait for their database.
 
     Returns:
         A ``Comparison`` with every ``RunResult`` and the paths of the files written.
@@ -157,84 +185,75 @@ def compare(
     """
     resolved = resolve_task(task)
     monitor = monitor or resolved.monitor
+    max_epochs = max_epochs if max_epochs is not None else resolved.max_epochs or 10
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(seed) for seed in seeds]
-    if run.smoke():
-        seed_list, (tune_trials, max_epochs) = seed_list[:1], run.smoke_budget(tune_trials, max_epochs)
     if not seed_list:
         raise ValueError("seeds: need at least one seed")
     if not optimizers:
         raise ValueError("optimizers: need at least one optimizer")
     if len(set(optimizers)) != len(optimizers):
         raise ValueError(f"optimizers: {list(optimizers)} names an optimizer twice")
-    trainer_kwargs = {"log_every_n_steps": 1, **(trainer_kwargs or {})}
+    if tune_trials < 0:
+        raise ValueError(f"tune_trials: must be >= 0, got {tune_trials}")
+    trainer_kwargs = {"log_every_n_steps": 1, **resolved.trainer_kwargs, **(trainer_kwargs or {})}
     if "logger" in trainer_kwargs:
         raise ValueError("trainer_kwargs: 'logger' is set by compare (TensorBoard runs under output_dir); remove it")
+    check_trainer_kwargs(trainer_kwargs)
     task_options = dict(task_options or {})
     check_task_options(resolved, task_options)
     optimizer_options = dict(optimizer_options or {})
     unused = set(optimizer_options) - set(optimizers)
     if unused:
         raise ValueError(f"optimizer_options: {sorted(unused)} are not among the optimizers {list(optimizers)}")
-    if tune_trials and config is not None:
-        raise ValueError("config: give Stacey's config or tune it (tune_trials), not both")
+    tuning = bool(tune_trials or tune_budget)
+    if tuning and config is not None:
+        raise ValueError("config: give Stacey's config or tune it (tune_trials, tune_budget), not both")
     # Resolve every option before the first run, so a typo fails in seconds, not after an hour of training.
-    options = {
-        name: _stacey_options(config, optimizer_options.get(name))
-        if name == STACEY
-        else baseline_options(name, optimizer_options.get(name))
-        for name in optimizers
+    choices = {
+        name: _choice(name, config if name == STACEY else None, optimizer_options.get(name)) for name in optimizers
     }
-    fixed_tasks = {
-        name: _task_trial(task_params(config) if config is not None and not isinstance(config, StaceyConfig) else {})
-        for name in optimizers
-    }
+    fixed_task = _task_trial(task_params(config) if config is not None and not isinstance(config, StaceyConfig) else {})
+    fixed_tasks = dict.fromkeys(optimizers, fixed_task)
     tuned: dict[str, Tuned] = {}
-    if tune_trials:
-        tuned = tune_each(
+    if tuning:
+        spec = study_spec(
             task,
-            optimizers,
-            n_trials=tune_trials,
+            n_trials=tune_trials or None,
+            budget=tune_budget,
             max_epochs=max_epochs,
-            output_dir=output_dir,
-            space=space,
-            baseline_space=baseline_space,
-            storage=storage,
+            storage=storage if storage is not None else f"sqlite:///{Path(output_dir).resolve()}/studies.db",
+            monitor=monitor,
+            direction=direction,
+            output_dir=Path(output_dir) / "tuning",
             sampler=sampler,
             pruner=pruner,
-            seed=tune_seed,
-            monitor=monitor,
             trainer_kwargs=trainer_kwargs,
+            seed=tune_seed,
             task_options=task_options,
             anchors=anchors,
+            confirm=confirm,
+            storage_outage_s=storage_outage_s,
         )
+        tuned = tune_each(spec, optimizers, space=space, baseline_space=baseline_space)
         for name, result in tuned.items():
-            overrides = optimizer_options.get(name)
-            options[name] = (
-                _stacey_options(result.options, overrides)
-                if name == STACEY
-                else baseline_options(name, {**result.options, **(overrides or {})})
-            )
+            choices[name] = _choice(name, result.options, optimizer_options.get(name))
             fixed_tasks[name] = _task_trial(result.task_params)
 
     output_dir = os.fspath(output_dir)
-    tensorboard_dir = os.path.join(output_dir, "tensorboard")
+    plan = RunPlan(
+        make=resolved.make,
+        task_options=task_options,
+        max_epochs=max_epochs,
+        monitor=monitor,
+        tensorboard_dir=os.path.join(output_dir, "tensorboard"),
+        trainer_kwargs=trainer_kwargs,
+        geometry=geometry,
+    )
     runs = []
     total = len(optimizers) * len(seed_list)
     for seed in seed_list:
         for name in optimizers:
-            result = _train(
-                resolved.make,
-                task_options,
-                fixed_tasks[name],
-                name,
-                options[name],
-                seed,
-                max_epochs,
-                monitor,
-                tensorboard_dir,
-                trainer_kwargs,
-                geometry,
-            )
+            result = _train(plan, choices[name], fixed_tasks[name], seed)
             runs.append(result)
             if progress:
                 progress(
@@ -246,24 +265,32 @@ def compare(
         name: [read_curves(r.run_dir, r.clock_steps, r.clock_elapsed, monitor) for r in runs if r.optimizer == name]
         for name in optimizers
     }
-    figure = os.path.join(output_dir, "compare.png")
-    plot(curves, monitor, figure)
-    markdown, table_csv, runs_csv = (
-        os.path.join(output_dir, name) for name in ("compare.md", "compare.csv", "runs.csv")
+    comparison = Comparison(
+        monitor=monitor,
+        runs=runs,
+        figure=os.path.join(output_dir, "compare.png"),
+        markdown=os.path.join(output_dir, "compare.md"),
+        csv=os.path.join(output_dir, "compare.csv"),
+        runs_csv=os.path.join(output_dir, "runs.csv"),
+        tuned=tuned,
     )
-    write_tables(runs, optimizers, monitor, markdown, table_csv, runs_csv, tuned)
-    return Comparison(monitor, runs, figure, markdown, table_csv, runs_csv, tuned)
+    plot(curves, monitor, comparison.figure)
+    write_tables(comparison, optimizers)
+    return comparison
 
 
-def _stacey_options(config: Any, overrides: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """What to hand to ``set_stacey_config``, validated now: the whole config with the overrides applied,
-    only the overrides (on top of the module's own config) when there is no config, or None."""
+def _choice(name: str, config: Any, overrides: Mapping[str, Any] | None) -> OptimizerChoice:
+    """The optimizer choice of ``name``, validated now. Stacey: ``config`` (a whole config: a mapping, a
+    StaceyConfig or a YAML path) with the overrides applied; without a config, only the overrides (on
+    top of the module's own config), or None. A baseline: ``config`` (its tuned options, or None) and
+    the overrides over its defaults."""
+    if name != STACEY:
+        return run.optimizer_choice(name, {**(config or {}), **(overrides or {})})
     if config is None:
-        if not overrides:
-            return None
-        StaceyConfig.from_source(overrides)
-        return dict(overrides)
-    return StaceyConfig.from_source(dict(overrides or {}), defaults=StaceyConfig.from_source(config)).to_dict()
+        return run.optimizer_choice(STACEY, dict(overrides) if overrides else None)
+    return run.optimizer_choice(
+        STACEY, StaceyConfig.from_source(dict(overrides or {}), defaults=StaceyConfig.from_source(config))
+    )
 
 
 def _task_trial(params: Mapping[str, Any]) -> Any:
@@ -275,45 +302,39 @@ def _task_trial(params: Mapping[str, Any]) -> Any:
     return optuna.trial.FixedTrial(dict(params))
 
 
-def _train(
-    make: Callable,
-    task_options: dict[str, Any],
-    fixed_task: Any,
-    name: str,
-    options: dict[str, Any] | None,
-    seed: int,
-    max_epochs: int,
-    monitor: str,
-    tensorboard_dir: str,
-    trainer_kwargs: dict[str, Any],
-    geometry: bool,
-) -> RunResult:
-    run_dir = os.path.join(tensorboard_dir, name, f"seed-{seed}")
+def _train(plan: RunPlan, choice: OptimizerChoice, fixed_task: Any, seed: int) -> RunResult:
+    name = choice.name
+    run_dir = os.path.join(plan.tensorboard_dir, name, f"seed-{seed}")
     # A previous run under the same name would mix its events into this run's curves.
     shutil.rmtree(run_dir, ignore_errors=True)
-    module, datamodule = run.build(make, seed=seed, options=task_options, trial=fixed_task)
-    options = run.use_optimizer(module, name, options)
+    module, datamodule = run.build(plan.make, seed=seed, options=plan.task_options, trial=fixed_task)
+    options = run.use_optimizer(module, choice)
     clock = StepClock()
     callbacks: list = [clock]
-    if geometry and name == STACEY:
+    if plan.geometry and choice.is_stacey:
         from stacey_lightning.lightning.monitor import StaceyMonitor
 
         callbacks.append(StaceyMonitor(every_n_steps=10))
-    logger = run.make_logger(tensorboard_dir, name, f"seed-{seed}")
-    trainer = run.make_trainer(max_epochs=max_epochs, logger=logger, callbacks=callbacks, trainer_kwargs=trainer_kwargs)
+    logger = run.make_logger(plan.tensorboard_dir, name, f"seed-{seed}")
+    trainer = run.make_trainer(
+        max_epochs=plan.max_epochs, logger=logger, callbacks=callbacks, trainer_kwargs=plan.trainer_kwargs
+    )
     on_cuda = trainer.strategy.root_device.type == "cuda"
     if on_cuda:
         torch.cuda.reset_peak_memory_stats(trainer.strategy.root_device)
     run.fit(trainer, module, datamodule, seed)
 
-    final_metric = run.final_metric(trainer, monitor)
+    final_metric = run.final_metric(trainer, plan.monitor)
     if final_metric is None:
         raise ValueError(
-            f"monitor {monitor!r} was not logged by the task (logged: "
+            f"monitor {plan.monitor!r} was not logged by the task (logged: "
             f"{', '.join(sorted(trainer.callback_metrics)) or 'nothing'}); pass --monitor NAME"
         )
     run.log_final_hparams(
-        logger, {"optimizer": name, "seed": seed, **options}, {f"hp/{monitor}": final_metric}, step=trainer.global_step
+        logger,
+        {"optimizer": name, "seed": seed, **options},
+        {f"hp/{plan.monitor}": final_metric},
+        step=trainer.global_step,
     )
     return RunResult(
         optimizer=name,

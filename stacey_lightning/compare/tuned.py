@@ -9,9 +9,8 @@ resumes the studies instead of starting over.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from optuna.trial import TrialState
@@ -19,67 +18,45 @@ from optuna.trial import TrialState
 from stacey_lightning.baselines import STACEY
 from stacey_lightning.compare.results import Tuned
 from stacey_lightning.tuner.attributes import TASK_PARAMS
+from stacey_lightning.tuner.budget import epochs_spent
+from stacey_lightning.tuner.confirm import winner
+from stacey_lightning.tuner.spec import StudySpec, for_optimizer
 from stacey_lightning.tuner.trial import trial_options
 
 __all__ = ["tune_each"]
 
 
 def tune_each(
-    task: str | Callable,
-    optimizers: Sequence[str],
-    *,
-    n_trials: int,
-    max_epochs: int,
-    output_dir: str | os.PathLike,
-    space: Any = None,
-    baseline_space: Any = None,
-    storage: Any = None,
-    sampler: Any = None,
-    pruner: Any = None,
-    seed: int = 0,
-    monitor: str | None = None,
-    trainer_kwargs: Mapping[str, Any] | None = None,
-    task_options: Mapping[str, Any] | None = None,
-    anchors: bool = True,
+    spec: StudySpec, optimizers: Sequence[str], *, space: Any = None, baseline_space: Any = None
 ) -> dict[str, Tuned]:
-    """Tune every optimizer of ``optimizers`` with the same ``n_trials`` (each from its own anchors, unless
-    ``anchors`` is False); returns each one's result by name."""
+    """Tune every optimizer of ``optimizers`` with the same budget, sampler, pruner, seed and anchors: the
+    study ``spec`` for each (Stacey on ``space``, a baseline on ``baseline_space``), named
+    ``<task>-<optimizer>`` and written under ``spec.output_dir / optimizer``. Returns each one's result
+    by name."""
     from stacey_lightning.tasks import resolve_task
-    from stacey_lightning.tuner.study import tune
+    from stacey_lightning.tuner.study import NoTrialSucceeded, run_study
 
-    output_dir = Path(output_dir)
-    storage = storage if storage is not None else f"sqlite:///{output_dir.resolve()}/studies.db"
-    name = resolve_task(task).name
+    name = resolve_task(spec.task).name
     results = {}
     for optimizer in optimizers:
-        study = tune(
-            task,
-            space=space if optimizer == STACEY else baseline_space,
-            n_trials=n_trials,
-            storage=storage,
-            study_name=f"{name}-{optimizer}",
-            monitor=monitor,
-            max_epochs=max_epochs,
-            sampler=sampler,
-            pruner=pruner,
-            trainer_kwargs=trainer_kwargs,
-            output_dir=output_dir / "tuning" / optimizer,
-            seed=seed,
-            task_options=task_options,
-            optimizer=optimizer,
-            anchors=anchors,
+        mine = for_optimizer(
+            spec, optimizer, space if optimizer == STACEY else baseline_space, study_name=f"{name}-{optimizer}"
         )
+        study = run_study(replace(mine, output_dir=spec.output_dir / optimizer))
         trials = study.get_trials(deepcopy=False)
-        best = study.best_trial
+        chosen = winner(study)
+        if chosen is None:  # every search trial was pruned or diverged: there is nothing to compare at
+            raise NoTrialSucceeded(f"study {study.study_name!r}: no trial completed, so {optimizer} has no best config")
+        best = chosen.trial
         results[optimizer] = Tuned(
             optimizer=optimizer,
             study_name=study.study_name,
             options=dict(trial_options(best)),
             task_params=dict(best.user_attrs.get(TASK_PARAMS, {})),
-            best_value=best.value,
+            best_value=chosen.mean,
             complete=sum(t.state == TrialState.COMPLETE for t in trials),
             pruned=sum(t.state == TrialState.PRUNED for t in trials),
             failed=sum(t.state == TrialState.FAIL for t in trials),
-            epochs=sum(len(t.intermediate_values) for t in trials),
+            epochs=epochs_spent(trials),
         )
     return results

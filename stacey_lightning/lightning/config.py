@@ -19,6 +19,9 @@ file such as the tuner's ``best.yaml``::
       min_lr_ratio: 0.0
     task:               # optional, ignored by the optimizer: what the tuned task's make() sampled
       hidden: 96        # (the tuner's best.yaml has it; stacey-compare --config hands it back to make)
+    checkpoint:         # optional, ignored: the tuner's best.yaml names the best trial's model
+      path: best.ckpt   # (relative to the file's folder) and its trial
+      trial: 7
 
 Every value is checked when the config is read, and a bad one raises a ValueError that names the key
 (and the file) and says what is allowed.
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import inspect
 import math
 import os
@@ -43,6 +45,7 @@ from typing import Any
 import torch
 import yaml
 
+from stacey_lightning._imports import import_object
 from stacey_lightning.optim.optimizer import check_hyperparameters
 
 __all__ = [
@@ -54,8 +57,11 @@ __all__ = [
     "KIND_KEYS",
     "SCHEDULES",
     "TASK_SECTION",
+    "CHECKPOINT_SECTION",
+    "CONFIRMATION_SECTION",
     "ConfigSource",
     "scheduler_class",
+    "read_number",
     "task_params",
 ]
 
@@ -63,22 +69,30 @@ KINDS = ("matrix", "conv", "embedding", "vector")
 KIND_KEYS = ("p", "lr_scale", "weight_decay")
 SCHEDULES = ("constant", "warmup_cosine")
 TASK_SECTION = "task"
+CHECKPOINT_SECTION = "checkpoint"  # in the tuner's best.yaml: {path: best.ckpt, trial: n}; not the optimizer's
+# In the tuner's best.yaml: the winner's metric over the seeds it was confirmed on {values, failed, mean, std}.
+CONFIRMATION_SECTION = "confirmation"
 
 
-def _as_float(value: Any, key: str) -> float:
-    """A number from YAML or Python. Strings are accepted because YAML reads "1e-3" (no dot) and "inf"
-    as strings (and ".inf", YAML's own spelling, when quoted); booleans are refused although Python
-    counts them as ints."""
-    if isinstance(value, bool):
-        raise ValueError(f"{key}: expected a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+def read_number(value: Any, key: str) -> float:
+    """A number from YAML or Python, p = inf included: the one reader of numbers in configs and spaces.
+
+    Strings are accepted because YAML 1.1 reads "1e-3" (no dot) as a string, our files write p = inf
+    as "inf", and YAML's own spelling ".inf" arrives as a string when quoted. Booleans (which Python
+    counts as ints) and nan are refused with a ValueError naming ``key``.
+    """
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
         try:
-            return float(value.replace(".inf", "inf") if value.strip().lower().endswith(".inf") else value)
+            number = float(text.replace(".inf", "inf") if text.lstrip("+-") == ".inf" else text)
         except ValueError:
             pass
-    raise ValueError(f"{key}: expected a number, got {value!r}")
+    if number is None or math.isnan(number):
+        raise ValueError(f"{key}: expected a number, got {value!r}")
+    return number
 
 
 def _yaml_float(value: float) -> float | str:
@@ -154,7 +168,8 @@ class StaceyConfig:
         if not isinstance(mapping, Mapping):
             raise ValueError(f"Stacey {where}: expected a mapping of keys to values, got {type(mapping).__name__}")
         merged = (defaults or cls()).to_dict()
-        merged.update(copy.deepcopy({key: value for key, value in mapping.items() if key != TASK_SECTION}))
+        sections = (TASK_SECTION, CHECKPOINT_SECTION, CONFIRMATION_SECTION)
+        merged.update(copy.deepcopy({key: value for key, value in mapping.items() if key not in sections}))
         return cls._validated(merged, where)
 
     @classmethod
@@ -186,15 +201,15 @@ class StaceyConfig:
         unknown = sorted(set(mapping) - set(names), key=str)
         if unknown:
             raise ValueError(f"unknown key {unknown[0]!r} (allowed keys: {', '.join(names)})")
-        values = {key: _as_float(mapping[key], key) for key in _FLOAT_KEYS}
+        values = {key: read_number(mapping[key], key) for key in _FLOAT_KEYS}
         betas = mapping["betas"]
         if not isinstance(betas, (list, tuple)) or len(betas) != 2:
             raise ValueError(f"betas: expected a pair [beta1, beta2], got {betas!r}")
-        values["betas"] = tuple(_as_float(beta, f"betas[{index}]") for index, beta in enumerate(betas))
+        values["betas"] = tuple(read_number(beta, f"betas[{index}]") for index, beta in enumerate(betas))
         values["variant"] = mapping["variant"]
         values["tau_follows_lr"] = mapping["tau_follows_lr"]
         horizon = mapping["tau_horizon"]
-        values["tau_horizon"] = None if horizon is None else _as_float(horizon, "tau_horizon")
+        values["tau_horizon"] = None if horizon is None else read_number(horizon, "tau_horizon")
         if values["tau_horizon"] is not None and not values["tau_horizon"] > 0:
             raise ValueError(f"tau_horizon: {horizon!r} must be > 0 (.inf for tau = 0), or null to use tau")
         _check_optimizer_values({key: value for key, value in values.items() if key != "tau_horizon"}, "")
@@ -290,7 +305,7 @@ def _parse_kinds(kinds: Any, values: dict[str, Any]) -> dict[str, dict[str, floa
         for key in overrides:
             if key not in KIND_KEYS:
                 raise ValueError(f"kinds.{kind}: unknown key {key!r} (allowed keys: {', '.join(KIND_KEYS)})")
-        parsed[kind] = {key: _as_float(value, f"kinds.{kind}.{key}") for key, value in overrides.items()}
+        parsed[kind] = {key: read_number(value, f"kinds.{kind}.{key}") for key, value in overrides.items()}
         if parsed[kind].get("lr_scale", 1.0) < 0:
             raise ValueError(f"kinds.{kind}.lr_scale: {parsed[kind]['lr_scale']!r} must be >= 0")
         group = {**values, **{key: value for key, value in parsed[kind].items() if key != "lr_scale"}}
@@ -333,24 +348,20 @@ def _check_warmup_cosine(options: dict[str, Any]) -> None:
         raise ValueError("schedule: give warmup_fraction or warmup_steps, not both")
     if (
         "warmup_fraction" in options
-        and not 0.0 <= _as_float(options["warmup_fraction"], "schedule.warmup_fraction") <= 1.0
+        and not 0.0 <= read_number(options["warmup_fraction"], "schedule.warmup_fraction") <= 1.0
     ):
         raise ValueError(f"schedule.warmup_fraction: {options['warmup_fraction']!r} must be in [0, 1]")
     if "warmup_steps" in options:
         steps = options["warmup_steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"schedule.warmup_steps: {steps!r} must be an integer >= 0")
-    if "min_lr_ratio" in options and not 0.0 <= _as_float(options["min_lr_ratio"], "schedule.min_lr_ratio") <= 1.0:
+    if "min_lr_ratio" in options and not 0.0 <= read_number(options["min_lr_ratio"], "schedule.min_lr_ratio") <= 1.0:
         raise ValueError(f"schedule.min_lr_ratio: {options['min_lr_ratio']!r} must be in [0, 1]")
 
 
 def scheduler_class(path: str) -> type:
     """The scheduler class at "package.module.Class"; a ValueError naming the path if there is none."""
-    module_name, _, class_name = path.rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"schedule.name: cannot import {path!r} ({error})") from None
+    found = import_object(path, what="schedule.name")
     if not (inspect.isclass(found) and issubclass(found, torch.optim.lr_scheduler.LRScheduler)):
         raise ValueError(f"schedule.name: {path!r} is not a torch.optim.lr_scheduler.LRScheduler subclass")
     return found

@@ -12,6 +12,9 @@ Where the config comes from, highest precedence first:
 A dict or YAML file given to ``set_stacey_config`` overrides only the keys it names.
 Checkpoints store the resolved config under "stacey_config"; a module restored from one uses it
 unless ``set_stacey_config`` was called first.
+
+``set_optimizer_choice(choice)`` is the one door for every run: Stacey with a config, or a baseline
+(``OptimizerChoice``) built from the same parameter groups by kind, vectors without weight decay.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import copy
 import inspect
 from typing import Any
 
+from stacey_lightning.lightning.choice import OptimizerChoice
 from stacey_lightning.lightning.config import HYPERPARAMETERS, ConfigSource, StaceyConfig
-from stacey_lightning.lightning.param_groups import check_groups, param_groups
+from stacey_lightning.lightning.param_groups import baseline_param_groups, check_groups, param_groups
 from stacey_lightning.lightning.schedule import build_scheduler
 from stacey_lightning.optim.optimizer import Stacey
 
@@ -45,6 +49,17 @@ class StaceyMixin:
         over saved hyperparameters. Validated now, so a bad key or value fails before training."""
         StaceyConfig.from_source(config)
         self._stacey_config_source = copy.deepcopy(config)
+
+    def set_optimizer_choice(self, choice: OptimizerChoice) -> None:
+        """Train with ``choice``: Stacey (its config, if it has one, as ``set_stacey_config``) or a
+        baseline optimizer, both through ``configure_optimizers`` and the parameter groups by kind."""
+        if choice.is_stacey and choice.config is not None:
+            self.set_stacey_config(choice.config)
+        self._optimizer_choice = choice
+
+    def optimizer_choice(self) -> OptimizerChoice:
+        """The choice in use: the one set by ``set_optimizer_choice``, else Stacey with this module's config."""
+        return getattr(self, "_optimizer_choice", None) or OptimizerChoice.stacey()
 
     def stacey_config(self) -> StaceyConfig:
         """The config in use, resolved by precedence (set_stacey_config > hparams > defaults)."""
@@ -85,7 +100,13 @@ class StaceyMixin:
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return self.stacey_optimizer_config()
+        choice = self.optimizer_choice()
+        if choice.is_stacey:
+            return self.stacey_optimizer_config()
+        options = dict(choice.options)
+        groups = baseline_param_groups(self, options.pop("weight_decay", None))
+        # A baseline trains at a constant lr: the comparison is of optimizers, not of schedules.
+        return {"optimizer": choice.optimizer_class(groups, **options)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["stacey_config"] = self.stacey_config().to_dict()

@@ -22,7 +22,7 @@ from torch import nn
 
 from stacey_lightning.lightning.config import KINDS, StaceyConfig
 
-__all__ = ["KINDS", "parameter_kind", "param_groups", "check_groups"]
+__all__ = ["KINDS", "parameter_kind", "parameters_by_kind", "param_groups", "baseline_param_groups", "check_groups"]
 
 # Modules whose every parameter is a vector whatever its shape (FSDP1 flattens shapes away).
 _VECTOR_MODULES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
@@ -45,24 +45,13 @@ def parameter_kind(module: nn.Module, param: torch.Tensor) -> str:
     return "vector" if param.ndim <= 1 else "matrix"
 
 
-def param_groups(
-    module: nn.Module,
-    config: StaceyConfig,
-    kind_of: Callable[[nn.Module, torch.Tensor], str] = parameter_kind,
-) -> list[dict[str, Any]]:
-    """One Stacey param group per kind present in ``module``, in the order of ``KINDS``.
+def parameters_by_kind(
+    module: nn.Module, kind_of: Callable[[nn.Module, torch.Tensor], str] = parameter_kind
+) -> dict[str, list[torch.Tensor]]:
+    """``{kind: [parameters]}`` for the kinds present in ``module``, in the order of ``KINDS``.
 
-    Each group carries ``kind`` (used by StaceyMonitor), ``name`` (the kind again, which Lightning's
-    LearningRateMonitor shows as lr-Stacey/<kind>) and, from ``config.kinds[kind]``,
-    ``p``, ``lr = config.lr * lr_scale`` and ``weight_decay``; keys a kind leaves out take the
-    config's global value, except that vectors get weight_decay 0 unless their kind sets it.
-    Parameters that do not require grad are left out; a parameter shared between modules is
-    counted once, under its first owner.
-
-    Args:
-        module: the model.
-        config: the validated Stacey config.
-        kind_of: ``kind_of(owner_module, param) -> kind``; replace it to classify differently.
+    Parameters that do not require grad are left out; a parameter shared between modules is counted
+    once, under its first owner.
     """
     by_kind: dict[str, list[torch.Tensor]] = {kind: [] for kind in KINDS}
     seen: set[int] = set()
@@ -78,10 +67,28 @@ def param_groups(
                     f"it must return one of {', '.join(KINDS)}"
                 )
             by_kind[kind].append(param)
+    return {kind: params for kind, params in by_kind.items() if params}
+
+
+def param_groups(
+    module: nn.Module,
+    config: StaceyConfig,
+    kind_of: Callable[[nn.Module, torch.Tensor], str] = parameter_kind,
+) -> list[dict[str, Any]]:
+    """One Stacey param group per kind present in ``module``, in the order of ``KINDS``.
+
+    Each group carries ``kind`` (used by StaceyMonitor), ``name`` (the kind again, which Lightning's
+    LearningRateMonitor shows as lr-Stacey/<kind>) and, from ``config.kinds[kind]``,
+    ``p``, ``lr = config.lr * lr_scale`` and ``weight_decay``; keys a kind leaves out take the
+    config's global value, except that vectors get weight_decay 0 unless their kind sets it.
+
+    Args:
+        module: the model.
+        config: the validated Stacey config.
+        kind_of: ``kind_of(owner_module, param) -> kind``; replace it to classify differently.
+    """
     groups = []
-    for kind, params in by_kind.items():
-        if not params:
-            continue
+    for kind, params in parameters_by_kind(module, kind_of).items():
         overrides = config.kinds.get(kind, {})
         default_weight_decay = 0.0 if kind == "vector" else config.weight_decay
         groups.append(
@@ -94,6 +101,19 @@ def param_groups(
                 "weight_decay": overrides.get("weight_decay", default_weight_decay),
             }
         )
+    return groups
+
+
+def baseline_param_groups(module: nn.Module, weight_decay: float | None) -> list[dict[str, Any]]:
+    """The same groups by kind for another optimizer, with Stacey's no-decay rule: vectors get
+    weight_decay 0, every other kind ``weight_decay`` (None: the optimizer takes no weight decay, and
+    the groups carry none), so that a comparison is like for like."""
+    groups = []
+    for kind, params in parameters_by_kind(module).items():
+        group: dict[str, Any] = {"params": params, "name": kind, "kind": kind}
+        if weight_decay is not None:
+            group["weight_decay"] = 0.0 if kind == "vector" else weight_decay
+        groups.append(group)
     return groups
 
 

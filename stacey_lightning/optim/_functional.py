@@ -1,11 +1,11 @@
 """The Stacey update as pure functions, one per implementation, in torch.optim's layout.
 
-``_single_tensor_stacey`` reads like ALGORITHM.md and is the oracle: every other path must produce
+``_single_tensor_stacey`` reads like docs/algorithm.md and is the oracle: every other path must produce
 what it produces (tests/optim/test_functional.py steps them side by side). ``_multi_tensor_stacey`` is
 the same update in multi-tensor (foreach) kernels; the compiled single-pass path lives in ``_fused``,
 and ``optimizer.stacey`` picks a path.
 
-Notation (ALGORITHM.md): x parameter, g gradient, z dual iterate, m momentum, c interpolated
+Notation (docs/algorithm.md): x parameter, g gradient, z dual iterate, m momentum, c interpolated
 momentum, s(c) the l_p steepest-descent direction, lr = eta (primal step), alpha dual step,
 tau interpolation coefficient.
 

@@ -93,7 +93,7 @@ class Stacey(Optimizer):
         fused: use the compiled single-pass path. Default (None): fused wherever torch.compile
             works, falling back to foreach with one warning where it cannot compile.
 
-    The defaults were chosen on small tasks (ALGORITHM.md); tune p jointly with lr, alpha and tau.
+    The defaults were chosen on small tasks (docs/algorithm.md); tune p jointly with lr, alpha and tau.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Built-in tasks, and resolution of a task given by name or as "module:callable".
+"""Built-in tasks, and resolution of a task given by name, as "module:callable" or as a LightningCLI config.
 
 A task is a callable ``make(trial=None, seed=0, **options) -> (LightningModule, LightningDataModule)``;
 ``trial`` and ``seed`` are optional, and a callable without parameters is accepted too. The module
@@ -7,16 +7,22 @@ on that ``optuna.Trial``; if it takes ``seed`` the tools pass theirs (``--seed``
 
 "module:callable" is imported like ``python -m`` imports: the command-line tools put the current
 folder first on the import path, so ``--task mynet:make`` finds ``mynet.py`` where you stand.
+
+A path ending in .yaml or .yml is a LightningCLI config file (``--lightning-config``; see
+``tasks.lightning_config``): its make() builds the file's module and datamodule, and the task carries
+the file's Trainer settings, epochs and monitored metric.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from stacey_lightning._imports import import_object
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,11 @@ class Task:
     monitor: str
     direction: str  # "maximize" or "minimize"
     space: str
+    # Trainer settings the task brings (a LightningCLI file's), under the tools' own; and its own epochs,
+    # the default of --max-epochs (None: the tools' default).
+    trainer_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    max_epochs: int | None = None
+    lightning_config: Any = None  # the parsed file (tasks.lightning_config.LightningConfig) of a task given as one
 
 
 # Imported lazily so that `import stacey_lightning` stays light.
@@ -41,31 +52,31 @@ BUILTIN_TASKS = tuple(_BUILTIN)
 
 
 def resolve_task(task: str | Callable) -> Task:
-    """Return the Task for a built-in name, a "package.module:callable" path, or a callable.
+    """Return the Task for a built-in name, a "package.module:callable" path, a LightningCLI config file
+    (a path ending in .yaml or .yml), or a callable.
 
-    Tasks that are not built in default to monitoring "val_loss" (minimize) with the "default" space.
+    Tasks that are not built in default to monitoring "val_loss" (minimize) with the "default" space; a
+    LightningCLI config's to its ModelCheckpoint's or EarlyStopping's monitor, if it has one.
     """
+    from stacey_lightning.tasks.lightning_config import is_lightning_config, load_lightning_config
+
+    if is_lightning_config(task):
+        config = load_lightning_config(os.fspath(task))
+        trainer, epochs = config.trainer_kwargs, config.max_epochs
+        return Task(config.name, config.make, config.monitor, config.direction, "default", trainer, epochs, config)
     if callable(task):
         return Task(getattr(task, "__name__", "task"), task, "val_loss", "minimize", "default")
     if task in _BUILTIN:
         module_name, attribute, monitor, direction, space = _BUILTIN[task]
-        return Task(task, getattr(importlib.import_module(module_name), attribute), monitor, direction, space)
+        return Task(task, import_object(f"{module_name}:{attribute}", what=f"Task {task!r}"), monitor, direction, space)
     if ":" not in task:
         raise ValueError(
             f"Unknown task {task!r}: use a built-in name ({', '.join(BUILTIN_TASKS)}) or 'package.module:callable'"
         )
-    module_name, _, attribute = task.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(
-            f"Task {task!r}: cannot import module {module_name!r} ({error}); run from the folder "
-            "that holds it, or put that folder on PYTHONPATH"
-        ) from None
-    make = getattr(module, attribute, None)
+    make = import_object(task, what=f"Task {task!r}")
     if not callable(make):
-        raise ValueError(f"Task {task!r}: module {module_name!r} has no callable {attribute!r}")
-    return Task(attribute, make, "val_loss", "minimize", "default")
+        raise ValueError(f"Task {task!r}: {make!r} is not callable")
+    return Task(task.partition(":")[2], make, "val_loss", "minimize", "default")
 
 
 # Arguments the tools pass to make() themselves: a task option of that name would be overridden.
@@ -79,6 +90,20 @@ def check_task_options(task: Task, options: dict[str, Any]) -> None:
         if name in options:
             raise ValueError(f"task option {name!r}: not an option ({why})")
     _check_names(task.name, task.make, options)
+
+
+def check_model_space(task: Task, arguments: list[str]) -> None:
+    """Raise a ValueError unless ``task`` can take the module ``arguments`` a search space's ``model``
+    section samples: only a LightningCLI config's task builds its module from them, and only from
+    arguments the module has."""
+    if not arguments:
+        return
+    if task.lightning_config is None:
+        raise ValueError(
+            f"search space: model.{arguments[0]}: a model section is for a task given as a LightningCLI config "
+            f"(--lightning-config); task {task.name!r} samples its own parameters in make(trial)"
+        )
+    task.lightning_config.check_model_arguments(arguments)
 
 
 def _check_names(task: str, make: Callable, options: dict[str, Any]) -> None:

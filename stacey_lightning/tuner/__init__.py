@@ -1,11 +1,14 @@
 """Tuning: Optuna studies over Stacey's geometry and step sizes (or a baseline's options), one Lightning
 run per trial.
 
-Modules, lowest first: ``attributes`` (what a study records; the settings), ``distributions``,
-``search_space`` and ``baseline_space`` (what a trial samples), ``samplers`` (samplers and pruners by
-name), ``storage`` (opening studies, counting trials, dead workers), ``pruning`` (the Lightning
-callback), ``ddp`` (rank 0 owns the trial), ``trial`` (one trial), ``outputs`` (progress, best.yaml,
-tables), ``workers`` and ``study`` (``tune``: the orchestration).
+Modules, lowest first: ``attributes`` (what a study records), ``distributions``, ``search_space`` and
+``baseline_space`` (what a trial samples), ``anchors``, ``samplers`` (samplers and pruners by name),
+``spec`` (``StudySpec``: one study, checked once), ``budget`` (budgets in epochs), ``confirm`` (the top
+candidates on other seeds; the winner), ``calibration``, ``outage`` (riding out a storage outage),
+``storage`` (opening studies, counting trials, dead workers), ``pruning`` (the Lightning callback),
+``ddp`` (rank 0 owns the trial), ``best_checkpoint`` (best.ckpt: which trial's model is kept),
+``trial`` (one trial), ``outputs`` (progress, best.yaml, tables), ``workers`` and ``study`` (``tune``,
+``run_study``: the orchestration), ``finder`` (``find_geometry``: the geometry in 1.5 runs).
 
 The names below are imported on first use: the command line reads ``attributes`` without loading Optuna.
 """
@@ -23,6 +26,7 @@ __all__ = [
     "summary_table",
     "mask_password",
     "StorageError",
+    "StorageUnavailable",
     "TooManyFailures",
     "NoTrialSucceeded",
     "HEARTBEAT_INTERVAL_S",
@@ -39,6 +43,7 @@ _EXPORTS = {
     "summary_table": "outputs",
     "mask_password": "storage",
     "StorageError": "storage",
+    "StorageUnavailable": "outage",
     "HEARTBEAT_INTERVAL_S": "storage",
     "HEARTBEAT_GRACE_S": "storage",
     "TooManyFailures": "workers",

@@ -1,6 +1,6 @@
 """Anchor points: known-good configurations a study trains first, before its sampler proposes any.
 
-Stacey contains other optimizers (ALGORITHM.md, tested in tests/optim/test_special_cases.py): at
+Stacey contains other optimizers (docs/algorithm.md, tested in tests/optim/test_special_cases.py): at
 p = inf and tau = 0 it is Lion; at p = 2 and tau = 0, SGD with Lion's two-beta momentum. A study
 starts from those, on a short lr ladder, and from the middle of its space, so that at equal budget a
 tuned Stacey is never worse than the best of them, and the sampler models a space whose good corners
@@ -31,6 +31,7 @@ __all__ = [
     "baseline_anchors",
     "anchors_for",
     "enqueue_anchors",
+    "config_anchor",
     "LADDER",
     "LION_STEP",
     "SGD_STEP",
@@ -88,6 +89,28 @@ def anchors_for(optimizer: str, space: Any) -> list[Anchor]:
     from stacey_lightning.baselines import STACEY
 
     return stacey_anchors() if optimizer == STACEY else baseline_anchors(space)
+
+
+def config_anchor(config: Any, name: str = "start config") -> Anchor:
+    """An anchor at a whole Stacey config (a mapping, a StaceyConfig or a YAML path such as ``stacey-find``'s
+    or a study's ``best.yaml``), to train before the others: ``tune(start_from=...)``. Its lr is written as
+    the coordinate step that gives that lr at the gradient scale a study assumes before its first trial
+    has measured one: the study's first trial trains it at exactly its lr."""
+    from stacey_lightning.lightning.config import StaceyConfig
+    from stacey_lightning.tuner.search_space import DEFAULT_GRADIENT_SCALE, coordinate_scale
+
+    resolved = StaceyConfig.from_source(config)
+    lr, (beta1, beta2) = resolved.lr, resolved.betas
+    values: dict[str, Any] = {
+        "p": resolved.p, "lr": lr, "step": lr * coordinate_scale(DEFAULT_GRADIENT_SCALE, resolved.p),
+        "alpha": resolved.alpha, "alpha_per_lr": resolved.alpha / lr if lr > 0 else 0.0, "tau": resolved.tau,
+        "tau_horizon": resolved.tau_horizon, "weight_decay": resolved.weight_decay,
+        "weight_decay_times_lr": resolved.weight_decay * lr, "beta1": beta1, "beta2": beta2,
+        "variant": resolved.variant, "tau_follows_lr": resolved.tau_follows_lr,
+    }  # fmt: skip
+    for kind, overrides in resolved.kinds.items():
+        values.update({f"kinds.{kind}.{key}": value for key, value in overrides.items()})
+    return Anchor(name, values)
 
 
 def enqueue_anchors(study: optuna.Study, anchors: list[Anchor], space: Any, n_trials: int) -> int:

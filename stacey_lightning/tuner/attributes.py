@@ -1,17 +1,11 @@
-"""What a study records, and the settings every part of a study shares: the bottom of the tuner.
+"""What a study records: the bottom of the tuner.
 
 Trial user attributes (optuna-dashboard and ``stacey-report`` show them; the tuner reads them back):
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
 __all__ = [
-    "Settings",
     "CONFIG",
     "OPTIMIZER_OPTIONS",
     "TASK_PARAMS",
@@ -24,6 +18,9 @@ __all__ = [
     "ANCHOR",
     "SURPLUS",
     "GRADIENT_SCALE",
+    "EPOCHS",
+    "CONFIRMS",
+    "TRIAL_SEED",
     "DDP_KEY",
     "DDP_RUN",
     "STUDY_OPTIMIZER",
@@ -33,6 +30,7 @@ __all__ = [
     "PRUNERS",
     "DEFAULT_SAMPLER",
     "DEFAULT_PRUNER",
+    "DEFAULT_STORAGE_OUTAGE_S",
 ]
 
 CONFIG = "stacey_config"  # a Stacey trial's config, StaceyConfig.to_dict()
@@ -46,6 +44,9 @@ TRACEBACK = "traceback"  # the task's traceback when it raised
 STOP_REASON = "stop_reason"  # why the run stopped early (pruned, non-finite loss); absent if it did not
 ANCHOR = "anchor"  # the name of the anchor point the trial runs (see anchors.py)
 SURPLUS = "surplus"  # asked for by a racing worker after the study was full: failed before training
+EPOCHS = "epochs"  # the epochs the trial trained, recorded when its fit ends (budget.py)
+CONFIRMS = "confirms"  # a confirmation run: the number of the trial it trains again on another seed (confirm.py)
+TRIAL_SEED = "seed"  # the seed a confirmation run trains with (others use the study's)
 GRADIENT_SCALE = "gradient_scale"  # 99th percentile of |momentum| at the end of a Stacey trial (calibration.py)
 DDP_KEY = "ddp_key"  # plain DDP: the job whose rank 0 trains this trial (see ddp.py)
 DDP_RUN = "ddp_run"  # plain DDP: which of that job's training runs it is
@@ -61,34 +62,5 @@ SAMPLERS = ("tpe", "gp", "cmaes", "random", "qmc")
 PRUNERS = ("hyperband", "median", "none")
 DEFAULT_SAMPLER = "tpe"
 DEFAULT_PRUNER = "hyperband"
-
-
-@dataclass
-class Settings:
-    """Everything a worker process needs to run trials of one study; picklable.
-
-    ``space`` is a ``SearchSpace`` (Stacey) or a ``BaselineSpace``; ``sampler`` and ``pruner`` are what
-    ``tune`` was given (names, class paths, objects or None for the defaults).
-    """
-
-    task: Any
-    optimizer: str
-    space: Any
-    n_trials: int
-    timeout: float | None
-    storage: Any  # a URL string or an optuna storage object
-    study_name: str
-    monitor: str
-    direction: str
-    max_epochs: int
-    sampler: Any
-    pruner: Any
-    trainer_kwargs: dict
-    output_dir: Path
-    seed: int
-    task_options: dict
-    max_consecutive_failures: int
-    geometry: bool = False
-    anchors: bool = True
-    worker_index: int = 0
-    started: float = field(default_factory=time.monotonic)
+# How long a study waits for an unreachable database (storage.py); here for the command line, as above.
+DEFAULT_STORAGE_OUTAGE_S = 300.0

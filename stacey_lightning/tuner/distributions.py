@@ -11,6 +11,8 @@ In a YAML space, each hyperparameter's value is a distribution, or a plain value
                                                        in [1/B, 1/A]; B may be .inf (the rate 0: tau = 0)
     {distribution: coordinate_step, low: A, high: B}   lr, through the step a large coordinate makes,
                                                        log-uniform in [A, B] (see search_space)
+    {distribution: int_uniform, low: A, high: B}       integer, uniform in [A, B] (a module's width, say)
+    {distribution: int_log_uniform, low: A, high: B}   integer, uniform in log space (A > 0)
 
 A uniform or log_uniform value may be relative to lr: ``times: lr`` (alpha: the value times lr) or
 ``times: 1/lr`` (weight_decay: the value divided by lr, so that the value is the decay per step).
@@ -26,9 +28,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from stacey_lightning.lightning.config import read_number
+
 __all__ = ["Distribution", "DISTRIBUTIONS", "SPECIAL", "SearchSpaceError", "SpaceParser", "param_name"]
 
-DISTRIBUTIONS = ("uniform", "log_uniform", "categorical", "fixed", "p_exponent", "horizon", "coordinate_step")
+DISTRIBUTIONS = (
+    "uniform",
+    "log_uniform",
+    "categorical",
+    "fixed",
+    "p_exponent",
+    "horizon",
+    "coordinate_step",
+    "int_uniform",
+    "int_log_uniform",
+)
+_INTEGER = ("int_uniform", "int_log_uniform")
 # The distributions only one key may use: that key's own parametrisation.
 SPECIAL = {"p_exponent": "p", "horizon": "tau_horizon", "coordinate_step": "lr"}
 _RECIPROCAL = ("p_exponent", "horizon")  # sampled through the reciprocal of the value (p - 1, or itself)
@@ -59,6 +74,8 @@ class Distribution:
             return trial.suggest_float(param_name(name, self.kind, self.times), self.low, self.high)
         if self.kind in ("log_uniform", "coordinate_step"):
             return trial.suggest_float(param_name(name, self.kind, self.times), self.low, self.high, log=True)
+        if self.kind in _INTEGER:
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.kind == "int_log_uniform")
         r = trial.suggest_float(param_name(name, self.kind), *self.r_range())
         return self.from_r(r)
 
@@ -88,6 +105,9 @@ class Distribution:
             return sum(self.r_range()) / 2
         if self.kind in ("log_uniform", "coordinate_step"):
             return math.sqrt(self.low * self.high)
+        if self.kind in _INTEGER:
+            centre = math.sqrt(self.low * self.high) if self.kind == "int_log_uniform" else (self.low + self.high) / 2
+            return round(centre)
         return (self.low + self.high) / 2
 
     def param_value(self, value: Any) -> Any:
@@ -183,7 +203,9 @@ class SpaceParser:
             )
         if kind in SPECIAL and kind != special:
             raise self.error(key, f"{kind} is only for {SPECIAL[kind]}")
-        if kind in ("log_uniform", "horizon", "coordinate_step") and low <= 0:
+        if kind in _INTEGER and not (low.is_integer() and high.is_integer()):
+            raise self.error(key, f"an {kind} range needs integer ends, got [{low}, {high}]")
+        if kind in ("log_uniform", "horizon", "coordinate_step", "int_log_uniform") and low <= 0:
             raise self.error(
                 key,
                 f"a {kind} range must be above 0, got low = {low} (use uniform, or a small positive low such as 1e-6)",
@@ -207,15 +229,9 @@ class SpaceParser:
             raise self.error(key, str(error)) from None
 
     def number(self, key: str, value: Any) -> float:
-        """``value`` as a float (YAML's ".inf" included); a SearchSpaceError naming ``key`` otherwise."""
-        if isinstance(value, bool):
-            raise self.error(key, f"expected a number, got {value!r}")
-        if isinstance(value, str) and value.strip().lower() in (".inf", "+.inf"):
-            value = "inf"  # YAML's spelling, when it arrives quoted
+        """``value`` as a float (read as configs read it, "inf" and ".inf" included); a SearchSpaceError
+        naming ``key`` otherwise."""
         try:
-            number = float(value)
-        except (TypeError, ValueError):
+            return read_number(value, key)
+        except ValueError:
             raise self.error(key, f"expected a number, got {value!r}") from None
-        if math.isnan(number):
-            raise self.error(key, "expected a number, got nan")
-        return number

@@ -19,12 +19,16 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from stacey_lightning.lightning.config import TASK_SECTION
-from stacey_lightning.tuner.attributes import ANCHOR, FAIL_REASON, SURPLUS, TASK_PARAMS, Settings
+from stacey_lightning.lightning.config import CHECKPOINT_SECTION, CONFIRMATION_SECTION, TASK_SECTION
+from stacey_lightning.tuner import best_checkpoint
+from stacey_lightning.tuner.attributes import ANCHOR, FAIL_REASON, SURPLUS, TASK_PARAMS
+from stacey_lightning.tuner.budget import epochs_spent
+from stacey_lightning.tuner.confirm import search_trials, winner
+from stacey_lightning.tuner.spec import StudySpec
 from stacey_lightning.tuner.storage import finished
 from stacey_lightning.tuner.trial import Outcome, flat_config, trial_options
 
-__all__ = ["progress_line", "write_best", "summary_table", "quiet_libraries"]
+__all__ = ["progress_line", "spent_text", "write_best", "summary_table", "quiet_libraries"]
 
 _ALWAYS = ("p", "lr", "alpha")  # Stacey's columns even where a space fixes them
 
@@ -43,10 +47,22 @@ def _row(trial: FrozenTrial) -> dict[str, Any]:
     return row
 
 
-def progress_line(study: optuna.Study, number: int, outcome: Outcome, settings: Settings) -> str:
-    """``trial k of N (#n STATE, metric = v | reason), best so far ...``."""
+def spent_text(trials: list[FrozenTrial], spec: StudySpec) -> str:
+    """``k of N trials finished`` (without a budget) or ``k trials finished, E of B epochs trained``."""
+    if spec.budget is None:
+        return f"{finished(trials)} of {spec.n_trials} trials finished"
+    return f"{finished(trials)} trials finished, {epochs_spent(trials)} of {spec.budget} epochs trained"
+
+
+def progress_line(study: optuna.Study, number: int, outcome: Outcome, settings: StudySpec) -> str:
+    """``trial k of N (#n STATE, metric = v | reason), best so far ...``; with a budget,
+    ``trial k, E of B epochs (...)``."""
     trials = study.get_trials(deepcopy=False)
-    line = f"[stacey-tune] trial {finished(trials)} of {settings.n_trials} (#{number} {outcome.state.name}"
+    if settings.budget is None:
+        line = f"[stacey-tune] trial {finished(trials)} of {settings.n_trials}"
+    else:
+        line = f"[stacey-tune] trial {finished(trials)}, {epochs_spent(trials)} of {settings.budget} epochs"
+    line += f" (#{number} {outcome.state.name}"
     anchor = trials[number].user_attrs.get(ANCHOR)
     if anchor:
         line += f", anchor {anchor}"
@@ -55,29 +71,49 @@ def progress_line(study: optuna.Study, number: int, outcome: Outcome, settings: 
     elif outcome.reason:
         line += f": {outcome.reason}"
     line += ")"
-    if any(t.state == TrialState.COMPLETE for t in trials):
-        best = study.best_trial
-        p = trial_options(best).get("p")
-        line += f", best so far {best.value:.4g} (#{best.number}" + ("" if p is None else f", p = {_number(p)}") + ")"
+    chosen = winner(study)
+    if chosen is not None:
+        best, p = chosen.trial, trial_options(chosen.trial).get("p")
+        line += f", best so far {chosen.text()} (#{best.number}" + ("" if p is None else f", p = {_number(p)}") + ")"
     return line
 
 
 def write_best(study: optuna.Study, output_dir: Path, monitor: str) -> Path | None:
-    """Write ``output_dir/best.yaml`` from the best completed trial; None (and a line) if none completed."""
+    """Write ``output_dir/best.yaml`` from the best completed trial; None (and a line) if none completed.
+
+    ``best.yaml`` names ``best.ckpt`` (``checkpoint: {path, trial}``) only when it holds that trial's model.
+    """
     if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         print("[stacey-tune] no trial has completed yet: best.yaml not written", flush=True)
         return None
-    best = study.best_trial
+    chosen = winner(study)
+    best = chosen.trial
     content = dict(trial_options(best))
     task_params = best.user_attrs.get(TASK_PARAMS)
     if task_params:
         content[TASK_SECTION] = dict(task_params)
+    if len(chosen.values) + chosen.failed > 1:
+        std = chosen.std
+        content[CONFIRMATION_SECTION] = {
+            "values": [float(value) for value in chosen.values],
+            "failed": chosen.failed,
+            "mean": float(chosen.mean),
+            "std": None if std is None else float(std),
+        }
+    kept = best_checkpoint.kept_trial(output_dir, study.study_name)
+    if kept == best.number:
+        content[CHECKPOINT_SECTION] = {"path": best_checkpoint.BEST, "trial": best.number}
     path = output_dir / "best.yaml"
-    header = f"# best trial #{best.number} of study {study.study_name!r}: {monitor} = {best.value:.6g}\n"
+    header = f"# best trial #{best.number} of study {study.study_name!r}: {monitor} = {chosen.text(6)}\n"
     path.write_text(header + yaml.safe_dump(content, sort_keys=False))
-    print(
-        f"[stacey-tune] best trial #{best.number}: {monitor} = {best.value:.4g}; config written to {path}", flush=True
-    )
+    model = output_dir / best_checkpoint.BEST
+    if kept == best.number:
+        written = f"config written to {path}, model to {model}"
+    elif kept is not None:
+        written = f"config written to {path}; {model} holds trial #{kept}'s model (the best one's was not kept here)"
+    else:
+        written = f"config written to {path} (its model was not kept here)"
+    print(f"[stacey-tune] best trial #{best.number}: {monitor} = {chosen.text()}; {written}", flush=True)
     return path
 
 
@@ -90,7 +126,7 @@ def summary_table(study: optuna.Study, monitor: str, top: int = 5) -> str:
     """
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS)]
     complete = sorted(
-        (t for t in trials if t.state == TrialState.COMPLETE),
+        (t for t in search_trials(trials) if t.state == TrialState.COMPLETE),
         key=lambda t: t.value,
         reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE,
     )
@@ -110,7 +146,16 @@ def summary_table(study: optuna.Study, monitor: str, top: int = 5) -> str:
         cells += [_number(rows[trial.number].get(key, "")) for key in columns]
         lines.append("| " + " | ".join(cells + [f"{trial.value:.4g}"]) + " |")
     counts = {state.name: sum(1 for t in trials if t.state == state) for state in TrialState}
-    lines.append("trials: " + ", ".join(f"{count} {name}" for name, count in counts.items() if count))
+    lines.append(
+        "trials: "
+        + ", ".join(f"{count} {name}" for name, count in counts.items() if count)
+        + f"; {epochs_spent(trials)} epochs trained"
+    )
+    chosen = winner(study)
+    if chosen is not None and len(chosen.values) + chosen.failed > 1:
+        lines.append(
+            f"winner: trial {chosen.trial.number}, {monitor} {chosen.text()} (confirmation runs on other seeds)"
+        )
     failed = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON)]
     if failed:
         last = failed[-1]

@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from typing_extensions import override
 
-from stacey_lightning.tuner.attributes import STOP_REASON
+from stacey_lightning.tuner.attributes import EPOCHS, STOP_REASON
 
 __all__ = ["StaceyPruning"]
 _CONTINUE, _PRUNE, _NONFINITE, _MISSING = "continue", "prune", "nonfinite", "missing"
@@ -34,15 +34,17 @@ class StaceyPruning(Callback):
         monitor: the logged metric to report, e.g. "val_acc" (read from ``trainer.callback_metrics``).
         check_loss: stop as soon as a training step's loss is NaN or infinite (one host
             synchronisation per step to read the flag). Default True.
+        prune: ask the pruner after each report; False reports only (a confirmation run). Default True.
 
     After ``fit``, ``stop_reason`` is ``None`` if the run finished, else a sentence saying why it
     stopped; ``pruned`` tells whether the pruner (not a non-finite value) stopped it.
     """
 
-    def __init__(self, trial: Any, monitor: str, check_loss: bool = True) -> None:
+    def __init__(self, trial: Any, monitor: str, check_loss: bool = True, prune: bool = True) -> None:
         self.trial = trial
         self.monitor = monitor
         self.check_loss = check_loss
+        self.prune = prune
         self.stop_reason: str | None = None
         self.pruned = False
         self._reports = 0
@@ -76,6 +78,13 @@ class StaceyPruning(Callback):
         if action != _CONTINUE:
             self._stop(trainer, action, message)
 
+    @override
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # What the trial cost (budget.py), written where the fit ran: under ddp_spawn the caller's Trainer
+        # gets the weights and metrics back, but not the epoch count.
+        if trainer.is_global_zero and self.trial is not None:
+            self.trial.set_user_attr(EPOCHS, trainer.current_epoch)
+
     def _decide(self, trainer: Trainer) -> tuple[str, str]:
         """Rank 0 only: report the monitored value and ask the pruner."""
         value = trainer.callback_metrics.get(self.monitor)
@@ -95,7 +104,7 @@ class StaceyPruning(Callback):
         # its value (Hyperband would otherwise prune some at their last report, and lose their result).
         if not _training_left(trainer):
             return _CONTINUE, ""
-        if self.trial.should_prune():
+        if self.prune and self.trial.should_prune():
             return _PRUNE, f"pruned at epoch {epoch} with {self.monitor} = {value:.6g}"
         return _CONTINUE, ""
 

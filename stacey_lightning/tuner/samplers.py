@@ -28,12 +28,12 @@ one another's draws.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
 import optuna
 
+from stacey_lightning._imports import import_object
 from stacey_lightning.tuner.attributes import DEFAULT_PRUNER, DEFAULT_SAMPLER, PRUNERS, SAMPLERS
 
 __all__ = ["startup_trials", "make_sampler", "make_pruner", "check_choice"]
@@ -48,17 +48,16 @@ def startup_trials(n_trials: int) -> int:
 
 
 def _class_at(path: str, base: type, what: str) -> type:
-    module_name, _, class_name = path.rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module_name), class_name, None) if module_name else None
-    except ImportError as error:
-        raise ValueError(f"{what}: cannot import {path!r} ({error})") from None
+    names = SAMPLERS if what == "sampler" else PRUNERS
+    unknown = (
+        f"{what}: {path!r} is neither one of {', '.join(names)} nor the class path of an "
+        f"{base.__module__}.{base.__name__} subclass"
+    )
+    if "." not in path and ":" not in path:
+        raise ValueError(unknown)
+    found = import_object(path, what=what)
     if not (inspect.isclass(found) and issubclass(found, base)):
-        names = SAMPLERS if what == "sampler" else PRUNERS
-        raise ValueError(
-            f"{what}: {path!r} is neither one of {', '.join(names)} nor the class path of an "
-            f"{base.__module__}.{base.__name__} subclass"
-        )
+        raise ValueError(unknown)
     return found
 
 

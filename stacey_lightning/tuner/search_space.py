@@ -14,12 +14,18 @@ Format (each value a distribution; a plain value means "fixed")::
     kinds: {matrix: {p: {distribution: p_exponent, low: 2, high: 8}, lr_scale: 1.0}}
     schedule: {name: warmup_cosine, warmup_fraction: 0.05}  # passed through to the config, not tuned
     eps: 1.0e-8                                              # fixed only
+    model: {hidden: {distribution: int_log_uniform, low: 32, high: 256}}  # the module's own arguments
 
 ``suggest(trial)`` returns the sampled keys as a Stacey config mapping, ``sample_config(trial)`` the
 whole validated config (``StaceyConfig.to_dict()``). Trial parameter names are the keys (``lr``,
 ``alpha``, ``tau``, ``beta1``, ``beta2``, ``weight_decay``, ``variant``, ``kinds.<kind>.<key>``), except
 that p is sampled as ``r`` (``kinds.<kind>.r``), so the geometry from p = 2 (r = 1) to p = inf (r = 0)
 is covered evenly. Which values are allowed is ``StaceyConfig``'s to say (``check_value``).
+
+The ``model`` section samples the module's own ``__init__`` arguments, for a task given as a
+LightningCLI config (``tasks.lightning_config``): ``suggest`` draws them on the trial as parameters
+``model.<argument>``, which the task reads when it builds the module; they are not part of the Stacey
+config, so the study records them with the task's own parameters (``best.yaml``'s ``task`` section).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ __all__ = [
     "DEFAULT_GRADIENT_SCALE",
 ]
 
-KEYS = (*HYPERPARAMETERS, "kinds", "schedule")
+KEYS = (*HYPERPARAMETERS, "kinds", "schedule", "model")
 _BETA_KEYS = ("beta1", "beta2")
 # c99 where a study has measured none yet: between the small transformer's 2e-4 and the MLP's 2e-3.
 DEFAULT_GRADIENT_SCALE = 6e-4
@@ -82,6 +88,7 @@ class SearchSpace(SpaceParser):
         super().__init__(source)
         self.distributions: dict[str, Distribution] = {}
         self.schedule: dict | None = None
+        self.model: dict[str, Distribution] = {}  # "model.<argument>" -> its distribution
         self._parse(spec)
         self._check_combinations()
 
@@ -129,11 +136,17 @@ class SearchSpace(SpaceParser):
                 config[name] = value
         if self.schedule is not None:
             config["schedule"] = dict(self.schedule)
+        for name, distribution in self.model.items():
+            distribution.sample(trial, name)  # read by the task from the trial when it builds the module
         return config
 
     def sample_config(self, trial, gradient_scale: float | None = None) -> dict[str, Any]:
         """The whole Stacey config for ``trial``, validated: ``StaceyConfig.to_dict()``."""
         return StaceyConfig.from_source(self.suggest(trial, gradient_scale)).to_dict()
+
+    def model_arguments(self) -> list[str]:
+        """The module arguments the ``model`` section samples."""
+        return [name.removeprefix("model.") for name in self.model]
 
     def param_names(self) -> set[str]:
         """The names of the trial parameters this space samples (p appears as r)."""
@@ -169,6 +182,8 @@ class SearchSpace(SpaceParser):
         for key, value in spec.items():
             if key == "betas":
                 self._parse_betas(value)
+            elif key == "model":
+                self._parse_model(value)
             elif key == "kinds":
                 self._parse_kinds(value)
             elif key == "schedule":
@@ -189,6 +204,13 @@ class SearchSpace(SpaceParser):
         except ValueError as error:
             raise self.error("schedule", str(error)) from None
         self.schedule = dict(value)
+
+    def _parse_model(self, value: Any) -> None:
+        if not isinstance(value, Mapping):
+            raise self.error("model", f"expected a mapping of the module's arguments to distributions, got {value!r}")
+        for argument, spec in value.items():
+            name = f"model.{argument}"
+            self.model[name] = self.distribution(name, spec, lambda key, item: item)
 
     def _parse_betas(self, value: Any) -> None:
         if isinstance(value, (list, tuple)):

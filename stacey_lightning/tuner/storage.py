@@ -14,6 +14,10 @@ Dead workers: every trial records its worker's ``HOSTNAME`` and ``PID``. A worke
 the RUNNING trials of dead processes on its own host; trials of other hosts are failed by Optuna's
 heartbeat (RDB storages only) after ``HEARTBEAT_GRACE_S``. Either way the parameters are enqueued
 again (``RETRY_OF``).
+
+Outages: every storage opened here from a URL or ``journal:PATH`` retries its calls through an outage of up
+to ``storage_outage_s`` seconds (``outage.RetryingStorage``). Opening one does not: a storage that cannot
+be reached when a study starts is more often a wrong URL than an outage, and is said at once.
 """
 
 from __future__ import annotations
@@ -28,12 +32,27 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
-from stacey_lightning.tuner.attributes import FAIL_REASON, HOSTNAME, PID, RETRY_OF, STUDY_OPTIMIZER, SURPLUS, Settings
+from stacey_lightning.tuner.attributes import (
+    CONFIRMS,
+    DEFAULT_STORAGE_OUTAGE_S,
+    FAIL_REASON,
+    HOSTNAME,
+    PID,
+    RETRY_OF,
+    STUDY_OPTIMIZER,
+    SURPLUS,
+    TRIAL_SEED,
+)
+from stacey_lightning.tuner.outage import RetryingStorage, StorageUnavailable, claimants
 from stacey_lightning.tuner.samplers import make_pruner, make_sampler
+from stacey_lightning.tuner.spec import StudySpec
 
 __all__ = [
     "StorageError",
+    "StorageUnavailable",
     "mask_password",
     "describe",
     "open_storage",
@@ -57,6 +76,15 @@ _CREATION_RACE = ("already exists", "duplicate key", "UniqueViolation", "UNIQUE 
 _JOURNAL = "journal:"
 # What each database needs installed, by SQLAlchemy dialect.
 _DRIVERS = {"postgresql": "pip install 'stacey-lightning[postgres]' (psycopg2)", "mysql": "pip install mysqlclient"}
+# libpq's defaults wait for the operating system: minutes for a connection to a host that does not answer,
+# two hours before a connection whose server vanished is found dead. A worker must notice an outage (and
+# say so) in seconds; a user's own values in the URL's query win.
+_POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": 10,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 class StorageError(ValueError):
@@ -64,15 +92,19 @@ class StorageError(ValueError):
 
 
 def mask_password(url: str) -> str:
-    """``url`` with its password replaced by ***, safe to print or log."""
-    scheme, separator, rest = url.partition("://")
-    if not separator or "@" not in rest:
+    """``url`` with its password replaced by ***, safe to print or log; a string that is not a database URL
+    (``journal:PATH``) as it is."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
         return url
-    credentials, _, location = rest.rpartition("@")
-    if ":" not in credentials:
+    if parsed.password is None:
         return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{location}"
+    if parsed.host and "@" in parsed.host:
+        # An unencoded @ in the password: SQLAlchemy splits at the first @, and the rest of the password
+        # would show as part of the host.
+        parsed = parsed.set(host=parsed.host.rpartition("@")[2])
+    return parsed.render_as_string(hide_password=True)
 
 
 def describe(storage: Any) -> str:
@@ -91,8 +123,9 @@ def dashboard_hint(storage: str) -> str:
     return f"optuna-dashboard {path if path is not None else mask_password(storage)}"
 
 
-def open_storage(storage: Any) -> optuna.storages.BaseStorage:
-    """An optuna storage for a URL, ``journal:PATH`` or a storage object (returned as it is).
+def open_storage(storage: Any, outage_s: float = DEFAULT_STORAGE_OUTAGE_S) -> optuna.storages.BaseStorage:
+    """An optuna storage for a URL or ``journal:PATH``, retrying its calls through an outage of up to
+    ``outage_s`` seconds (``outage.RetryingStorage``); a storage object is returned as it is.
 
     Raises:
         StorageError: one line naming the storage, what went wrong, and what to do.
@@ -106,22 +139,27 @@ def open_storage(storage: Any) -> optuna.storages.BaseStorage:
 
         if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise StorageError(f"storage {shown}: the folder of {path!r} does not exist; create it or fix the path")
-        return optuna.storages.JournalStorage(JournalFileBackend(path))
-    if "://" not in storage:
+        return RetryingStorage(optuna.storages.JournalStorage(JournalFileBackend(path)), shown, outage_s)
+    try:
+        url = _with_installed_postgres_driver(make_url(storage))
+    except ArgumentError:
         raise StorageError(
             f"storage {shown!r} is not a database URL (sqlite:///file.db, "
             "postgresql://user:password@host/db) nor journal:PATH"
-        )
-    url = _with_installed_postgres_driver(storage)
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+        ) from None
     for attempt in range(_CREATE_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
+            rdb = optuna.storages.RDBStorage(
+                # RDBStorage takes a string; the password must stay in it, escaped as SQLAlchemy reads it.
+                url.render_as_string(hide_password=False),
+                engine_kwargs=_engine_kwargs(url),
                 heartbeat_interval=HEARTBEAT_INTERVAL_S,
                 grace_period=HEARTBEAT_GRACE_S,
                 heartbeat_stale_trial_callback=requeue,
+            )
+            # get_storage adds Optuna's trial cache, as create_study does for an RDBStorage (not for ours).
+            return RetryingStorage(
+                optuna.storages.get_storage(rdb), shown, outage_s, heartbeat_grace_s=HEARTBEAT_GRACE_S
             )
         except Exception as error:  # any driver, URL or connection error becomes one line
             cause = _cause(error, storage, shown)
@@ -134,13 +172,25 @@ def open_storage(storage: Any) -> optuna.storages.BaseStorage:
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+def _engine_kwargs(url: URL) -> dict[str, Any]:
+    """SQLite waits up to 60 s for another worker's lock; a server's connections are tested before each
+    use (one that died with its server is replaced) and time out in seconds (``_POSTGRES_CONNECT_ARGS``)."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": 60}}
+    if backend == "postgresql":
+        connect_args = {key: value for key, value in _POSTGRES_CONNECT_ARGS.items() if key not in url.query}
+        return {"pool_pre_ping": True, "connect_args": connect_args}
+    return {"pool_pre_ping": True}
+
+
 def _cause(error: Exception, url: str, shown: str) -> str:
     """The first line of the deepest error, without the password, and a hint for a missing driver."""
     while error.__cause__ is not None or error.__context__ is not None:
         error = error.__cause__ or error.__context__
     lines = [line.strip() for line in str(error).replace(url, shown).splitlines() if line.strip()]
     message = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-    dialect = url.split("://", 1)[0].split("+", 1)[0]
+    dialect = make_url(url).get_backend_name()
     if isinstance(error, (ImportError, ModuleNotFoundError)) or "Can't load plugin" in message:
         install = _DRIVERS.get(dialect, "install its SQLAlchemy driver")
         return f"{message} (no driver for {dialect}: {install}; or use sqlite:///file.db or journal:PATH)"
@@ -149,28 +199,28 @@ def _cause(error: Exception, url: str, shown: str) -> str:
     return message
 
 
-def _with_installed_postgres_driver(url: str) -> str:
+def _with_installed_postgres_driver(url: URL) -> URL:
     """SQLAlchemy 2.1 maps postgresql:// to psycopg (3); use psycopg2 (our `postgres` extra) when only it is
     installed."""
-    if not url.startswith("postgresql://"):
+    if url.drivername != "postgresql":
         return url
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
-        return "postgresql+psycopg2://" + url[len("postgresql://") :]
+        return url.set(drivername="postgresql+psycopg2")
     return url
 
 
-def open_study(settings: Settings, worker_index: int) -> optuna.Study:
+def open_study(settings: StudySpec, worker_index: int) -> optuna.Study:
     """Create the study or load it, with this worker's sampler and the study's pruner.
 
     Raises:
         ValueError: the study exists with another direction, or tunes another optimizer.
     """
-    storage = open_storage(settings.storage)
+    storage = open_storage(settings.storage, settings.storage_outage_s)
     existing = next((s for s in optuna.get_all_study_summaries(storage) if s.study_name == settings.study_name), None)
     # A fresh seed per worker and per resume, else resumed or parallel runs repeat the same draws.
     offset = existing.n_trials if existing is not None else 0
-    sampler = make_sampler(settings.sampler, settings.seed + 7919 * worker_index + offset, settings.n_trials)
-    pruner = make_pruner(settings.pruner, settings.max_epochs, settings.n_trials)
+    sampler = make_sampler(settings.sampler, settings.seed + 7919 * worker_index + offset, settings.planned_trials)
+    pruner = make_pruner(settings.pruner, settings.max_epochs, settings.planned_trials)
     study = optuna.create_study(
         storage=storage,
         study_name=settings.study_name,
@@ -205,7 +255,10 @@ class Heartbeat:
 
     def _beat(self, storage: Any, trial_id: int) -> None:
         while True:
-            storage.record_heartbeat(trial_id)
+            try:
+                storage.record_heartbeat(trial_id)
+            except StorageUnavailable:
+                pass  # beat again later: whether the study stops is the worker's call, on its own next call
             if self._stop.wait(storage.get_heartbeat_interval()):
                 return
 
@@ -221,8 +274,10 @@ class Heartbeat:
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Enqueue a failed trial's parameters again (a new WAITING trial with ``RETRY_OF``)."""
-    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number}, skip_if_exists=False)
+    """Enqueue a failed trial's parameters again (a new WAITING trial with ``RETRY_OF``); a confirmation
+    run stays one (its ``CONFIRMS`` and ``TRIAL_SEED``, confirm.py)."""
+    kept = {key: trial.user_attrs[key] for key in (CONFIRMS, TRIAL_SEED) if key in trial.user_attrs}
+    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number, **kept}, skip_if_exists=False)
 
 
 def _process_alive(pid: int) -> bool:
@@ -240,12 +295,22 @@ def fail_dead_trials(study: optuna.Study) -> None:
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = trial.user_attrs.get(PID)
-        if trial.user_attrs.get(HOSTNAME) != host or pid is None or _process_alive(pid):
+        # Without a pid, its worker stopped before recording it (say, an outage past the limit): the
+        # processes that claimed the trial (outage.CLAIMED_BY), dead if all of them are.
+        owners = [(trial.user_attrs.get(HOSTNAME), pid)] if pid is not None else claimants(trial)
+        if not owners or any(owner_host != host or _process_alive(owner) for owner_host, owner in owners):
             continue
-        study._storage.set_trial_user_attr(
-            trial._trial_id, FAIL_REASON, f"worker process {pid} on {host} died while the trial was running"
-        )
-        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        pid = owners[0][1]
+        # Every worker that starts on this host (the re-run of a command with --workers N) looks at once: the
+        # one whose FAIL lands re-queues the trial; the others find it finished and leave it.
+        try:
+            study._storage.set_trial_user_attr(
+                trial._trial_id, FAIL_REASON, f"worker process {pid} on {host} died while the trial was running"
+            )
+            if not study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
         requeue(study, trial)
         print(f"[stacey-tune] trial {trial.number}: its worker (pid {pid}) died; failed and re-queued", flush=True)
     optuna.storages.fail_stale_trials(study)  # other hosts' trials, by heartbeat (RDB storages only)

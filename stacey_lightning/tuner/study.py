@@ -7,26 +7,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from stacey_lightning import run
 from stacey_lightning.baselines import STACEY
-from stacey_lightning.tasks import check_task_options, resolve_task
-from stacey_lightning.tuner import ddp, outputs
-from stacey_lightning.tuner.anchors import anchors_for, enqueue_anchors
-from stacey_lightning.tuner.attributes import FAIL_REASON, SURPLUS, Settings
+from stacey_lightning.tasks import resolve_task
+from stacey_lightning.tuner import best_checkpoint, ddp, outputs
+from stacey_lightning.tuner.anchors import anchors_for, config_anchor, enqueue_anchors
+from stacey_lightning.tuner.attributes import FAIL_REASON, SURPLUS
 from stacey_lightning.tuner.baseline_space import BaselineSpace
-from stacey_lightning.tuner.samplers import check_choice
+from stacey_lightning.tuner.confirm import search_spec, winner
 from stacey_lightning.tuner.search_space import SearchSpace
+from stacey_lightning.tuner.spec import DEFAULT_STORAGE_OUTAGE_S, StudySpec, study_spec
 from stacey_lightning.tuner.storage import describe, finished, open_storage, open_study
-from stacey_lightning.tuner.trial import train_as_follower
+from stacey_lightning.tuner.trial import train_as_follower, trial_options
 from stacey_lightning.tuner.workers import TooManyFailures, Worker, run_worker_processes
 
-__all__ = ["tune", "NoTrialSucceeded", "TooManyFailures"]
+__all__ = ["tune", "run_study", "NoTrialSucceeded", "TooManyFailures"]
 
 
 class NoTrialSucceeded(RuntimeError):
@@ -36,13 +35,13 @@ class NoTrialSucceeded(RuntimeError):
 def tune(
     task: str | Callable,
     space: str | os.PathLike | Mapping | SearchSpace | BaselineSpace | None = None,
-    n_trials: int = 20,
+    n_trials: int | None = None,
     timeout: float | None = None,
     storage: str | optuna.storages.BaseStorage | None = None,
     study_name: str | None = None,
     monitor: str | None = None,
     direction: str | None = None,
-    max_epochs: int = 10,
+    max_epochs: int | None = None,
     sampler: str | optuna.samplers.BaseSampler | None = None,
     pruner: str | optuna.pruners.BasePruner | None = None,
     trainer_kwargs: Mapping[str, Any] | None = None,
@@ -55,6 +54,10 @@ def tune(
     optimizer: str = STACEY,
     geometry: bool = False,
     anchors: bool = True,
+    storage_outage_s: float = DEFAULT_STORAGE_OUTAGE_S,
+    budget: int | None = None,
+    confirm: bool = True,
+    start_from: Any = None,
 ) -> optuna.Study:
     """Tune Stacey (or a baseline optimizer) on ``task`` and return the ``optuna.Study``.
 
@@ -62,20 +65,22 @@ def tune(
     the finished trials, and KeyboardInterrupt is raised again; calling ``tune`` again resumes.
 
     Args:
-        task: a built-in task name ("digits", "textlm", "cifar10"), "package.module:callable", or a
-            callable ``make(trial=None, seed=0, **options) -> (LightningModule, LightningDataModule)``
-            whose module uses ``StaceyMixin``.
+        task: a built-in task name ("digits", "textlm", "cifar10"), "package.module:callable", the path
+            of a LightningCLI config file (.yaml: ``tasks.lightning_config``), or a callable
+            ``make(trial=None, seed=0, **options) -> (LightningModule, LightningDataModule)``; a module
+            without ``StaceyMixin`` is given it at run time (``lightning.adopt``).
         space: for Stacey, a search-space preset name, the path of a YAML file, or a mapping (default:
             the task's preset); for a baseline, a YAML file or mapping of its options' distributions
             (default: its entry in the ``baselines`` preset). Validated before any trial runs.
         n_trials: how many COMPLETE or PRUNED trials the study should have; failed trials do not count.
-            A re-run resumes up to it. Default 20.
+            A re-run resumes up to it. Default 20, or no limit but ``budget`` when that is given.
         timeout: seconds after which no new trial starts (running trials finish). Default None.
         storage: a database URL (sqlite:///..., postgresql://user:password@host/db), "journal:PATH",
             or an optuna storage; default ``sqlite:///<output_dir>/optuna.db``.
         study_name: default: the task's name (with the baseline's name appended for a baseline).
         monitor, direction: the logged metric and "maximize"/"minimize"; default: the task's.
-        max_epochs: epochs per trial, the pruner's full budget. Default 10.
+        max_epochs: epochs per trial, the pruner's full budget. Default: the task's own (a LightningCLI
+            config's ``trainer.max_epochs``), else 10.
         sampler: a name ("tpe", "gp", "cmaes", "random", "qmc"), a class path or a sampler; see
             ``samplers``. Default "tpe".
         pruner: a name ("hyperband", "median", "none"), a class path or a pruner. Default "hyperband".
@@ -94,86 +99,116 @@ def tune(
         anchors: train the anchor points first (``anchors``: Lion-like and SGD-like configurations on a
             short lr ladder and the space's centre; a baseline's defaults), enqueued once, when the study
             is created. Default True.
+        start_from: a Stacey config (a YAML path such as ``stacey-find``'s best.yaml, a mapping or a
+            StaceyConfig) the study trains first, before the anchors, once, when it is created.
+        budget: the epochs all trials may train together (pruned trials count what they trained,
+            failed ones too); the study stops when another run of ``max_epochs`` no longer fits.
+            Default None (``n_trials`` alone limits the study).
+        confirm: before naming the best, train the top candidates again on other seeds (out of the
+            study's own trials and budget, none below 6 runs: ``tuner.confirm.plan``) and name the one
+            with the best mean. Default True.
+        storage_outage_s: how long storage calls retry while the database is unreachable before the
+            study stops (the same call resumes it). Default 300.
 
     Raises:
         ValueError: a bad argument, space, task option or storage, before any trial runs.
         TooManyFailures: ``max_consecutive_failures`` trials in a row failed.
         NoTrialSucceeded: every trial of the study failed.
     """
-    call = ddp.next_call()
-    resolved = resolve_task(task)
-    n_trials, max_epochs = run.smoke_budget(n_trials, max_epochs)
-    if workers < 1:
-        raise ValueError(f"workers: must be >= 1, got {workers}")
-    if n_trials < 1:
-        raise ValueError(f"n_trials: must be >= 1, got {n_trials}")
-    if max_epochs < 1:
-        raise ValueError(f"max_epochs: must be >= 1, got {max_epochs}")
-    direction = direction or resolved.direction
-    if direction not in ("maximize", "minimize"):
-        raise ValueError(f"direction: must be 'maximize' or 'minimize', got {direction!r}")
-    check_choice(sampler, "sampler")
-    check_choice(pruner, "pruner")
-    task_options = dict(task_options or {})
-    check_task_options(resolved, task_options)
-    if optimizer == STACEY:
-        loaded = SearchSpace.load(space if space is not None else resolved.space)
-    else:
-        loaded = BaselineSpace.load(optimizer, space)
-    output_dir = Path(output_dir)
-    settings = Settings(
-        task=task,
+    spec = study_spec(
+        task,
         optimizer=optimizer,
-        space=loaded,
+        space=space,
         n_trials=n_trials,
-        timeout=timeout,
-        storage=storage if storage is not None else f"sqlite:///{output_dir.resolve()}/optuna.db",
-        study_name=study_name or (resolved.name if optimizer == STACEY else f"{resolved.name}-{optimizer}"),
-        monitor=monitor or resolved.monitor,
-        direction=direction,
         max_epochs=max_epochs,
+        budget=budget,
+        storage=storage,
+        study_name=study_name,
+        monitor=monitor,
+        direction=direction,
+        output_dir=output_dir,
+        timeout=timeout,
         sampler=sampler,
         pruner=pruner,
-        trainer_kwargs=dict(trainer_kwargs or {}),
-        output_dir=output_dir,
+        trainer_kwargs=trainer_kwargs,
         seed=seed,
         task_options=task_options,
+        workers=workers,
         max_consecutive_failures=max_consecutive_failures,
         geometry=geometry,
+        anchors=anchors,
+        start_from=start_from,
+        confirm=confirm,
+        storage_outage_s=storage_outage_s,
     )
+    return run_study(spec)
+
+
+def run_study(spec: StudySpec) -> optuna.Study:
+    """Run the study ``spec`` describes (see ``tune``) and return it."""
+    call = ddp.next_call()
     with outputs.quiet_libraries():
         # Every rank, before opening the storage: under torchrun a follower can start before rank 0 and
         # cannot open the default sqlite:///<output>/optuna.db in a folder that does not exist yet.
-        output_dir.mkdir(parents=True, exist_ok=True)
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
         if ddp.is_follower_rank():
+            make = resolve_task(spec.task).make
             return ddp.follow_rank_zero(
-                open_storage(settings.storage),
-                settings.study_name,
+                open_storage(spec.storage, spec.storage_outage_s),
+                spec.study_name,
                 call,
-                lambda frozen: train_as_follower(settings, resolved.make, frozen),
+                lambda frozen: train_as_follower(spec, make, frozen),
             )
-        study = open_study(settings, worker_index=0)
-        if anchors:
-            enqueue_anchors(study, anchors_for(optimizer, loaded), loaded, n_trials)
+        study = open_study(spec, worker_index=0)
+        if spec.anchors or spec.start_from is not None:
+            # No more anchors than the search has places: confirmation runs repeat its best (confirm.py).
+            search = search_spec(spec)
+            start = [config_anchor(spec.start_from, "start_from")] if spec.start_from is not None else []
+            anchors = start + (anchors_for(spec.optimizer, spec.space) if spec.anchors else [])
+            enqueue_anchors(study, anchors, spec.space, search.planned_trials)
         print(
-            f"[stacey-tune] study {settings.study_name!r} ({optimizer}) in {describe(settings.storage)}: "
-            f"{finished(study.get_trials(deepcopy=False))} of {n_trials} trials finished, "
-            f"monitor {settings.monitor} ({direction})",
+            f"[stacey-tune] study {spec.study_name!r} ({spec.optimizer}) in {describe(spec.storage)}: "
+            f"{outputs.spent_text(study.get_trials(deepcopy=False), spec)}, "
+            f"monitor {spec.monitor} ({spec.direction})",
             flush=True,
         )
-        if workers == 1:
-            interrupted = Worker(settings, call).run()
+        if spec.workers == 1:
+            interrupted = Worker(spec, call).run()
         else:
-            interrupted = run_worker_processes(settings, workers, call)
-        study = open_study(settings, worker_index=0)
+            interrupted = run_worker_processes(spec, call)
+        study = open_study(spec, worker_index=0)
         if interrupted:
             print("[stacey-tune] interrupted: every finished trial is kept; run the same command to resume", flush=True)
-        outputs.write_best(study, output_dir, settings.monitor)
-        print(outputs.summary_table(study, settings.monitor), flush=True)
+        best_checkpoint.settle(study, spec)  # what a worker killed or interrupted after its trial's tell left
+        outputs.write_best(study, spec.output_dir, spec.monitor)
+        _write_best_cli(study, spec)
+        print(outputs.summary_table(study, spec.monitor), flush=True)
     if interrupted:
         raise KeyboardInterrupt  # after the outputs are written: the caller (stacey-tune: status 130) stops too
     _check_some_trial_succeeded(study)
     return study
+
+
+def _write_best_cli(study: optuna.Study, spec: StudySpec) -> None:
+    """A LightningCLI config's study: ``best_cli.yaml``, the best trial as the second config of its fit."""
+    config = resolve_task(spec.task).lightning_config
+    if (
+        config is None
+        or spec.optimizer != STACEY
+        or not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+    ):
+        return
+    best = winner(study).trial
+    config.write_best_cli(
+        spec.output_dir,
+        stacey_config=trial_options(best),
+        params=best.params,
+        value=best.value,
+        number=best.number,
+        seed=spec.seed,
+        max_epochs=spec.max_epochs,
+        monitor=spec.monitor,
+    )
 
 
 def _check_some_trial_succeeded(study: optuna.Study) -> None:

@@ -12,19 +12,25 @@ import optuna
 from optuna.trial import TrialState
 
 from stacey_lightning import run
+from stacey_lightning.lightning.config import read_number
 from stacey_lightning.tuner.attributes import (
     CONFIG,
+    CONFIRMS,
     FAIL_REASON,
     GRADIENT_SCALE,
     OPTIMIZER_OPTIONS,
     STOP_REASON,
     TASK_PARAMS,
     TRACEBACK,
-    Settings,
+    TRIAL_SEED,
 )
+from stacey_lightning.tuner.best_checkpoint import FinalCheckpoint, trial_checkpoint
 from stacey_lightning.tuner.calibration import measure, study_gradient_scale
+from stacey_lightning.tuner.confirm import is_confirmation
 from stacey_lightning.tuner.ddp import RankZero
+from stacey_lightning.tuner.outage import StorageUnavailable
 from stacey_lightning.tuner.pruning import StaceyPruning
+from stacey_lightning.tuner.spec import StudySpec
 from stacey_lightning.tuner.storage import Heartbeat, requeue
 
 __all__ = ["Outcome", "run_trial", "train_as_follower", "options_attribute", "trial_options", "flat_config"]
@@ -65,8 +71,13 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _callbacks(settings: Settings, trial: Any) -> list:
-    callbacks = [StaceyPruning(trial, settings.monitor)]
+def _callbacks(settings: StudySpec, trial: Any, number: int, confirmation: bool) -> list:
+    """Trial ``number``'s callbacks (``trial`` is None on a follower rank): pruning, its final checkpoint for
+    ``best_checkpoint.settle``, and the geometry monitor if asked for. A confirmation run (confirm.py) is
+    never pruned, and keeps no model: the study's model is the one its candidate trained."""
+    callbacks: list = [StaceyPruning(trial, settings.monitor, prune=not confirmation)]
+    if not confirmation:
+        callbacks.append(FinalCheckpoint(trial_checkpoint(settings.output_dir, settings.study_name, number)))
     if settings.geometry and settings.optimizer == "stacey":
         from stacey_lightning.lightning.monitor import StaceyMonitor
 
@@ -74,45 +85,58 @@ def _callbacks(settings: Settings, trial: Any) -> list:
     return callbacks
 
 
-def _logger(settings: Settings, number: int) -> Any:
+def _logger(settings: StudySpec, number: int) -> Any:
     return run.make_logger(str(settings.output_dir / "tensorboard"), settings.study_name, f"trial-{number}")
 
 
 def run_trial(
-    settings: Settings, study: optuna.Study, trial: optuna.Trial, make: Callable, rank_zero: RankZero
+    settings: StudySpec, study: optuna.Study, trial: optuna.Trial, make: Callable, rank_zero: RankZero
 ) -> Outcome:
     """Train ``trial`` and tell ``study`` how it ended. Ctrl-C fails the trial, re-queues its parameters
     and raises KeyboardInterrupt again."""
     logger = None
     try:
+        # Optuna (5.1) has no public accessor for a study's storage or a trial's storage id, and runs
+        # heartbeats only inside Study.optimize, which ask-and-tell workers do not use.
         with Heartbeat(study._storage, trial._trial_id):
+            confirmation = is_confirmation(trial)
+            seed = trial.user_attrs.get(TRIAL_SEED, settings.seed)
+            # A confirmation run's enqueued parameters are recorded by sampling them, but it trains with its
+            # candidate's own config, not one resolved again with today's gradient scale.
             options = settings.space.sample_config(trial, gradient_scale=study_gradient_scale(study))
+            if confirmation:
+                options = trial_options(study.get_trials(deepcopy=False)[trial.user_attrs[CONFIRMS]])
             trial.set_user_attr(options_attribute(settings.optimizer), options)
-            module, datamodule = run.build(make, seed=settings.seed, options=settings.task_options, trial=trial)
+            module, datamodule = run.build(make, seed=seed, options=settings.task_options, trial=trial)
             own = {name: value for name, value in trial.params.items() if name not in settings.space.param_names()}
             if own:
                 trial.set_user_attr(TASK_PARAMS, own)
-            run.use_optimizer(module, settings.optimizer, options)
+            run.use_optimizer(module, run.optimizer_choice(settings.optimizer, options))
             logger = _logger(settings, trial.number)
             trainer = run.make_trainer(
                 max_epochs=settings.max_epochs,
                 logger=logger,
-                callbacks=_callbacks(settings, trial),
+                callbacks=_callbacks(settings, trial, trial.number, confirmation),
                 trainer_kwargs=settings.trainer_kwargs,
             )
             rank_zero.announce(trial, trainer)
-            run.fit(trainer, module, datamodule, settings.seed)
+            run.fit(trainer, module, datamodule, seed)
             value = run.final_metric(trainer, settings.monitor)
             if settings.optimizer == "stacey" and trainer.optimizers:
                 scale = measure(trainer.optimizers[0])  # for later trials' lr (calibration.py)
                 if scale is not None:
                     trial.set_user_attr(GRADIENT_SCALE, scale)
             # From the storage: under ddp_spawn rank 0 ran in another process, and Trial.user_attrs
-            # is this process's cached copy.
+            # is this process's cached copy. Optuna's only public re-read is Study.get_trials, which
+            # loads every trial of the study; the storage reads this one.
             stop_reason = study._storage.get_trial_user_attrs(trial._trial_id).get(STOP_REASON)
     except KeyboardInterrupt:
         _fail(study, trial, "interrupted (Ctrl-C)")
         requeue(study, trial)
+        raise
+    except StorageUnavailable:
+        # Not the task's failure, and the trial cannot be failed in a storage out of reach: it stays
+        # RUNNING until the same command, run again, fails and re-queues it (a dead worker's trial).
         raise
     except Exception as error:
         reason = _last_line(error)
@@ -139,18 +163,19 @@ def run_trial(
     return Outcome(TrialState.COMPLETE, value)
 
 
-def train_as_follower(settings: Settings, make: Callable, frozen: optuna.trial.FrozenTrial) -> None:
+def train_as_follower(settings: StudySpec, make: Callable, frozen: optuna.trial.FrozenTrial) -> None:
     """On a non-zero rank of a plain-DDP job: join rank 0's run of ``frozen`` with the same parameters."""
     fixed = optuna.trial.FixedTrial(frozen.params, frozen.number)
-    module, datamodule = run.build(make, seed=settings.seed, options=settings.task_options, trial=fixed)
-    run.use_optimizer(module, settings.optimizer, trial_options(frozen))
+    seed = frozen.user_attrs.get(TRIAL_SEED, settings.seed)
+    module, datamodule = run.build(make, seed=seed, options=settings.task_options, trial=fixed)
+    run.use_optimizer(module, run.optimizer_choice(settings.optimizer, trial_options(frozen)))
     trainer = run.make_trainer(
         max_epochs=settings.max_epochs,
         logger=_logger(settings, frozen.number),
-        callbacks=_callbacks(settings, None),
+        callbacks=_callbacks(settings, None, frozen.number, is_confirmation(frozen)),
         trainer_kwargs=settings.trainer_kwargs,
     )
-    run.fit(trainer, module, datamodule, settings.seed)
+    run.fit(trainer, module, datamodule, seed)
 
 
 def _last_line(error: BaseException) -> str:
@@ -165,11 +190,16 @@ def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
 
 
 def _hparam(value: Any) -> Any:
-    """A value TensorBoard's HParams can hold: numbers (inf as a float), strings, booleans."""
-    return float(value) if value == "inf" else value
+    """A value TensorBoard's HParams can hold: numbers (p = "inf" as a float), strings, booleans."""
+    if isinstance(value, str):
+        try:
+            return read_number(value, "hparam")
+        except ValueError:
+            return value
+    return value
 
 
-def _record(logger: Any, settings: Settings, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
+def _record(logger: Any, settings: StudySpec, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
     """The trial's HParams in its TensorBoard run: every sampled value, the config it resolved to (every
     p, lr, ...), state, final metric."""
     hparams: dict[str, Any] = dict(trial.params)

@@ -17,7 +17,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from stacey_lightning.cli import _parse_setting, compare_main, tune_main
 from stacey_lightning.compare import compare
 from stacey_lightning.compare.outputs import write_tables
-from stacey_lightning.compare.results import RunResult, summarize
+from stacey_lightning.compare.results import Comparison, RunResult, summarize
 from stacey_lightning.lightning.config import StaceyConfig
 
 OPTIMIZERS = ("stacey", "adamw", "sgd", "lion")
@@ -127,7 +127,8 @@ def test_a_diverged_seed_is_counted_not_averaged_in(tmp_path):
 
     runs = [result(0, 3.0), result(1, 3.5), result(2, math.nan)]
     paths = [str(tmp_path / name) for name in ("compare.md", "compare.csv", "runs.csv")]
-    write_tables(runs, ["sgd"], "val_bpc", *paths)
+    comparison = Comparison(monitor="val_bpc", runs=runs, figure="", markdown=paths[0], csv=paths[1], runs_csv=paths[2])
+    write_tables(comparison, ["sgd"])
     with open(paths[1], newline="") as stream:
         (row,) = csv.DictReader(stream)
     assert float(row["final_val_bpc_mean"]) == 3.25 and row["diverged"] == "1"
@@ -217,7 +218,7 @@ def test_cli_end_to_end_with_one_seed(tmp_path, capsys):
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith(("| sgd |", "| torch.optim.RAdam |"))]
     assert len(rows) == 2 and all("±" not in row for row in rows)  # no std of a single seed
-    assert '- torch.optim.RAdam: `{"lr": 0.01}`' in out
+    assert '- torch.optim.RAdam: `{"lr": 0.01, "weight_decay": 0}`' in out  # its class default, made explicit
     assert (tmp_path / "tensorboard" / "torch.optim.RAdam" / "seed-0").is_dir()
     assert (tmp_path / "compare.png").stat().st_size > 0
 

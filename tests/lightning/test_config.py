@@ -3,7 +3,7 @@ import math
 import pytest
 import yaml
 
-from stacey_lightning.lightning.config import StaceyConfig
+from stacey_lightning.lightning.config import StaceyConfig, read_number
 
 
 def test_defaults_round_trip_through_yaml(tmp_path):
@@ -100,3 +100,18 @@ def test_new_keys_round_trip_and_old_files_still_load(tmp_path):
                    "variant: p2\nkinds: {}\nschedule: {name: constant}\n")  # fmt: skip
     loaded = StaceyConfig.from_source(old)
     assert (loaded.tau, loaded.tau_horizon, loaded.tau_follows_lr) == (0.02, None, False)
+
+
+@pytest.mark.parametrize(
+    "value, number",
+    [(2, 2.0), ("1e-3", 1e-3), ("inf", math.inf), (".inf", math.inf), (".Inf", math.inf), ("+.inf", math.inf),
+     ("-.inf", -math.inf), (math.inf, math.inf)],
+)  # fmt: skip
+def test_read_number_reads_yaml_and_our_own_spellings_of_inf(value, number):
+    assert read_number(value, "p") == number
+
+
+@pytest.mark.parametrize("value", [True, "nan", float("nan"), "four", None, [4]])
+def test_read_number_refuses_what_is_not_a_number(value):
+    with pytest.raises(ValueError, match="p: expected a number"):
+        read_number(value, "p")

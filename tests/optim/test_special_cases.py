@@ -1,4 +1,4 @@
-"""Optimizers that Stacey contains (ALGORITHM.md): Lion at p = inf, tau = 0, and SGD on an exponential
+"""Optimizers that Stacey contains (docs/algorithm.md): Lion at p = inf, tau = 0, and SGD on an exponential
 moving average of the gradients at p = 2, tau = 1, beta1 = beta2. The tuner's anchor points start
 from these, so a study is never worse than them at equal budget."""
 

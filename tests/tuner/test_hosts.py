@@ -1,5 +1,6 @@
 """Two "machines" (processes with their own hostnames, through `unshare -u`) sharing one PostgreSQL study:
-every trial runs once, none is lost, and the study ends with exactly n_trials finished trials."""
+every trial runs once, none is lost, and the study ends with exactly n_trials finished trials, its
+confirmation runs (tuner/confirm.py) among them, each once although four workers raced to enqueue them."""
 
 import os
 import shutil
@@ -10,6 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from stacey_lightning.tuner.attributes import CONFIRMS, TRIAL_SEED
 from stacey_lightning.tuner.storage import open_storage
 
 N_TRIALS = 6
@@ -44,6 +46,13 @@ def test_two_hosts_share_one_postgres_study_exactly(tmp_path, postgres_url, subp
     assert len(finished) == N_TRIALS  # exactly, although four workers on two hosts raced for the last ones
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     surplus = [t for t in trials if t.state == TrialState.FAIL]
-    assert all(t.user_attrs.get("surplus") and not t.params for t in surplus)  # never trained
+    assert all(t.user_attrs.get("surplus") and not t.intermediate_values for t in surplus)  # never trained
     assert {t.user_attrs["hostname"] for t in finished} == {"host-a", "host-b"}
-    assert len({tuple(sorted(t.params.items())) for t in finished}) == N_TRIALS
+    # The search's trials are all different; the confirmation runs repeat its top two, once each.
+    search = [t for t in finished if CONFIRMS not in t.user_attrs]
+    confirmations = [t for t in finished if CONFIRMS in t.user_attrs]
+    assert len(search) == N_TRIALS - 2 and len({tuple(sorted(t.params.items())) for t in search}) == len(search)
+    assert sorted((t.user_attrs[CONFIRMS], t.user_attrs[TRIAL_SEED]) for t in confirmations) == sorted(
+        (t.number, 1) for t in sorted(search, key=lambda t: t.value or 0.0, reverse=True)[:2]
+    )
+    assert all(t.params == trials[t.user_attrs[CONFIRMS]].params for t in confirmations)

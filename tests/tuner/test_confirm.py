@@ -1,0 +1,97 @@
+"""Winners that hold: the top candidates are trained again on other seeds, and the best mean wins."""
+
+import optuna
+import pytest
+import yaml
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+from tuning_tasks import FAST, TINY
+
+from stacey_lightning.lightning.config import StaceyConfig
+from stacey_lightning.tuner import tune
+from stacey_lightning.tuner.attributes import CONFIRMS, RETRY_OF, TRIAL_SEED
+from stacey_lightning.tuner.confirm import Plan, enqueue_run, is_duplicate, missing_run, plan, search_spec, winner
+from stacey_lightning.tuner.spec import study_spec
+
+
+@pytest.mark.parametrize(
+    "n_trials, expected", [(5, Plan(0, 0)), (6, Plan(2, 1)), (15, Plan(2, 1)), (24, Plan(2, 2)), (40, Plan(3, 2))]
+)
+def test_the_reserve_grows_with_the_study_and_comes_out_of_its_search(n_trials, expected):
+    spec = study_spec("digits", n_trials=n_trials, max_epochs=2)
+    assert plan(spec) == expected
+    assert search_spec(spec).n_trials == n_trials - expected.runs
+    assert plan(study_spec("digits", n_trials=n_trials, confirm=False)) == Plan(0, 0)
+    with_budget = search_spec(study_spec("digits", budget=24 * 2, max_epochs=2))
+    assert with_budget.budget == 48 - 4 * 2  # 24 full runs: 2 candidates on 2 seeds, 2 epochs each
+
+
+def _add(study, value, state=TrialState.COMPLETE, **attrs):
+    study.add_trial(
+        create_trial(
+            state=state,
+            value=value if state == TrialState.COMPLETE else None,
+            params={"x": 0.5},
+            distributions={"x": FloatDistribution(0, 1)},
+            user_attrs=attrs,
+        )
+    )
+
+
+def test_a_lucky_seed_loses_to_the_candidate_with_the_better_mean():
+    study = optuna.create_study(direction="maximize")
+    _add(study, 0.99)  # 0: the best single run
+    _add(study, 0.98)  # 1
+    _add(study, 0.50)  # 2: never a candidate
+    assert winner(study).trial.number == 0 and winner(study).text() == "0.99"  # before any confirmation
+    _add(study, 0.90, **{CONFIRMS: 0, TRIAL_SEED: 1})
+    _add(study, 0.97, **{CONFIRMS: 1, TRIAL_SEED: 1})
+    chosen = winner(study)
+    assert chosen.trial.number == 1 and chosen.values == (0.98, 0.97)
+    assert chosen.text() == "0.975 ± 0.0071 over 2 seeds"
+    _add(study, None, state=TrialState.FAIL, **{CONFIRMS: 1, TRIAL_SEED: 2})  # its worker died: re-queued,
+    _add(study, 0.96, **{CONFIRMS: 1, TRIAL_SEED: 2, RETRY_OF: 5})  # and the retry is the result
+    assert winner(study).values == (0.98, 0.97, 0.96) and winner(study).failed == 0
+    _add(study, None, state=TrialState.FAIL, **{CONFIRMS: 1, TRIAL_SEED: 3})  # a diverged seed ranks it last
+    assert winner(study).trial.number == 0
+
+
+def test_each_planned_run_is_enqueued_once_and_one_two_workers_enqueued_runs_once():
+    study = optuna.create_study(direction="maximize")
+    for value in (0.5, 0.9, 0.8, 0.4):
+        _add(study, value)
+    spec = study_spec("digits", n_trials=6)  # 2 candidates (trials 1 and 2) on seed 1
+    wanted = []
+    while (run := missing_run(study, spec, study.get_trials(deepcopy=False))) is not None:
+        wanted.append((run[0].number, run[1]))
+        enqueue_run(study, *run)
+    assert wanted == [(1, 1), (2, 1)]
+
+
+def test_a_confirmation_run_two_workers_enqueued_runs_once():
+    study = optuna.create_study()
+    _add(study, 1.0, **{CONFIRMS: 0, TRIAL_SEED: 1})
+    _add(study, 1.0, **{CONFIRMS: 0, TRIAL_SEED: 2})
+    _add(study, 1.0, **{CONFIRMS: 0, TRIAL_SEED: 1})
+    trials = study.get_trials(deepcopy=False)
+    assert [is_duplicate(trials, t) for t in trials] == [False, False, True]
+
+
+def test_a_study_confirms_its_top_two_on_another_seed_within_its_trials(tmp_path, capsys):
+    study = tune("digits", n_trials=6, pruner="none", output_dir=tmp_path, task_options=TINY, **FAST)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    confirmations = [t for t in trials if CONFIRMS in t.user_attrs]
+    search = [t for t in trials if CONFIRMS not in t.user_attrs]
+    top_two = sorted(search, key=lambda t: t.value, reverse=True)[:2]
+    assert sorted(t.user_attrs[CONFIRMS] for t in confirmations) == sorted(t.number for t in top_two)
+    assert {t.user_attrs[TRIAL_SEED] for t in confirmations} == {1}  # the study's seed is 0
+    for confirmation in confirmations:  # the candidate's config, trained on another seed
+        candidate = trials[confirmation.user_attrs[CONFIRMS]]
+        assert confirmation.user_attrs["stacey_config"] == candidate.user_attrs["stacey_config"]
+    chosen = winner(study)
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert best["confirmation"]["values"] == pytest.approx(list(chosen.values)) and len(chosen.values) == 2
+    assert StaceyConfig.from_source(tmp_path / "best.yaml").to_dict() == chosen.trial.user_attrs["stacey_config"]
+    out = capsys.readouterr().out
+    assert f"winner: trial {chosen.trial.number}, val_acc {chosen.text()}" in out
