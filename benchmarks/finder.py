@@ -1,5 +1,5 @@
 """The geometry finder against the tuned study: is ``stacey-find``'s pick, found within 1.5 runs of optimizer
-steps, as good as what a 24-trial study found (benchmarks/results/quality.md)?
+steps, as good as what a 24-trial study found (benchmarks/results/quality.md as of commit f814d00)?
 
 Per task: ``find_for_task`` (what ``stacey-find`` does) with seed 0, counting the optimizer steps it spent
 against its budget of 1.5 runs, then its ``best.yaml`` trained for the full epochs over ``--seeds`` seeds by
@@ -93,7 +93,8 @@ def render(arguments: argparse.Namespace, measured: dict[str, Any]) -> str:
         "## Summary",
         "",
         "| task | pick | optimizer steps used / budget (1.5 runs) | finder time (s) | final metric of the pick "
-        f"(mean ± std, {arguments.seeds} seeds) | per seed | 24-trial study (quality.md) | pick - study | target met |",
+        f"(mean ± std, {arguments.seeds} seeds) | per seed | 24-trial study (quality.md at f814d00) | pick - study | "
+        "target met |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     sections = []

@@ -1,12 +1,17 @@
-"""Time one optimizer step on ResNet-18's parameter shapes, against torch's own optimizers.
+"""Time one optimizer step on a model's parameter shapes, against torch's own optimizers.
 
-Every optimizer is timed in the same run, interleaved repetition by repetition, and reported as a
-median and as a ratio to SGD(momentum, foreach). Also printed: optimizer-state bytes per parameter
-byte, the peak extra memory of one step, the one-time compile cost, and how the step time grows
-with model size.
+Every optimizer is timed in the same run at every thread count, interleaved repetition by repetition
+(thread count by thread count, optimizer by optimizer, so that the machine's noise hits all alike),
+and reported as a median and as a ratio to SGD(momentum, foreach) at the same thread count. Also
+printed: optimizer-state bytes per parameter byte, the peak extra memory of one step, the one-time
+compile cost, and how the step time grows with model size.
 
-    python benchmarks/step_speed.py                 # CPU, ~2 minutes; writes results/step_speed_cpu.md
-    python benchmarks/step_speed.py --device cuda   # adds AdamW(fused=True); results/step_speed_cuda.md
+    python benchmarks/step_speed.py                         # CPU, 1 and 2 threads, ~3 minutes
+    python benchmarks/step_speed.py --device cuda           # adds AdamW(fused=True); results/step_speed_cuda.md
+    python benchmarks/step_speed.py --model transformer     # a 110M-parameter LLaMA-style transformer
+    python benchmarks/step_speed.py --smoke                 # tiny shapes, 2 repetitions: checks the script
+
+A section of the output file headed "## Why" (notes written by hand) is kept when the file is rewritten.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the CPU memory profiler q
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -24,17 +30,41 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torchvision
-from _report import command_line, write_report
+from _report import SMOKE_NOTE, command_line, write_report
 
 from stacey_lightning import Stacey
 from stacey_lightning.optim._fused import RUNTIME
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REFERENCE = "SGD(momentum, foreach)"
+PUBLISHED = "published-style loop p=3"
+NOTES_HEADING = "## Why"
 
 
 def resnet18_shapes() -> list[torch.Size]:
+    import torchvision  # only this model needs it
+
     return [p.shape for p in torchvision.models.resnet18().parameters()]
+
+
+def transformer_shapes(layers: int = 12, width: int = 768, hidden: int = 2048, vocab: int = 32000) -> list[torch.Size]:
+    """A LLaMA-style decoder (RMSNorm weights, no biases, SwiGLU, embedding tied to the output): 110M
+    parameters at the defaults, the size of the paper's LLaMA-100M."""
+    block = [(width,), (width, width), (width, width), (width, width), (width, width), (width,),
+             (hidden, width), (hidden, width), (width, hidden)]  # fmt: skip
+    return [torch.Size(s) for s in [(vocab, width)] + block * layers + [(width,)]]
+
+
+def small_convnet_shapes() -> list[torch.Size]:
+    """A few small tensors (packed into one call on the CPU) and one large enough to be called alone."""
+    return [torch.Size(s) for s in [(16, 3, 3, 3), (16,), (16,), (32, 16, 3, 3), (32,), (300, 256), (10, 300), (10,)]]
+
+
+# name: (label, full-size shapes, --smoke shapes)
+MODELS = {
+    "resnet18": ("ResNet-18", resnet18_shapes, small_convnet_shapes),
+    "transformer": ("transformer-110M", transformer_shapes, lambda: transformer_shapes(2, 64, 160, 512)),
+}
 
 
 def shapes_with_params(count: int) -> list[torch.Size]:
@@ -85,19 +115,28 @@ class PublishedStyleStacey:
             m.mul_(beta2).add_(g, alpha=1 - beta2)
 
 
-def optimizers(device: torch.device) -> dict[str, Callable]:
+def p_label(p: float) -> str:
+    return "inf" if p == math.inf else f"{p:g}"
+
+
+def optimizers(device: torch.device, ps: list[float], slow_paths: bool) -> dict[str, Callable]:
+    """The rows, by name: SGD (the reference), AdamW, Stacey's default path at each p, and with
+    ``slow_paths`` Stacey's foreach and plain paths and the published-style loop."""
     table = {
-        "SGD(momentum, foreach)": lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, foreach=True),
-        "AdamW(foreach)": lambda ps: torch.optim.AdamW(ps, lr=1e-3, foreach=True),
-        "AdamW(for-loop)": lambda ps: torch.optim.AdamW(ps, lr=1e-3, foreach=False),
+        REFERENCE: lambda params: torch.optim.SGD(params, lr=1e-2, momentum=0.9, foreach=True),
+        "AdamW(foreach)": lambda params: torch.optim.AdamW(params, lr=1e-3, foreach=True),
     }
     if device.type == "cuda":
-        table["AdamW(fused)"] = lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True)
-    for p in (3.0, 4.5):
-        table[f"Stacey p={p:g} default"] = lambda ps, p=p: Stacey(ps, p=p)
-        table[f"Stacey p={p:g} foreach"] = lambda ps, p=p: Stacey(ps, p=p, foreach=True)
-        table[f"Stacey p={p:g} plain loop"] = lambda ps, p=p: Stacey(ps, p=p, foreach=False)
-    table["published-style loop p=3"] = lambda ps: PublishedStyleStacey(ps, p=3.0)
+        table["AdamW(fused)"] = lambda params: torch.optim.AdamW(params, lr=1e-3, fused=True)
+    if slow_paths:
+        table["AdamW(for-loop)"] = lambda params: torch.optim.AdamW(params, lr=1e-3, foreach=False)
+    for p in ps:
+        table[f"Stacey p={p_label(p)} default"] = lambda params, p=p: Stacey(params, p=p)
+    if slow_paths:
+        for p in (3.0, 4.5):
+            table[f"Stacey p={p_label(p)} foreach"] = lambda params, p=p: Stacey(params, p=p, foreach=True)
+        table["Stacey p=3 plain loop"] = lambda params: Stacey(params, p=3.0, foreach=False)
+        table[PUBLISHED] = lambda params: PublishedStyleStacey(params, p=3.0)
     return table
 
 
@@ -151,38 +190,72 @@ def peak_extra_memory(optimizer, device) -> int:
     return sum(max(e.self_cpu_memory_usage, 0) for e in prof.events())
 
 
-def measure(shapes, device, names, repetitions, warmup) -> dict[str, dict]:
-    table = optimizers(device)
+def measure(shapes, device, table: dict[str, Callable], threads: list[int], repetitions, warmup) -> dict[str, dict]:
+    """Per optimizer: "times" and "median" per thread count, "first" (the first step: state creation
+    and, for the default path, compiling), "state_ratio", "peak_extra" (bytes) and "peak_ratio"."""
     built = {}
     results = {}
-    for name in names:
-        optimizer = table[name](make_params(shapes, device))
+    for name, make in table.items():
+        optimizer = make(make_params(shapes, device))
+        torch.set_num_threads(threads[0])
         start = time.perf_counter()
         time_step(optimizer, device)  # the first step creates state (and compiles, for the fused path)
-        first = time.perf_counter() - start
-        for _ in range(warmup):
-            time_step(optimizer, device)
+        results[name] = {"first": time.perf_counter() - start, "times": {t: [] for t in threads}}
+        for count in threads:  # a new thread count compiles the CPU kernel again (dynamo guards on it)
+            torch.set_num_threads(count)
+            for _ in range(warmup):
+                time_step(optimizer, device)
         built[name] = optimizer
-        results[name] = {"times": [], "first": first}
     for _ in range(repetitions):  # interleaved, so that machine noise hits every optimizer alike
-        for name, optimizer in built.items():
-            results[name]["times"].append(time_step(optimizer, device))
+        for count in threads:
+            torch.set_num_threads(count)
+            for name, optimizer in built.items():
+                results[name]["times"][count].append(time_step(optimizer, device))
     param_bytes = sum(s.numel() for s in shapes) * 4
+    torch.set_num_threads(threads[0])
     for name, optimizer in built.items():
-        results[name]["median"] = statistics.median(results[name]["times"])
+        results[name]["median"] = {t: statistics.median(v) for t, v in results[name]["times"].items()}
         results[name]["state_ratio"] = state_bytes(optimizer) / param_bytes
-        results[name]["peak_extra"] = peak_extra_memory(optimizer, device) / param_bytes
+        results[name]["peak_extra"] = peak_extra_memory(optimizer, device)
+        results[name]["peak_ratio"] = results[name]["peak_extra"] / param_bytes
     return results
 
 
-def main(argv=None) -> str:
-    """Run, print the report and write it to ``--output``; return it."""
+def _threads_list(text: str) -> list[int]:
+    counts = [int(t) for t in text.split(",") if t.strip()]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected thread counts such as 1,2, got {text!r}")
+    return counts
+
+
+def _p_list(text: str) -> list[float]:
+    return [float(p) for p in text.split(",") if p.strip()]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", choices=sorted(MODELS), default="resnet18", help="whose parameter shapes")
     parser.add_argument("--repetitions", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--threads",
+        type=_threads_list,
+        default=None,
+        help="torch CPU thread counts, interleaved in one run (default: 1,2 on the CPU, torch's on CUDA)",
+    )
+    parser.add_argument(
+        "--p", type=_p_list, default=[2.0, 3.0, math.inf, 4.5], help="Stacey's p values (default: 2,3,inf,4.5)"
+    )
+    parser.add_argument(
+        "--no-slow-paths",
+        action="store_true",
+        help="skip Stacey's foreach and plain paths, AdamW's for-loop and the published-style loop",
+    )
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1M / 11M / 100M sweep")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny shapes, 2 repetitions, no scaling: checks the script"
+    )
     parser.add_argument(
         "--cuda-compile-options",
         type=json.loads,
@@ -191,20 +264,41 @@ def main(argv=None) -> str:
     )
     parser.add_argument(
         "--output", type=Path, default=None, help="Markdown file (default: results/step_speed_DEVICE.md)"
-    )
-    argv = sys.argv[1:] if argv is None else list(argv)
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.threads is None:
+        args.threads = [1, 2] if torch.device(args.device).type == "cpu" else [torch.get_num_threads()]
+    if args.smoke:
+        args.repetitions, args.warmup, args.no_scaling = 2, 1, True
+    return args
+
+
+def main(argv=None) -> str:
+    """Run, print the report and write it to ``--output`` (keeping its "## Why" notes); return it."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse(argv)
     if args.cuda_compile_options is not None:
         RUNTIME.cuda_compile_options = args.cuda_compile_options
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     output = args.output or RESULTS / f"step_speed_{device.type}.md"
-    load_before = os.getloadavg()[0]
-    lines = _measure_lines(args, device)
+    notes = ""
+    if output.is_file() and f"\n{NOTES_HEADING}" in output.read_text(encoding="utf-8"):
+        notes = output.read_text(encoding="utf-8").split(f"\n{NOTES_HEADING}", 1)[1]
+    threads_before = torch.get_num_threads()
+    load_before = os.getloadavg()
+    try:
+        lines = _measure_lines(args, device)
+    finally:
+        torch.set_num_threads(threads_before)  # in-process callers (the tests) get their setting back
+    load_after = os.getloadavg()
     # The machine may be shared: the load average says how busy it was (2 cores: 2.0 is both busy).
-    load = f"1-minute load average {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
-    body = "```\n" + "\n".join(lines) + "\n```\n\n" + load + "."
+    load = (
+        f"Load average (1, 5, 15 minutes): {', '.join(f'{v:.2f}' for v in load_before)} at the start, "
+        f"{', '.join(f'{v:.2f}' for v in load_after)} at the end ({os.cpu_count()} cores)."
+    )
+    body = "```\n" + "\n".join(lines) + "\n```\n\n" + load + (f"\n\n{SMOKE_NOTE}" if args.smoke else "")
+    if notes:
+        body += f"\n\n{NOTES_HEADING}{notes.rstrip()}"
     text = write_report(
         output, "Step speed: Stacey against torch's optimizers", command_line("step_speed.py", argv), body
     )
@@ -212,54 +306,79 @@ def main(argv=None) -> str:
     return text
 
 
+def _thread_label(count: int) -> str:
+    return f"{count} thread{'s' if count > 1 else ''}"
+
+
 def _measure_lines(args: argparse.Namespace, device: torch.device) -> list[str]:
-    shapes = resnet18_shapes()
+    label, full_size, smoke_size = MODELS[args.model]
+    label, shapes = (f"{label} (--smoke: tiny)", smoke_size()) if args.smoke else (label, full_size())
+    threads = args.threads
     lines = [
         f"device {device}{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, "
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"ResNet-18: {len(shapes)} tensors, {sum(s.numel() for s in shapes) / 1e6:.1f}M parameters"
+        f"torch {torch.__version__}, threads {' and '.join(map(str, threads))} (interleaved), "
+        f"{label}: {len(shapes)} tensors, {sum(s.numel() for s in shapes) / 1e6:.1f}M parameters"
     ]
     print(lines[0], flush=True)
-    names = list(optimizers(device))
-    results = measure(shapes, device, names, args.repetitions, args.warmup)
-    reference = results["SGD(momentum, foreach)"]["median"]
-    published = results["published-style loop p=3"]["median"]
+    table = optimizers(device, args.p, slow_paths=not args.no_slow_paths)
+    results = measure(shapes, device, table, threads, args.repetitions, args.warmup)
+    reference = results[REFERENCE]["median"]
+    published = results.get(PUBLISHED, {}).get("median")
     adamw_fused = results.get("AdamW(fused)", {}).get("median")
-    lines.append(
-        f"\n{'optimizer':30s} {'step ms':>9s} {'x SGD':>7s} {'x publ.':>8s}"
-        + (f" {'x AdamW fused':>14s}" if adamw_fused else "")
-        + f" {'state/param':>12s} {'peak extra/param':>17s} {'first step s':>13s}"
-    )
+    header = f"\n{'optimizer':30s}"
+    for count in threads:
+        header += f" | {_thread_label(count) + ': ms':>14s} {'x SGD':>6s}"
+        header += f" {'x publ.':>8s}" if published else ""
+        header += f" {'x AdamW fused':>14s}" if adamw_fused else ""
+    header += f" | {'state/param':>11s} {'peak extra MiB':>14s} {'/param':>7s} {'first step s':>12s}"
+    lines.append(header)
     for name, r in results.items():
-        lines.append(
-            f"{name:30s} {r['median'] * 1e3:9.2f} {r['median'] / reference:7.2f} {published / r['median']:7.1f}x"
-            + (f" {r['median'] / adamw_fused:14.2f}" if adamw_fused else "")
-            + f" {r['state_ratio']:12.2f} {r['peak_extra']:17.2f} {r['first']:13.2f}"
-        )
+        row = f"{name:30s}"
+        for count in threads:
+            median = r["median"][count]
+            row += f" | {median * 1e3:14.2f} {median / reference[count]:6.2f}"
+            row += f" {published[count] / median:7.1f}x" if published else ""
+            row += f" {median / adamw_fused[count]:14.2f}" if adamw_fused else ""
+        row += f" | {r['state_ratio']:11.2f} {r['peak_extra'] / 2**20:14.1f} {r['peak_ratio']:7.2f} {r['first']:12.2f}"
+        lines.append(row)
     lines.append(
-        "\nx SGD: step time / SGD(momentum, foreach) step time (lower is faster); x publ.: how many times "
-        "faster than the published-style per-tensor loop with NaN checks; state/param and peak extra/param: "
-        "bytes per parameter byte (peak extra on CPU: all bytes allocated during a step, an upper bound); "
-        "first step: state creation plus, for the default path, compiling."
+        f"\nms: median of {args.repetitions} interleaved steps; x SGD: step time / {REFERENCE} step time at the "
+        "same thread count (lower is faster); x publ.: how many times faster than the published-style "
+        "per-tensor loop with NaN checks; state/param and peak extra /param: bytes per parameter byte (peak "
+        "extra on CPU: all bytes allocated during a step, an upper bound); first step: state creation plus, "
+        f"for the default path, compiling (at {_thread_label(threads[0])})."
     )
+    stacey = [name for name in results if name.startswith("Stacey p=") and name.endswith(" default")]
+    lines.append(f"\nStacey's default path against {REFERENCE}, same run (medians; in brackets the fastest steps'")
+    lines.append("ratio, the one least disturbed by other work on a shared machine):")
+    for count in threads:
+        cells = []
+        for name in stacey:
+            median = results[name]["median"][count] / reference[count]
+            fastest = min(results[name]["times"][count]) / min(results[REFERENCE]["times"][count])
+            cells.append(f"{name.removeprefix('Stacey ').removesuffix(' default')} {median:.2f}x ({fastest:.2f}x)")
+        lines.append(f"  {_thread_label(count) + ':':11s} {', '.join(cells)}")
 
     if not args.no_scaling:
-        lines.append("\nScaling (median step ms; ratio to SGD(momentum, foreach) of the same size):")
-        for label, size_shapes in (
+        lines.append(f"\nScaling (median step ms; ratio to {REFERENCE} of the same size and thread count):")
+        sweep_table = {
+            name: make
+            for name, make in table.items()
+            if name in (REFERENCE, "Stacey p=3 default", "Stacey p=4.5 default")
+        }
+        for size_label, size_shapes in (
             ("1M", shapes_with_params(1_000_000)),
-            ("11M (ResNet-18)", shapes),
+            (f"{label}", shapes),
             ("100M", shapes_with_params(100_000_000)),
         ):
-            sweep = measure(
-                size_shapes,
-                device,
-                ["SGD(momentum, foreach)", "Stacey p=3 default", "Stacey p=4.5 default"],
-                max(3, args.repetitions // 3),
-                1,
-            )
-            sgd = sweep["SGD(momentum, foreach)"]["median"]
-            cells = ", ".join(f"{n} {r['median'] * 1e3:.2f} ms ({r['median'] / sgd:.2f}x)" for n, r in sweep.items())
-            lines.append(f"  {label:16s} {sum(s.numel() for s in size_shapes) / 1e6:6.1f}M params: {cells}")
+            sweep = measure(size_shapes, device, sweep_table, threads, max(3, args.repetitions // 3), 1)
+            for count in threads:
+                sgd = sweep[REFERENCE]["median"][count]
+                cells = ", ".join(
+                    f"{n} {r['median'][count] * 1e3:.2f} ms ({r['median'][count] / sgd:.2f}x)" for n, r in sweep.items()
+                )
+                params = sum(s.numel() for s in size_shapes) / 1e6
+                lines.append(f"  {size_label:16s} {params:6.1f}M params, {_thread_label(count):9s}: {cells}")
     return lines
 
 

@@ -3,10 +3,11 @@ x, g, z and m (four reads, three writes: the memory floor), with its fallbacks.
 
 Hyperparameters are kernel inputs (0-d tensors), never constants, so schedulers and tuning studies
 that change them never recompile. On the CPU, tensors are flattened to 1-D and compiled with dynamic
-sizes, so one kernel per (variant, direction kind) serves every model; small tensors are packed into
-one call. On CUDA, launching one kernel per tensor from Python costs more than the update itself, so
-the whole list is compiled at once (static shapes: one compile per parameter group and model) and
-inductor's combo kernels update many tensors per launch.
+sizes, so one kernel per (variant, direction kind) serves every model (dynamo compiles it again for
+each torch thread count it meets), and runs on every thread torch has; small tensors are packed into
+one call, with their z and m kept in one flat buffer. On CUDA, launching one kernel per tensor from
+Python costs more than the update itself, so the whole list is compiled at once (static shapes: one
+compile per parameter group and model) and inductor's combo kernels update many tensors per launch.
 
 Parameters sharded by FSDP2 are DTensors; the update is elementwise, so each process updates the
 shard it holds (``to_local``), with no communication.
@@ -32,11 +33,25 @@ from stacey_lightning.optim._functional import (
     signed_power,
 )
 
-__all__ = ["fused_stacey", "local_shards", "RUNTIME", "SMALL_TENSOR_NUMEL"]
+__all__ = ["fused_stacey", "local_shards", "RUNTIME", "SMALL_TENSOR_NUMEL", "CPU_COMPILE_OPTIONS"]
 
 # A kernel call costs tens of microseconds (guards, wrappers, starting the threads) whatever the
 # tensor's size: below this many elements, tensors are packed into one flat call instead.
 SMALL_TENSOR_NUMEL = 1 << 16
+
+# Why the CPU kernel is compiled with dynamic threads (issue 18; benchmarks/results/step_speed_cpu.md,
+# "Why", has the experiments). By default inductor decides at code generation whether a CPU loop runs
+# in parallel (torch/_inductor/codegen/cpp.py, decide_parallel_depth): never when compiled at one
+# thread, and not when the size hint per thread is under cpp.min_chunk_size (512 elements); with
+# dynamic sizes the hint is the size of the first call. The on-disk FX graph cache keys the thread
+# count but not the hint, so the first process on a machine to step a small model at two threads (24-
+# and 25-element float32 kernels were in /tmp/torchinductor_root) left a serial kernel that every later
+# process loaded for every size: the second thread did nothing. Not the cause: switching
+# torch.set_num_threads in one process (dynamo guards on the thread count and compiles again), and the
+# packing of small tensors (one call of 208k elements for ResNet-18, split over both threads).
+# dynamic_threads always emits `#pragma omp parallel` and lets OpenMP use as many threads as torch has
+# when the kernel runs, whatever the hint, the thread count at compile time or the cache's history.
+CPU_COMPILE_OPTIONS = {"cpp.dynamic_threads": True}
 
 
 def _symbolic_power(base: Tensor, exponent: Tensor) -> Tensor:
@@ -111,10 +126,12 @@ class _FusedRuntime:
         return self.disabled_reason is None and torch._dynamo.is_dynamo_supported()
 
     def kernel(self, variant: str, kind: str) -> Callable:
-        """The CPU kernel: one flat tensor per call, dynamic sizes."""
+        """The CPU kernel: one flat tensor per call, dynamic sizes, as many threads as torch has at run time."""
         key = ("tensor", variant, kind)
         if key not in self.kernels:
-            self.kernels[key] = torch.compile(_kernel_body(variant, kind), dynamic=True, fullgraph=True)
+            self.kernels[key] = torch.compile(
+                _kernel_body(variant, kind), dynamic=True, fullgraph=True, options=CPU_COMPILE_OPTIONS
+            )
         return self.kernels[key]
 
     def list_kernel(self, variant: str, kind: str) -> Callable:
@@ -193,6 +210,8 @@ def fused_stacey(
     kind = direction_kind(p)
     scalars = coefficients(**hyper, maximize=maximize)
     local = [local_shards(tensors) for tensors in (params, grads, zs, ms)]
+    # A DTensor's local shard may be an object made for this step: the state it stands for cannot be moved.
+    own_state = all(z is z_local for z, z_local in zip(zs, local[2]))
     for xs, gs, zs_, ms_ in group_by_device_and_dtype(*local):
         if not RUNTIME.supported():
             _multi_tensor_stacey(xs, gs, zs_, ms_, variant=variant, maximize=maximize, **hyper)
@@ -209,7 +228,7 @@ def fused_stacey(
             if xs[0].device.type == "cuda":
                 RUNTIME.list_kernel(variant, kind)(xs, gs, zs_, ms_, *scalar_tensors)
             else:
-                _fused_on_cpu(RUNTIME.kernel(variant, kind), xs, gs, zs_, ms_, scalar_tensors, pending)
+                _fused_on_cpu(RUNTIME.kernel(variant, kind), xs, gs, zs_, ms_, scalar_tensors, pending, own_state)
         except (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.FailOnRecompileLimitHit) as error:
             # Compiling is impossible here (no C++ compiler, unsupported platform), or, on CUDA,
             # this process has compiled too many parameter lists (one per group and model). Both
@@ -229,22 +248,71 @@ def fused_stacey(
             )
 
 
-def _fused_on_cpu(kernel, xs, gs, zs, ms, scalars, pending: list[int]) -> None:
+def _fused_on_cpu(kernel, xs, gs, zs, ms, scalars, pending: list[int], own_state: bool) -> None:
     small = [i for i in pending if xs[i].numel() < SMALL_TENSOR_NUMEL]
     if small:
-        flat = [torch.cat([t[i].reshape(-1) for i in small]) for t in (xs, gs, zs, ms)]
-        kernel(*flat, *scalars)
-        sizes = [xs[i].numel() for i in small]
-        for tensors, packed in ((xs, flat[0]), (zs, flat[2]), (ms, flat[3])):
-            torch._foreach_copy_(
-                [tensors[i] for i in small], [part.view_as(tensors[i]) for i, part in zip(small, packed.split(sizes))]
-            )
-        pending[:] = [i for i in pending if i not in set(small)]
+        lists = [[t[i] for i in small] for t in (xs, gs, zs, ms)]
+        # x and g are packed into new flat tensors (one C++ call per list, not a Python call per tensor);
+        # detached, since one tensor alone is packed as an alias of itself (see the loop below).
+        x_flat, g_flat = (torch._C._nn.flatten_dense_tensors(tensors).detach() for tensors in lists[:2])
+        (z_flat, z_copied), (m_flat, m_copied) = _packed_state(lists[2], own_state), _packed_state(lists[3], own_state)
+        kernel(x_flat, g_flat, z_flat, m_flat, *scalars)
+        for tensors, packed, copied in (
+            (lists[0], x_flat, True),
+            (lists[2], z_flat, z_copied),
+            (lists[3], m_flat, m_copied),
+        ):
+            if copied:
+                torch._foreach_copy_(tensors, torch._C._nn.unflatten_dense_tensors(packed, tensors))
+        done = set(small)
+        pending[:] = [i for i in pending if i not in done]
     for i in list(pending):
         x = xs[i]
         # z and m are created contiguous; x and g can be any view: use a contiguous copy then.
         x_flat = x.view(-1) if x.is_contiguous() else x.contiguous().view(-1)
-        kernel(x_flat, gs[i].reshape(-1), zs[i].view(-1), ms[i].view(-1), *scalars)
+        # Detached flat aliases (same memory): neither views nor requiring grad, like the packed
+        # tensors, so that one compiled graph serves every call; views of a parameter made dynamo
+        # recompile for requires_grad and again for guards on the view's base's sizes.
+        flat = (t.detach() for t in (x_flat, gs[i].reshape(-1), zs[i].view(-1), ms[i].view(-1)))
+        kernel(*flat, *scalars)
         if x_flat.data_ptr() != x.data_ptr():
             x.copy_(x_flat.view_as(x))
         pending.remove(i)
+
+
+def _packed_state(tensors: list[Tensor], movable: bool) -> tuple[Tensor, bool]:
+    """The small tensors' z (or m) as one flat tensor, and whether it is a copy to be copied back.
+
+    Packing and unpacking cost a call per tensor, more than the update of a small tensor: so the first
+    step moves the state tensors themselves into one flat buffer (``set_``: the same tensor objects,
+    so optimizer.state still holds them), and later steps find them there, one after another, and
+    update the buffer in place. What cannot be moved is copied in and out instead: views (moving one
+    would not move its base) and, where ``movable`` is False, DTensors' local shards (moving one may
+    not move its DTensor).
+    """
+    run = _run_of(tensors)
+    if run is not None:
+        return run, False
+    flat = torch._C._nn.flatten_dense_tensors(tensors).detach().clone()
+    if not movable or any(t._is_view() for t in tensors):
+        return flat, True
+    offset = 0
+    for t in tensors:
+        t.set_(flat.untyped_storage(), offset, t.shape)
+        offset += t.numel()
+    return flat, False
+
+
+def _run_of(tensors: list[Tensor]) -> Tensor | None:
+    """One flat tensor over ``tensors``' memory where they lie contiguous and in order in one storage
+    (as _packed_state leaves them, and torch.load rebuilds them); None otherwise."""
+    first = tensors[0]
+    start, itemsize, total = first.data_ptr(), first.element_size(), 0
+    for t in tensors:
+        if t.data_ptr() != start + total * itemsize or not t.is_contiguous():
+            return None
+        total += t.numel()
+    storage = first.untyped_storage()
+    if (first.storage_offset() + total) * itemsize > storage.nbytes():  # adjacent, but in another storage
+        return None
+    return torch.empty(0, dtype=first.dtype, device=first.device).set_(storage, first.storage_offset(), (total,))

@@ -371,7 +371,10 @@ def find_for_task(
     _check(max_epochs, p_candidates, runs)
     options = dict(task_options or {})
     check_task_options(resolved, options)
-    kwargs = {**resolved.trainer_kwargs, **(trainer_kwargs or {})}
+    # A LightningCLI file's callbacks (checkpointing, early stopping) belong to its fit, not to the
+    # finder's short runs, which checkpoint nothing and validate only where they must.
+    own = {key: value for key, value in resolved.trainer_kwargs.items() if key != "callbacks"}
+    kwargs = {**own, **(trainer_kwargs or {})}
     check_trainer_kwargs(kwargs)
     module, datamodule = run.build(resolved.make, seed=seed, options=options)
     result = find_geometry(

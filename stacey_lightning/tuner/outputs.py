@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from stacey_lightning.lightning.config import CHECKPOINT_SECTION, CONFIRMATION_SECTION, TASK_SECTION
 from stacey_lightning.tuner import best_checkpoint
-from stacey_lightning.tuner.attributes import ANCHOR, FAIL_REASON, SURPLUS, TASK_PARAMS
+from stacey_lightning.tuner.attributes import ANCHOR, CONFIRMS, FAIL_REASON, SURPLUS, TASK_PARAMS, TRIAL_SEED
 from stacey_lightning.tuner.budget import epochs_spent
 from stacey_lightning.tuner.confirm import search_trials, winner
 from stacey_lightning.tuner.spec import StudySpec
@@ -66,6 +66,8 @@ def progress_line(study: optuna.Study, number: int, outcome: Outcome, settings: 
     anchor = trials[number].user_attrs.get(ANCHOR)
     if anchor:
         line += f", anchor {anchor}"
+    if CONFIRMS in trials[number].user_attrs:
+        line += f", confirms #{trials[number].user_attrs[CONFIRMS]} on seed {trials[number].user_attrs[TRIAL_SEED]}"
     if outcome.value is not None and outcome.state == TrialState.COMPLETE:
         line += f", {settings.monitor} = {outcome.value:.4g}"
     elif outcome.reason:
@@ -153,9 +155,7 @@ def summary_table(study: optuna.Study, monitor: str, top: int = 5) -> str:
     )
     chosen = winner(study)
     if chosen is not None and len(chosen.values) + chosen.failed > 1:
-        lines.append(
-            f"winner: trial {chosen.trial.number}, {monitor} {chosen.text()} (confirmation runs on other seeds)"
-        )
+        lines.append(f"winner: trial {chosen.trial.number}, {monitor} {chosen.text()} (confirmed on other seeds)")
     failed = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON)]
     if failed:
         last = failed[-1]

@@ -1,5 +1,5 @@
 """Every implementation of the Stacey update against the plain path, and the plain path against a
-literal transcription of ALGORITHM.md written here, independently of the package."""
+literal transcription of docs/algorithm.md written here, independently of the package."""
 
 import contextlib
 import math
@@ -14,7 +14,7 @@ from stacey_lightning.optim._fused import RUNTIME, coefficients
 
 
 def literal_stacey_step(x, g, z, m, *, lr, p, alpha, tau, beta1, beta2, weight_decay, eps, variant):
-    """ALGORITHM.md, line by line, on fresh tensors (returns new x, z, m)."""
+    """docs/algorithm.md, line by line, on fresh tensors (returns new x, z, m)."""
     c = beta1 * m + (1 - beta1) * g
     if variant == "p2":
         z = z - alpha * c
@@ -190,3 +190,57 @@ def test_whole_list_kernel_of_the_cuda_path_matches_plain_path_and_never_recompi
                 if index != 3:
                     torch.testing.assert_close(param, plain_param, rtol=1e-10, atol=1e-12)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 1
+
+
+def test_cpu_kernel_runs_on_every_thread_whatever_it_was_first_compiled_for(monkeypatch):
+    """Issue 18: inductor used to decide at code generation, from the thread count of that moment and the
+    size of the first call, whether the kernel's loop runs in parallel, and its disk cache then served that
+    serial kernel for every size. Compiled here at one thread for 8 elements (bfloat16: no other test
+    compiles it, so this one generates code), the kernel must still hold an OpenMP parallel loop."""
+    from torch._inductor.graph import GraphLowering
+
+    codes = []
+    monkeypatch.setattr(GraphLowering, "save_output_code", codes.append)  # also called on a disk-cache hit
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tensors = [torch.randn(8, dtype=torch.bfloat16) for _ in range(4)]
+        scalars = coefficients(lr=0.1, p=2.0, alpha=0.1, tau=0.1, beta1=0.9, beta2=0.99, weight_decay=0.0,
+                               eps=1e-8, maximize=False)  # fmt: skip
+        with torch.no_grad():
+            RUNTIME.kernel("p2", "identity")(*tensors, *torch.tensor(scalars).unbind())
+    finally:
+        torch.set_num_threads(threads)
+    assert codes and all("#pragma omp parallel" in code for code in codes), codes
+
+
+def test_fused_cpu_path_keeps_small_state_in_one_buffer_and_copies_views_in_and_out():
+    """The fused CPU path moves the small tensors' z and m into one flat buffer on the first step and
+    updates it in place later; state that reaches it as views made for the step (DTensor shards under
+    FSDP2) cannot be moved, and is copied in and out instead. Both give the plain path's result."""
+    from stacey_lightning.optim._functional import _single_tensor_stacey
+    from stacey_lightning.optim._fused import fused_stacey
+
+    gen = torch.Generator().manual_seed(2)
+    shapes = [(8, 5), (8,), (3, 2, 3, 3), (300, 250)]
+    hyper = dict(lr=0.03, p=3.0, alpha=0.2, tau=0.1, beta1=0.8, beta2=0.95, weight_decay=0.1, eps=1e-6,
+                 variant="p2", maximize=False)  # fmt: skip
+    xs = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+    plain = [[x.clone() for x in xs], [x.clone() for x in xs], [torch.zeros_like(x) for x in xs]]
+    owned = [[x.clone() for x in xs], [x.clone() for x in xs], [torch.zeros_like(x) for x in xs]]
+    bases = [[torch.zeros(2, *s, dtype=torch.float64) for s in shapes] for _ in range(2)]
+    for base, x in zip(bases[0], xs):
+        base[1] = x
+    viewed = [[x.clone() for x in xs], [base[1] for base in bases[0]], [base[1] for base in bases[1]]]
+    for _ in range(3):
+        grads = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+        _single_tensor_stacey(plain[0], grads, *plain[1:], **hyper)
+        fused_stacey(owned[0], grads, *owned[1:], **hyper)
+        fused_stacey(viewed[0], grads, *[[base[1] for base in b] for b in bases], **hyper)
+    small = slice(0, 3)
+    for state in owned[1:]:
+        assert len({t.untyped_storage().data_ptr() for t in state[small]}) == 1, "small state not in one buffer"
+    for state in (owned, viewed):
+        for expected, actual in zip(sum(plain, []), sum(state, [])):
+            torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12)
+    assert all(base[1].data_ptr() == view.data_ptr() for base, view in zip(bases[0], viewed[1]))

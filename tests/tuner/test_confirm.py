@@ -95,3 +95,5 @@ def test_a_study_confirms_its_top_two_on_another_seed_within_its_trials(tmp_path
     assert StaceyConfig.from_source(tmp_path / "best.yaml").to_dict() == chosen.trial.user_attrs["stacey_config"]
     out = capsys.readouterr().out
     assert f"winner: trial {chosen.trial.number}, val_acc {chosen.text()}" in out
+    for confirmation in confirmations:
+        assert f"(#{confirmation.number} COMPLETE, confirms #{confirmation.user_attrs[CONFIRMS]} on seed 1" in out
