@@ -37,6 +37,7 @@ module: one param group; the file's header says what that leaves out).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import inspect
 import math
 import os
@@ -324,6 +325,11 @@ class LightningConfig:
 
 def load_lightning_config(path: str | os.PathLike) -> LightningConfig:
     """The parsed file at ``path``, parsed once per process and file version."""
+    if importlib.util.find_spec("jsonargparse") is None:  # LightningCLI's own parser, an optional dependency
+        raise ValueError(
+            f"{os.fspath(path)}: reading a LightningCLI config needs jsonargparse, as LightningCLI does: "
+            "pip install 'stacey-lightning[cli]' (or 'lightning[pytorch-extra]')"
+        )
     try:
         key = (os.path.abspath(path), os.stat(path).st_mtime_ns)
     except OSError as error:

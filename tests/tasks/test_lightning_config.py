@@ -305,3 +305,16 @@ def test_the_command_line_takes_a_lightning_config_instead_of_a_task(capsys):
         with pytest.raises(SystemExit) as exit:
             cli.tune_parser().parse_args(argv)
         assert exit.value.code == 2
+
+
+def test_without_jsonargparse_the_file_is_refused_in_one_line_that_says_what_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    from stacey_lightning.tasks import lightning_config
+
+    config = tmp_path / "config.yaml"
+    config.write_text("model: {class_path: x.Y}\n")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "jsonargparse" else real(name))
+    with pytest.raises(ValueError, match=r"config.yaml: reading a LightningCLI config needs jsonargparse.*\[cli\]"):
+        lightning_config.load_lightning_config(config)
