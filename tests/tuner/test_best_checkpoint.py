@@ -1,18 +1,14 @@
 """A study ends with the model: the best trial's final checkpoint kept as ``<output>/best.ckpt``, and only it."""
 
-import json
-import os
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-import lightning.pytorch as pl
 import optuna
 import pytest
 import torch
-import yaml
+from best_model import checkpoints, kept, quiet_trainer, validated
 from optuna.trial import TrialState
 from tuning_tasks import FAST, TINY
 
@@ -29,34 +25,6 @@ class PruneTrialOne(optuna.pruners.BasePruner):
         return trial.number == 1
 
 
-def _checkpoints(output: Path) -> list[Path]:
-    """Every checkpoint (file, or FSDP2 folder) under ``output``."""
-    return sorted(output.rglob("*.ckpt"))
-
-
-def _kept(output: Path) -> dict:
-    """Which trial best.ckpt holds, as recorded next to it; best.yaml must name the same."""
-    section = yaml.safe_load((output / "best.yaml").read_text())["checkpoint"]
-    record = json.loads((output / "checkpoints" / "best.json").read_text())
-    assert section == {"path": "best.ckpt", "trial": record["trial"]}
-    return record
-
-
-def _trainer(**kwargs) -> pl.Trainer:
-    return pl.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, **kwargs,
-    )  # fmt: skip
-
-
-def _validated(path: Path, limit_val_batches: int) -> float:
-    """val_acc of the digits model loaded from ``path`` with ``load_from_checkpoint``."""
-    module = DigitsModule.load_from_checkpoint(path)
-    _, datamodule = make_digits(None, seed=0, **TINY)
-    trainer = _trainer(limit_val_batches=limit_val_batches)
-    return trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val_acc"]
-
-
 def test_study_keeps_only_the_best_trials_model_and_it_loads_and_resumes(tmp_path, monkeypatch, capsys):
     removed = []
     remove = best_checkpoint._remove
@@ -64,21 +32,21 @@ def test_study_keeps_only_the_best_trials_model_and_it_loads_and_resumes(tmp_pat
     study = tune("digits", n_trials=3, output_dir=tmp_path, task_options=TINY, pruner=PruneTrialOne(), **FAST)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
     best = study.best_trial
-    assert _checkpoints(tmp_path) == [tmp_path / "best.ckpt"]
-    assert _kept(tmp_path)["trial"] == best.number
+    assert checkpoints(tmp_path) == [tmp_path / "best.ckpt"]
+    assert kept(tmp_path)["trial"] == best.number
     # The pruned trial never saved one; trial 2's was deleted if it was not better than trial 0's.
     assert removed == ([] if best.number == 2 else ["trial-2.ckpt"])
     out = capsys.readouterr().out
     assert f"best.ckpt: trial #{best.number}'s model" in out and "model to " in out
 
-    assert _validated(tmp_path / "best.ckpt", FAST["trainer_kwargs"]["limit_val_batches"]) == pytest.approx(best.value)
+    assert validated(tmp_path / "best.ckpt", FAST["trainer_kwargs"]["limit_val_batches"]) == pytest.approx(best.value)
     module = DigitsModule.load_from_checkpoint(tmp_path / "best.ckpt")
     assert module.stacey_config().to_dict() == best.user_attrs["stacey_config"]
     checkpoint = torch.load(tmp_path / "best.ckpt", weights_only=False)
     assert {"z", "m"} <= set(checkpoint["optimizer_states"][0]["state"][0])  # Stacey's state, to resume
     # One more epoch from it: the loops resume at epoch 2 with the trained optimizer state.
     _, datamodule = make_digits(None, seed=0, **TINY)
-    trainer = _trainer(max_epochs=3, limit_train_batches=10, limit_val_batches=3)
+    trainer = quiet_trainer(max_epochs=3, limit_train_batches=10, limit_val_batches=3)
     trainer.fit(module, datamodule=datamodule, ckpt_path=tmp_path / "best.ckpt")
     assert (trainer.current_epoch, trainer.global_step) == (3, 30)
 
@@ -183,13 +151,13 @@ def _tune_scored(output: Path, n_trials: int, make=make_scored) -> optuna.Study:
 def test_the_model_is_the_confirmed_winners(tmp_path):
     study = _tune_scored(tmp_path, 6, make=make_confirmed)
     assert [t.user_attrs.get(CONFIRMS) for t in study.trials] == [None] * 4 + [1, 2]
-    assert _checkpoints(tmp_path) == [tmp_path / "best.ckpt"]
-    assert _kept(tmp_path)["trial"] == 2
+    assert checkpoints(tmp_path) == [tmp_path / "best.ckpt"]
+    assert kept(tmp_path)["trial"] == 2
 
 
 def test_resumed_study_keeps_its_best_until_a_better_trial_and_cleans_a_killed_one(tmp_path):
     _tune_scored(tmp_path, 2)
-    assert _kept(tmp_path)["trial"] == 1
+    assert kept(tmp_path)["trial"] == 1
     kept_bytes = (tmp_path / "best.ckpt").read_bytes()
     # A worker killed after its trial saved the checkpoint and before the trial was told.
     study = optuna.load_study(study_name="scored", storage=f"sqlite:///{tmp_path}/optuna.db")
@@ -203,12 +171,12 @@ def test_resumed_study_keeps_its_best_until_a_better_trial_and_cleans_a_killed_o
 
     study = _tune_scored(tmp_path, 3)  # trial 2 is failed (its retry waits as #4); #3 is worse than #1
     assert [t.state for t in study.trials][2:4] == [TrialState.FAIL, TrialState.COMPLETE]
-    assert _checkpoints(tmp_path) == [tmp_path / "best.ckpt"]
-    assert _kept(tmp_path)["trial"] == 1 and (tmp_path / "best.ckpt").read_bytes() == kept_bytes
+    assert checkpoints(tmp_path) == [tmp_path / "best.ckpt"]
+    assert kept(tmp_path)["trial"] == 1 and (tmp_path / "best.ckpt").read_bytes() == kept_bytes
 
     _tune_scored(tmp_path, 4)  # trial 4 is better
-    assert _checkpoints(tmp_path) == [tmp_path / "best.ckpt"]
-    assert _kept(tmp_path)["trial"] == 4 and (tmp_path / "best.ckpt").read_bytes() != kept_bytes
+    assert checkpoints(tmp_path) == [tmp_path / "best.ckpt"]
+    assert kept(tmp_path)["trial"] == 4 and (tmp_path / "best.ckpt").read_bytes() != kept_bytes
 
 
 @pytest.mark.slow
@@ -221,56 +189,8 @@ def test_two_workers_keep_the_best_trials_model(tmp_path):
         output_dir=output, task_options={"rendezvous_dir": str(rendezvous)}, **{**FAST, "max_epochs": 1},
     )  # fmt: skip
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2
-    assert _checkpoints(output) == [output / "best.ckpt"]
-    assert _kept(output)["trial"] == study.best_trial.number
-    assert _validated(output / "best.ckpt", FAST["trainer_kwargs"]["limit_val_batches"]) == pytest.approx(
+    assert checkpoints(output) == [output / "best.ckpt"]
+    assert kept(output)["trial"] == study.best_trial.number
+    assert validated(output / "best.ckpt", FAST["trainer_kwargs"]["limit_val_batches"]) == pytest.approx(
         study.best_value
     )
-
-
-SCRIPT = """
-import sys
-sys.path.insert(0, {tests!r})
-import optuna
-from stacey_lightning.tuner import tune
-
-
-class PruneTrialOne(optuna.pruners.BasePruner):
-    def prune(self, study, trial):
-        return trial.number == 1
-
-
-if __name__ == "__main__":
-    tune("tuning_tasks:make_recording", n_trials=3, max_epochs=2, output_dir={output!r}, pruner=PruneTrialOne(),
-         monitor="val_acc", direction="maximize", task_options={{"record_dir": {output!r}, **{options!r}}},
-         trainer_kwargs=dict(accelerator="cpu", devices=2, strategy={strategy!r}, limit_train_batches=6,
-                             limit_val_batches=2))
-"""
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
-def test_ddp_keeps_the_best_trials_model(tmp_path, strategy):
-    options = {"sharded": True} if strategy == "fsdp2" else {}
-    script = tmp_path / "tune_ddp.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(tests=str(HELPERS), output=str(tmp_path), strategy=strategy,
-                                                    options=options)))  # fmt: skip
-    env = {**os.environ, "PL_DISABLE_FORK": "1"}
-    result = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    study = optuna.load_study(study_name="make_recording", storage=f"sqlite:///{tmp_path}/optuna.db")
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
-    best = tmp_path / "best.ckpt"
-    assert _checkpoints(tmp_path) == [best]
-    assert _kept(tmp_path)["trial"] == study.best_trial.number
-    if strategy == "fsdp2":
-        # A distributed checkpoint: a folder of shards, made one file by Lightning's consolidation.
-        from lightning.fabric.utilities.load import _load_distributed_checkpoint
-
-        assert best.is_dir() and (best / "meta.pt").is_file()
-        torch.save(_load_distributed_checkpoint(best), tmp_path / "consolidated.ckpt")
-        best = tmp_path / "consolidated.ckpt"
-    # Each rank validated 2 batches of every other sample: together the first 4 batches.
-    assert _validated(best, 4) == pytest.approx(study.best_value)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
+from best_model import checkpoints, kept, validated
 
 HELPERS = Path(__file__).parents[1] / "helpers"
 
@@ -53,3 +55,15 @@ def test_ddp_one_trial_per_run_same_params_on_every_rank_and_pruning(tmp_path, s
     }
     assert len(runs[0]) == 3 and runs[0] == runs[1]
     assert [run["lr"] for run in runs[0]] == [t.user_attrs["stacey_config"]["lr"] for t in study.trials]
+    # The study ends with the best trial's model (tuner/best_checkpoint.py), saved by every rank.
+    best = tmp_path / "best.ckpt"
+    assert checkpoints(tmp_path) == [best] and kept(tmp_path)["trial"] == study.best_trial.number
+    if strategy == "fsdp2":
+        # A distributed checkpoint: a folder of shards, made one file by Lightning's consolidation.
+        from lightning.fabric.utilities.load import _load_distributed_checkpoint
+
+        assert best.is_dir() and (best / "meta.pt").is_file()
+        torch.save(_load_distributed_checkpoint(best), tmp_path / "consolidated.ckpt")
+        best = tmp_path / "consolidated.ckpt"
+    # Each rank validated 2 batches of every other sample: together the first 4 batches.
+    assert validated(best, 4) == pytest.approx(study.best_value)
