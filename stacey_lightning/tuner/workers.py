@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from stacey_lightning.tasks import resolve_task
 from stacey_lightning.tuner import best_checkpoint, confirm, outputs
-from stacey_lightning.tuner.attributes import FAIL_REASON, HOSTNAME, PID, SURPLUS
+from stacey_lightning.tuner.attributes import ANCHOR, FAIL_REASON, HOSTNAME, PID, SURPLUS
 from stacey_lightning.tuner.budget import budget_is_spent, over_budget
 from stacey_lightning.tuner.ddp import RankZero
 from stacey_lightning.tuner.outage import StorageUnavailable, gave_up, ride_out
@@ -36,6 +36,7 @@ _STORAGE_GAVE_UP = 75
 # How often a worker whose search is over looks again for the last search trials to end: the candidates
 # whose confirmation runs it enqueues are known then (confirm.py).
 CONFIRM_POLL_S = 2.0
+_HELD_ELSEWHERE = "not started: another worker holds"  # a duplicate two workers enqueued: never queued again
 
 
 class TooManyFailures(RuntimeError):
@@ -117,7 +118,10 @@ class Worker:
             frozen = self.study.get_trials(deepcopy=False)[trial.number]
             # A search trial's enqueued parameters (an anchor, a retry) wait for the next place while the search
             # has places; a surplus confirmation run is not queued again: missing_run enqueues it while wanted.
-            if frozen.system_attrs.get("fixed_params") and not (search_over or confirm.is_confirmation(frozen)):
+            duplicate = reason.startswith(_HELD_ELSEWHERE)
+            if frozen.system_attrs.get("fixed_params") and not (
+                search_over or duplicate or confirm.is_confirmation(frozen)
+            ):
                 requeue(self.study, frozen)
 
     def _may_wait(self, searching: list) -> bool:
@@ -139,14 +143,29 @@ class Worker:
         trials = self.study.get_trials(deepcopy=False)
         if confirm.is_confirmation(trials[number]):
             if confirm.is_duplicate(trials, trials[number]):
-                return "not started: another worker holds this confirmation run"
+                return f"{_HELD_ELSEWHERE} this confirmation run"
         else:
+            if _is_duplicate_anchor(trials, trials[number]):
+                return f"{_HELD_ELSEWHERE} this anchor point"
             spec, trials = search, confirm.search_trials(trials)
         if is_surplus(trials, number, spec.n_trials):
             return f"not started: the study already had {spec.n_trials} trials"
         if over_budget(trials, number, spec.budget, spec.max_epochs):
             return f"not started: the study's budget of {spec.budget} epochs is spent"
         return None
+
+
+def _is_duplicate_anchor(trials: list, trial) -> bool:
+    """Whether a lower-numbered trial already runs or ran this anchor point: two hosts that create the study
+    at the same moment can both enqueue the anchors (``skip_if_exists`` sees only what is committed)."""
+    name = trial.user_attrs.get(ANCHOR)
+    return name is not None and any(
+        t.number < trial.number
+        and t.user_attrs.get(ANCHOR) == name
+        and not t.user_attrs.get(SURPLUS)
+        and t.state != TrialState.FAIL
+        for t in trials
+    )
 
 
 def worker_devices(devices: object, worker_index: int, visible: int) -> str | None:
