@@ -91,18 +91,19 @@ def anchors_for(optimizer: str, space: Any) -> list[Anchor]:
     return stacey_anchors() if optimizer == STACEY else baseline_anchors(space)
 
 
-def config_anchor(config: Any, name: str = "start config") -> Anchor:
+def config_anchor(config: Any, name: str = "start config", gradient_scale: float | None = None) -> Anchor:
     """An anchor at a whole Stacey config (a mapping, a StaceyConfig or a YAML path such as ``stacey-find``'s
     or a study's ``best.yaml``), to train before the others: ``tune(start_from=...)``. Its lr is written as
-    the coordinate step that gives that lr at the gradient scale a study assumes before its first trial
-    has measured one: the study's first trial trains it at exactly its lr."""
+    the coordinate step that gives that lr at ``gradient_scale``: for a new study, the scale it assumes
+    before its first trial has measured one (its first trial trains it at exactly its lr); for a study that
+    exists, the scale it has measured (its next trial does)."""
     from stacey_lightning.lightning.config import StaceyConfig
     from stacey_lightning.tuner.search_space import DEFAULT_GRADIENT_SCALE, coordinate_scale
 
     resolved = StaceyConfig.from_source(config)
     lr, (beta1, beta2) = resolved.lr, resolved.betas
     values: dict[str, Any] = {
-        "p": resolved.p, "lr": lr, "step": lr * coordinate_scale(DEFAULT_GRADIENT_SCALE, resolved.p),
+        "p": resolved.p, "lr": lr, "step": lr * coordinate_scale(gradient_scale or DEFAULT_GRADIENT_SCALE, resolved.p),
         "alpha": resolved.alpha, "alpha_per_lr": resolved.alpha / lr if lr > 0 else 0.0, "tau": resolved.tau,
         "tau_horizon": resolved.tau_horizon, "weight_decay": resolved.weight_decay,
         "weight_decay_times_lr": resolved.weight_decay * lr, "beta1": beta1, "beta2": beta2,
@@ -126,3 +127,17 @@ def enqueue_anchors(study: optuna.Study, anchors: list[Anchor], space: Any, n_tr
         study.enqueue_trial(space.params_for(anchor.values), user_attrs={ANCHOR: anchor.name}, skip_if_exists=True)
     study.set_user_attr(ANCHORS_ENQUEUED, done + len(wanted))
     return len(wanted)
+
+
+def add_start_point(study: optuna.Study, anchor: Anchor, space: Any) -> int | None:
+    """Enqueue ``anchor`` (a ``start_from`` config) in a study that already has trials, unless one of them has
+    its parameters; returns the number of the trial that holds it, or None if it was added. Each start point
+    added this way has a name of its own ("start_from 2", ...): workers fail a later copy of an anchor
+    they have seen by name, and this one is no copy of the study's first start point."""
+    params, trials = space.params_for(anchor.values), study.get_trials(deepcopy=False)
+    for trial in trials:
+        if (trial.system_attrs.get("fixed_params") or trial.params) == params:  # a waiting trial's own
+            return trial.number
+    named = sum(1 for t in trials if str(t.user_attrs.get(ANCHOR, "")).startswith(anchor.name))
+    study.enqueue_trial(params, user_attrs={ANCHOR: f"{anchor.name} {named + 1}"}, skip_if_exists=True)
+    return None

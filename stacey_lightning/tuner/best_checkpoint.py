@@ -41,7 +41,7 @@ from stacey_lightning.tuner.confirm import Winner
 from stacey_lightning.tuner.pruning import StaceyPruning
 from stacey_lightning.tuner.spec import StudySpec
 
-__all__ = ["BEST", "FinalCheckpoint", "trial_checkpoint", "settle", "kept_trial"]
+__all__ = ["BEST", "FinalCheckpoint", "trial_checkpoint", "settle", "kept_trial", "kept_study"]
 
 BEST = "best.ckpt"  # in the output folder; a folder itself under FSDP2 (a distributed checkpoint)
 CHECKPOINTS = "checkpoints"
@@ -116,11 +116,21 @@ def settle(study: optuna.Study, spec: StudySpec) -> Winner | None:
 
 def kept_trial(output_dir: Path, study_name: str) -> int | None:
     """The number of the trial of ``study_name`` whose model ``<output_dir>/best.ckpt`` holds, or None."""
+    record = _record(output_dir)
+    return record["trial"] if record is not None and record.get("study") == study_name else None
+
+
+def kept_study(output_dir: Path) -> str | None:
+    """The name of the study whose model ``<output_dir>/best.ckpt`` holds, or None."""
+    record = _record(output_dir)
+    return None if record is None else record.get("study")
+
+
+def _record(output_dir: Path) -> dict[str, Any] | None:
     record_path = Path(output_dir) / CHECKPOINTS / _RECORD
     if not (Path(output_dir) / BEST).exists() or not record_path.is_file():
         return None
-    record = json.loads(record_path.read_text())
-    return record["trial"] if record.get("study") == study_name else None
+    return json.loads(record_path.read_text())
 
 
 @contextlib.contextmanager

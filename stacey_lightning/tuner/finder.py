@@ -614,6 +614,8 @@ class _Recorder(Callback):
         self.scales: list[tuple[int, float]] = []  # (step index, c99)
         self.length = 0
         self.lr_of_step: Any = None
+        self.lr = 0.0  # of the step the batches in flight belong to
+        self.pending: list[float] = []  # losses of those batches
         self.base: list[float] = []
         self.running: float | None = None
         self.first = math.inf
@@ -632,15 +634,21 @@ class _Recorder(Callback):
 
     @override
     def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_index: int) -> None:
-        lr = self.lr_of_step(len(self.lrs))
+        # Steps are optimizer steps: under gradient accumulation, every batch of one step gets its lr.
+        lr = self.lr_of_step(trainer.global_step)
         reference = self.base[0] or 1.0
         for group, base in zip(trainer.optimizers[0].param_groups, self.base):
             group["lr"] = base / reference * lr  # a kind's lr_scale is kept
-        self.lrs.append(lr)
+        self.lr = lr
 
     @override
     def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_index: int) -> None:
-        loss = float(outputs["loss"] if isinstance(outputs, Mapping) else outputs)
+        self.pending.append(float(outputs["loss"] if isinstance(outputs, Mapping) else outputs))
+        if trainer.global_step == len(self.losses):  # a batch accumulated towards the next step
+            return
+        loss = sum(self.pending) / len(self.pending)  # the step's loss: the mean over its batches
+        self.pending.clear()
+        self.lrs.append(self.lr)
         self.losses.append(loss)
         step = len(self.losses)
         every = self.measure_every and (step == 1 or step % max(1, self.length // 20) == 0)

@@ -7,9 +7,11 @@ by ``set_stacey_config``) and, under ``task``, the parameters the task's own ``m
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import logging
 import math
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +30,10 @@ from stacey_lightning.tuner.spec import StudySpec
 from stacey_lightning.tuner.storage import finished
 from stacey_lightning.tuner.trial import Outcome, flat_config, trial_options
 
-__all__ = ["progress_line", "spent_text", "write_best", "summary_table", "quiet_libraries"]
+__all__ = ["progress_line", "spent_text", "write_best", "check_folder_owner", "summary_table", "quiet_libraries"]
+
+# best.yaml's first line names the study whose best trial it holds (write_best).
+_BEST_HEADER = re.compile(r"# best trial #\d+ of study ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"): ")
 
 _ALWAYS = ("p", "lr", "alpha")  # Stacey's columns even where a space fixes them
 
@@ -78,6 +83,27 @@ def progress_line(study: optuna.Study, number: int, outcome: Outcome, settings: 
         best, p = chosen.trial, trial_options(chosen.trial).get("p")
         line += f", best so far {chosen.text()} (#{best.number}" + ("" if p is None else f", p = {_number(p)}") + ")"
     return line
+
+
+def check_folder_owner(output_dir: Path, study_name: str) -> None:
+    """Refuse to start study ``study_name`` in a folder whose ``best.yaml`` or ``best.ckpt`` another study
+    wrote: the new study's best would replace them, and with them the other study's model.
+
+    Raises:
+        ValueError: one line naming the folder, the study it holds and what to do.
+    """
+    owners = {best_checkpoint.kept_study(output_dir)}
+    best = Path(output_dir) / "best.yaml"
+    if best.is_file():
+        with best.open() as handle:
+            match = _BEST_HEADER.match(handle.readline())
+        owners.add(ast.literal_eval(match.group(1)) if match else None)
+    others = sorted(name for name in owners - {None, study_name})
+    if others:
+        raise ValueError(
+            f"output_dir: {output_dir} holds the best.yaml and best.ckpt of study {others[0]!r}; give study "
+            f"{study_name!r} a folder of its own (--output), or resume that study (--study-name {others[0]})"
+        )
 
 
 def write_best(study: optuna.Study, output_dir: Path, monitor: str) -> Path | None:

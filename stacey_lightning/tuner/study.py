@@ -15,13 +15,15 @@ from optuna.trial import TrialState
 from stacey_lightning.baselines import STACEY
 from stacey_lightning.tasks import resolve_task
 from stacey_lightning.tuner import best_checkpoint, ddp, outputs
-from stacey_lightning.tuner.anchors import anchors_for, config_anchor, enqueue_anchors
+from stacey_lightning.tuner.anchors import Anchor, add_start_point, anchors_for, config_anchor, enqueue_anchors
 from stacey_lightning.tuner.attributes import FAIL_REASON, SURPLUS
 from stacey_lightning.tuner.baseline_space import BaselineSpace
-from stacey_lightning.tuner.confirm import search_spec, winner
+from stacey_lightning.tuner.budget import over_budget
+from stacey_lightning.tuner.calibration import study_gradient_scale
+from stacey_lightning.tuner.confirm import search_spec, search_trials, winner
 from stacey_lightning.tuner.search_space import SearchSpace
 from stacey_lightning.tuner.spec import DEFAULT_STORAGE_OUTAGE_S, StudySpec, study_spec
-from stacey_lightning.tuner.storage import describe, finished, open_storage, open_study
+from stacey_lightning.tuner.storage import describe, finished, is_surplus, open_storage, open_study
 from stacey_lightning.tuner.trial import train_as_follower, trial_options
 from stacey_lightning.tuner.workers import TooManyFailures, Worker, run_worker_processes
 
@@ -159,13 +161,9 @@ def run_study(spec: StudySpec) -> optuna.Study:
                 call,
                 lambda frozen: train_as_follower(spec, make, frozen),
             )
+        outputs.check_folder_owner(spec.output_dir, spec.study_name)
         study = open_study(spec, worker_index=0)
-        if spec.anchors or spec.start_from is not None:
-            # No more anchors than the search has places: confirmation runs repeat its best (confirm.py).
-            search = search_spec(spec)
-            start = [config_anchor(spec.start_from, "start_from")] if spec.start_from is not None else []
-            anchors = start + (anchors_for(spec.optimizer, spec.space) if spec.anchors else [])
-            enqueue_anchors(study, anchors, spec.space, search.planned_trials)
+        _enqueue_first_points(study, spec)
         print(
             f"[stacey-tune] study {spec.study_name!r} ({spec.optimizer}) in {describe(spec.storage)}: "
             f"{outputs.spent_text(study.get_trials(deepcopy=False), spec)}, "
@@ -187,6 +185,31 @@ def run_study(spec: StudySpec) -> optuna.Study:
         raise KeyboardInterrupt  # after the outputs are written: the caller (stacey-tune: status 130) stops too
     _check_some_trial_succeeded(study)
     return study
+
+
+def _enqueue_first_points(study: optuna.Study, spec: StudySpec) -> None:
+    """A new study's start point and anchors, in that order. A start point given to a study that exists joins
+    it ahead of the anchors still to come, and says so: it trains at the search's next place, if one is left."""
+    start = [config_anchor(spec.start_from, "start_from")] if spec.start_from is not None else []
+    if start and study.get_trials(deepcopy=False):
+        _add_start_point(study, config_anchor(spec.start_from, "start_from", study_gradient_scale(study)), spec)
+    if spec.anchors or start:
+        # No more anchors than the search has places: confirmation runs repeat its best (confirm.py).
+        anchors = start + (anchors_for(spec.optimizer, spec.space) if spec.anchors else [])
+        enqueue_anchors(study, anchors, spec.space, search_spec(spec).planned_trials)
+
+
+def _add_start_point(study: optuna.Study, start: Anchor, spec: StudySpec) -> None:
+    held_by = add_start_point(study, start, spec.space)
+    if held_by is not None:
+        print(f"[stacey-tune] start_from: study {spec.study_name!r} already has this config (trial {held_by})")
+        return
+    search, trials = search_spec(spec), study.get_trials(deepcopy=False)
+    searched, number = search_trials(trials), trials[-1].number
+    full = is_surplus(searched, number, search.n_trials)
+    full = full or over_budget(searched, number, search.budget, spec.max_epochs)
+    where = "but its search is full: raise --n-trials or --budget to train it" if full else "to train next"
+    print(f"[stacey-tune] start_from: its config joins study {spec.study_name!r}, {where}", flush=True)
 
 
 def _write_best_cli(study: optuna.Study, spec: StudySpec) -> None:

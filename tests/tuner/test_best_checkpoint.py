@@ -179,6 +179,20 @@ def test_resumed_study_keeps_its_best_until_a_better_trial_and_cleans_a_killed_o
     assert kept(tmp_path)["trial"] == 4 and (tmp_path / "best.ckpt").read_bytes() != kept_bytes
 
 
+def test_a_second_study_in_the_folder_is_refused_before_it_replaces_the_first_ones_model(tmp_path):
+    _tune_scored(tmp_path, 2)
+    kept_bytes, best_yaml = (tmp_path / "best.ckpt").read_bytes(), (tmp_path / "best.yaml").read_text()
+    with pytest.raises(ValueError, match="holds the best.yaml and best.ckpt of study 'scored'; give study 'other'"):
+        tune(make_scored, n_trials=1, output_dir=tmp_path, study_name="other", monitor="score",
+             direction="maximize", **{**FAST, "max_epochs": 1})  # fmt: skip
+    assert "other" not in optuna.get_all_study_names(f"sqlite:///{tmp_path}/optuna.db")
+    assert (tmp_path / "best.ckpt").read_bytes() == kept_bytes and (tmp_path / "best.yaml").read_text() == best_yaml
+    (tmp_path / "best.ckpt").unlink()  # best.yaml alone names its study too
+    with pytest.raises(ValueError, match="of study 'scored'"):
+        tune(make_scored, n_trials=1, output_dir=tmp_path, study_name="other", monitor="score", **FAST)
+    assert len(_tune_scored(tmp_path, 2).trials) == 2  # its own study opens there
+
+
 @pytest.mark.slow
 def test_two_workers_keep_the_best_trials_model(tmp_path):
     rendezvous = tmp_path / "rendezvous"

@@ -61,6 +61,19 @@ def test_find_geometry_keeps_its_budget_and_leaves_the_model_as_it_was(tmp_path)
     assert "| p | steps | cliff lr |" in result.table()
 
 
+def test_the_finders_steps_are_optimizer_steps_under_gradient_accumulation(tmp_path):
+    module, data = run.build(make_digits, seed=0, options={"hidden": 16, "foreach": True})
+    result = find_geometry(
+        module, data, max_epochs=3, p_candidates=(math.inf,), monitor="val_acc", direction="maximize",
+        trainer_kwargs={**TINY, "limit_train_batches": 8, "accumulate_grad_batches": 2},
+    )  # fmt: skip
+    assert result.steps_per_epoch == 4 and result.budget == math.floor(RUNS * 3 * 4)
+    # Planned in optimizer steps, run in optimizer steps: 2 batches each (counting batches spent half).
+    assert result.budget - 2 <= result.steps_used <= result.budget
+    (test,) = result.range_tests
+    assert len(test.lrs) == len(set(test.lrs))  # one lr per optimizer step, not one per batch
+
+
 def test_stacey_find_writes_a_best_yaml_that_the_config_and_compare_read(tmp_path, capsys):
     output = tmp_path / "found"
     status = find_main(
@@ -161,3 +174,22 @@ def test_the_finder_benchmark_runs_end_to_end(tmp_path, monkeypatch):
     text = output.read_text()
     assert "| task | pick | optimizer steps used / budget" in text and "| digits (val_acc) |" in text
     assert "Command: `python benchmarks/finder.py --smoke" in text and (tmp_path / "finder_digits.png").is_file()
+
+
+def test_a_start_point_given_to_a_study_that_exists_joins_it(tmp_path, capsys):
+    from stacey_lightning import tune
+
+    options = {"task_options": {"hidden": 16, "foreach": True}, "trainer_kwargs": TINY, "confirm": False}
+    first = {**StaceyConfig(p=6.0, lr=0.0123, alpha=0.0, tau_horizon=1.0).to_dict()}
+    second = {**StaceyConfig(p=3.0, lr=0.0456, alpha=0.0, tau_horizon=1.0).to_dict()}
+    tune("digits", n_trials=1, max_epochs=1, output_dir=tmp_path, start_from=first, **options)
+    capsys.readouterr()
+    study = tune("digits", n_trials=2, max_epochs=1, output_dir=tmp_path, start_from=second, **options)
+    assert "start_from: its config joins study" in capsys.readouterr().out
+    added = study.trials[1]
+    assert added.user_attrs["anchor"] == "start_from 2" and added.state.name == "COMPLETE"
+    assert added.user_attrs["stacey_config"]["lr"] == pytest.approx(0.0456)
+    tune("digits", n_trials=2, max_epochs=1, output_dir=tmp_path, start_from=second, **options)
+    assert "already has this config (trial 1)" in capsys.readouterr().out
+    tune("digits", n_trials=2, max_epochs=1, output_dir=tmp_path, start_from={**second, "lr": 0.07}, **options)
+    assert "its search is full: raise --n-trials or --budget" in capsys.readouterr().out
