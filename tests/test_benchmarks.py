@@ -59,6 +59,18 @@ def test_samplers_smoke(benchmark, tmp_path):
         assert row in text
 
 
+def test_fidelity_ranks_a_made_up_study(benchmark, tmp_path):
+    fidelity = benchmark("fidelity")
+    output = tmp_path / "fidelity.md"
+    fidelity.main(["--smoke", "--output", str(output)])
+    # Trials 0..5 end at 0..5; after epoch 1 the odd ones are ahead of where they end: rho 29/35.
+    assert "| made-up | 6 | 4 | +0.83 (epoch 1) | +0.83 (epoch 1) | +0.96 (epoch 2) | +1.00 (epoch 3) |" in (
+        output.read_text()
+    )
+    assert fidelity.ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0]
+    assert fidelity.spearman([1, 2, 3], [3, 2, 1]) == -1.0
+
+
 def test_schedules_smoke(benchmark, tmp_path):
     output, figure = tmp_path / "schedules.md", tmp_path / "schedules.png"
     benchmark("schedules").main(["--smoke", "--output", str(output), "--figure", str(figure)])

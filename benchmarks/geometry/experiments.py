@@ -391,6 +391,19 @@ def exp6_long_seed1() -> list[Run]:
     ]
 
 
+def horizon() -> list[Run]:
+    """The long textlm's data trained for 2 and 4 of its 8 epochs, at the lrs its full runs tried (exp6_long):
+    does a short run's best lr hold for the full run? tau = 1/T of each run's own horizon (tau_horizon 1)."""
+    runs = []
+    for epochs in (2, 4):
+        steps = T_LONG * epochs // 8
+        tau = tau_t(1, steps)
+        ladder = [lp(4, lr, tau=tau, alpha=0.0, tag=f"_tauT1_{epochs}ep") for lr in (0.03, 0.05, 0.08, 0.12)]
+        ladder += [lionlike(lr) for lr in (5e-4, 1e-3, 2e-3, 3e-3)]
+        runs += [replace(long(spec), epochs=epochs, name=f"long{epochs}ep_{spec.name}") for spec in ladder]
+    return runs
+
+
 # The registry -----------------------------------------------------------------------------------------
 
 
@@ -430,6 +443,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "exp6_long_b": Experiment("§6: the long textlm, more lr rungs", exp6_long_b),
     "exp6_long_cos0": Experiment("§5-6: the long textlm with cosine, no warmup", exp6_long_cos0),
     "exp6_long_seed1": Experiment("§6: seed 1 of the long textlm's best three", exp6_long_seed1),
+    "horizon": Experiment("§7: the long textlm's data at 2 and 4 of its 8 epochs: a short run's best lr", horizon),
 }
 
 

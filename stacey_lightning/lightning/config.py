@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import yaml
 
 from stacey_lightning._imports import import_object
+from stacey_lightning._yaml import read_mapping
 from stacey_lightning.optim.optimizer import check_hyperparameters
 
 __all__ = [
@@ -154,14 +154,7 @@ class StaceyConfig:
             return cls._validated(source.to_dict(), "StaceyConfig")
         if isinstance(source, (str, os.PathLike)):
             where = f"file {os.fspath(source)!r}"
-            try:
-                with open(source, encoding="utf-8") as stream:
-                    mapping = yaml.safe_load(stream)
-            except OSError as error:
-                raise ValueError(f"Cannot read the Stacey config {where}: {error}") from error
-            except yaml.YAMLError as error:
-                raise ValueError(f"Stacey config {where} is not valid YAML: {error}") from error
-            mapping = {} if mapping is None else mapping
+            mapping = read_mapping(source, "a Stacey config")
         else:
             where = "config"
             mapping = source
@@ -271,8 +264,7 @@ def tau_for_horizon(horizon: float, total_steps: float) -> float:
 def task_params(source: ConfigSource) -> dict[str, Any]:
     """The ``task`` section of a config mapping or YAML file (the task's own sampled parameters), or {}."""
     if isinstance(source, (str, os.PathLike)):
-        with open(source, encoding="utf-8") as stream:
-            source = yaml.safe_load(stream) or {}
+        source = read_mapping(source, "a Stacey config")
     section = source.get(TASK_SECTION) if isinstance(source, Mapping) else None
     if section is None:
         return {}

@@ -50,6 +50,7 @@ from typing import Any
 import yaml
 
 from stacey_lightning._imports import import_object
+from stacey_lightning._yaml import read_mapping
 
 __all__ = [
     "LightningConfig",
@@ -123,7 +124,7 @@ class LightningConfig:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = os.fspath(path)
-        raw = _read(self.path)
+        raw = read_mapping(self.path, "a LightningCLI config (model, data, trainer, ...)")
         self._parser = _parser()
         self._config = self._parse(raw)
         self.model_class = import_object(self._config.model.class_path, what=f"{self.path}: model.class_path")
@@ -347,19 +348,6 @@ class _Params:
     """Trial parameters as ``model_values`` reads them."""
 
     params: Mapping[str, Any]
-
-
-def _read(path: str) -> Mapping[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as stream:
-            raw = yaml.safe_load(stream)
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read the LightningCLI config ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{path}: expected LightningCLI's config (a mapping with model, trainer, ...), got {raw!r}")
-    return raw
 
 
 def _parser() -> Any:

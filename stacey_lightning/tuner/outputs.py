@@ -59,14 +59,14 @@ def spent_text(trials: list[FrozenTrial], spec: StudySpec) -> str:
     return f"{finished(trials)} trials finished, {epochs_spent(trials)} of {spec.budget} epochs trained"
 
 
-def progress_line(study: optuna.Study, number: int, outcome: Outcome, settings: StudySpec) -> str:
+def progress_line(study: optuna.Study, number: int, outcome: Outcome, spec: StudySpec) -> str:
     """``trial k of N (#n STATE, metric = v | reason), best so far ...``; with a budget,
     ``trial k, E of B epochs (...)``."""
     trials = study.get_trials(deepcopy=False)
-    if settings.budget is None:
-        line = f"[stacey-tune] trial {finished(trials)} of {settings.n_trials}"
+    if spec.budget is None:
+        line = f"[stacey-tune] trial {finished(trials)} of {spec.n_trials}"
     else:
-        line = f"[stacey-tune] trial {finished(trials)}, {epochs_spent(trials)} of {settings.budget} epochs"
+        line = f"[stacey-tune] trial {finished(trials)}, {epochs_spent(trials)} of {spec.budget} epochs"
     line += f" (#{number} {outcome.state.name}"
     anchor = trials[number].user_attrs.get(ANCHOR)
     if anchor:
@@ -74,7 +74,7 @@ def progress_line(study: optuna.Study, number: int, outcome: Outcome, settings: 
     if CONFIRMS in trials[number].user_attrs:
         line += f", confirms #{trials[number].user_attrs[CONFIRMS]} on seed {trials[number].user_attrs[TRIAL_SEED]}"
     if outcome.value is not None and outcome.state == TrialState.COMPLETE:
-        line += f", {settings.monitor} = {outcome.value:.4g}"
+        line += f", {spec.monitor} = {outcome.value:.4g}"
     elif outcome.reason:
         line += f": {outcome.reason}"
     line += ")"

@@ -36,8 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from stacey_lightning._yaml import read_mapping
 from stacey_lightning.lightning.config import HYPERPARAMETERS, KIND_KEYS, KINDS, StaceyConfig
 from stacey_lightning.tuner.distributions import SPECIAL, Distribution, SearchSpaceError, SpaceParser, param_name
 
@@ -72,13 +71,7 @@ def load_yaml(space: str | os.PathLike) -> tuple[Mapping[str, Any], str]:
         raise SearchSpaceError(
             f"Search space {str(space)!r} is neither a preset ({', '.join(PRESETS)}) nor an existing YAML file"
         )
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise SearchSpaceError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(spec, Mapping):
-        raise SearchSpaceError(f"{path}: expected a mapping of hyperparameter to distribution, got {spec!r}")
-    return spec, str(path)
+    return read_mapping(path, "a search space (hyperparameter: distribution)", SearchSpaceError), str(path)
 
 
 class SearchSpace(SpaceParser):

@@ -209,37 +209,37 @@ def _with_installed_postgres_driver(url: URL) -> URL:
     return url
 
 
-def open_study(settings: StudySpec, worker_index: int) -> optuna.Study:
-    """Create the study or load it, with this worker's sampler and the study's pruner.
+def open_study(spec: StudySpec) -> optuna.Study:
+    """Create the study or load it, with the sampler of worker ``spec.worker_index`` and the study's pruner.
 
     Raises:
         ValueError: the study exists with another direction, or tunes another optimizer.
     """
-    storage = open_storage(settings.storage, settings.storage_outage_s)
-    existing = next((s for s in optuna.get_all_study_summaries(storage) if s.study_name == settings.study_name), None)
+    storage = open_storage(spec.storage, spec.storage_outage_s)
+    existing = next((s for s in optuna.get_all_study_summaries(storage) if s.study_name == spec.study_name), None)
     # A fresh seed per worker and per resume, else resumed or parallel runs repeat the same draws.
     offset = existing.n_trials if existing is not None else 0
-    sampler = make_sampler(settings.sampler, settings.seed + 7919 * worker_index + offset, settings.planned_trials)
-    pruner = make_pruner(settings.pruner, settings.max_epochs, settings.planned_trials)
+    sampler = make_sampler(spec.sampler, spec.seed + 7919 * spec.worker_index + offset, spec.planned_trials)
+    pruner = make_pruner(spec.pruner, spec.max_epochs, spec.planned_trials)
     study = optuna.create_study(
         storage=storage,
-        study_name=settings.study_name,
-        direction=settings.direction,
+        study_name=spec.study_name,
+        direction=spec.direction,
         sampler=sampler,
         pruner=pruner,
         load_if_exists=True,
     )
-    if study.direction.name.lower() != settings.direction:
+    if study.direction.name.lower() != spec.direction:
         raise ValueError(
-            f"direction: study {settings.study_name!r} already exists with direction "
-            f"{study.direction.name.lower()}, not {settings.direction}; use another study name"
+            f"direction: study {spec.study_name!r} already exists with direction "
+            f"{study.direction.name.lower()}, not {spec.direction}; use another study name"
         )
     tuned = study.user_attrs.get(STUDY_OPTIMIZER)
     if tuned is None:
-        study.set_user_attr(STUDY_OPTIMIZER, settings.optimizer)
-    elif tuned != settings.optimizer:
+        study.set_user_attr(STUDY_OPTIMIZER, spec.optimizer)
+    elif tuned != spec.optimizer:
         raise ValueError(
-            f"study {settings.study_name!r} already tunes {tuned}, not {settings.optimizer}; use another study name"
+            f"study {spec.study_name!r} already tunes {tuned}, not {spec.optimizer}; use another study name"
         )
     return study
 

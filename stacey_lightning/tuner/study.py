@@ -162,7 +162,7 @@ def run_study(spec: StudySpec) -> optuna.Study:
                 lambda frozen: train_as_follower(spec, make, frozen),
             )
         outputs.check_folder_owner(spec.output_dir, spec.study_name)
-        study = open_study(spec, worker_index=0)
+        study = open_study(spec)
         _enqueue_first_points(study, spec)
         print(
             f"[stacey-tune] study {spec.study_name!r} ({spec.optimizer}) in {describe(spec.storage)}: "
@@ -174,7 +174,6 @@ def run_study(spec: StudySpec) -> optuna.Study:
             interrupted = Worker(spec, call).run()
         else:
             interrupted = run_worker_processes(spec, call)
-        study = open_study(spec, worker_index=0)
         if interrupted:
             print("[stacey-tune] interrupted: every finished trial is kept; run the same command to resume", flush=True)
         best_checkpoint.settle(study, spec)  # what a worker killed or interrupted after its trial's tell left

@@ -71,26 +71,26 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _callbacks(settings: StudySpec, trial: Any, number: int, confirmation: bool) -> list:
+def _callbacks(spec: StudySpec, trial: Any, number: int, confirmation: bool) -> list:
     """Trial ``number``'s callbacks (``trial`` is None on a follower rank): pruning, its final checkpoint for
     ``best_checkpoint.settle``, and the geometry monitor if asked for. A confirmation run (confirm.py) is
     never pruned, and keeps no model: the study's model is the one its candidate trained."""
-    callbacks: list = [StaceyPruning(trial, settings.monitor, prune=not confirmation)]
+    callbacks: list = [StaceyPruning(trial, spec.monitor, prune=not confirmation)]
     if not confirmation:
-        callbacks.append(FinalCheckpoint(trial_checkpoint(settings.output_dir, settings.study_name, number)))
-    if settings.geometry and settings.optimizer == "stacey":
+        callbacks.append(FinalCheckpoint(trial_checkpoint(spec.output_dir, spec.study_name, number)))
+    if spec.geometry and spec.optimizer == "stacey":
         from stacey_lightning.lightning.monitor import StaceyMonitor
 
         callbacks.append(StaceyMonitor(every_n_steps=GEOMETRY_EVERY_N_STEPS))
     return callbacks
 
 
-def _logger(settings: StudySpec, number: int) -> Any:
-    return run.make_logger(str(settings.output_dir / "tensorboard"), settings.study_name, f"trial-{number}")
+def _logger(spec: StudySpec, number: int) -> Any:
+    return run.make_logger(str(spec.output_dir / "tensorboard"), spec.study_name, f"trial-{number}")
 
 
 def run_trial(
-    settings: StudySpec, study: optuna.Study, trial: optuna.Trial, make: Callable, rank_zero: RankZero
+    spec: StudySpec, study: optuna.Study, trial: optuna.Trial, make: Callable, rank_zero: RankZero
 ) -> Outcome:
     """Train ``trial`` and tell ``study`` how it ended. Ctrl-C fails the trial, re-queues its parameters
     and raises KeyboardInterrupt again."""
@@ -100,29 +100,29 @@ def run_trial(
         # heartbeats only inside Study.optimize, which ask-and-tell workers do not use.
         with Heartbeat(study._storage, trial._trial_id):
             confirmation = is_confirmation(trial)
-            seed = trial.user_attrs.get(TRIAL_SEED, settings.seed)
+            seed = trial.user_attrs.get(TRIAL_SEED, spec.seed)
             # A confirmation run's enqueued parameters are recorded by sampling them, but it trains with its
             # candidate's own config, not one resolved again with today's gradient scale.
-            options = settings.space.sample_config(trial, gradient_scale=study_gradient_scale(study))
+            options = spec.space.sample_config(trial, gradient_scale=study_gradient_scale(study))
             if confirmation:
                 options = trial_options(study.get_trials(deepcopy=False)[trial.user_attrs[CONFIRMS]])
-            trial.set_user_attr(options_attribute(settings.optimizer), options)
-            module, datamodule = run.build(make, seed=seed, options=settings.task_options, trial=trial)
-            own = {name: value for name, value in trial.params.items() if name not in settings.space.param_names()}
+            trial.set_user_attr(options_attribute(spec.optimizer), options)
+            module, datamodule = run.build(make, seed=seed, options=spec.task_options, trial=trial)
+            own = {name: value for name, value in trial.params.items() if name not in spec.space.param_names()}
             if own:
                 trial.set_user_attr(TASK_PARAMS, own)
-            run.use_optimizer(module, run.optimizer_choice(settings.optimizer, options))
-            logger = _logger(settings, trial.number)
+            run.use_optimizer(module, run.optimizer_choice(spec.optimizer, options))
+            logger = _logger(spec, trial.number)
             trainer = run.make_trainer(
-                max_epochs=settings.max_epochs,
+                max_epochs=spec.max_epochs,
                 logger=logger,
-                callbacks=_callbacks(settings, trial, trial.number, confirmation),
-                trainer_kwargs=settings.trainer_kwargs,
+                callbacks=_callbacks(spec, trial, trial.number, confirmation),
+                trainer_kwargs=spec.trainer_kwargs,
             )
             rank_zero.announce(trial, trainer)
             run.fit(trainer, module, datamodule, seed)
-            value = run.final_metric(trainer, settings.monitor)
-            if settings.optimizer == "stacey" and trainer.optimizers:
+            value = run.final_metric(trainer, spec.monitor)
+            if spec.optimizer == "stacey" and trainer.optimizers:
                 scale = measure(trainer.optimizers[0])  # for later trials' lr (calibration.py)
                 if scale is not None:
                     trial.set_user_attr(GRADIENT_SCALE, scale)
@@ -142,38 +142,38 @@ def run_trial(
         reason = _last_line(error)
         trial.set_user_attr(TRACEBACK, traceback.format_exc())
         _fail(study, trial, reason)
-        _record(logger, settings, trial, TrialState.FAIL, None)
+        _record(logger, spec, trial, TrialState.FAIL, None)
         return Outcome(TrialState.FAIL, reason=reason)
     if stop_reason is not None:
-        _record(logger, settings, trial, TrialState.PRUNED, value)
+        _record(logger, spec, trial, TrialState.PRUNED, value)
         study.tell(trial, state=TrialState.PRUNED)
         return Outcome(TrialState.PRUNED, value, stop_reason)
     if value is None or not math.isfinite(value):
         reason = (
-            f"monitor {settings.monitor!r} was never logged (logged: "
+            f"monitor {spec.monitor!r} was never logged (logged: "
             f"{', '.join(sorted(trainer.callback_metrics)) or 'nothing'}); pass the metric the task logs"
             if value is None
-            else f"final {settings.monitor} is {value}"
+            else f"final {spec.monitor} is {value}"
         )
         _fail(study, trial, reason)
-        _record(logger, settings, trial, TrialState.FAIL, None)
+        _record(logger, spec, trial, TrialState.FAIL, None)
         return Outcome(TrialState.FAIL, reason=reason)
-    _record(logger, settings, trial, TrialState.COMPLETE, value)
+    _record(logger, spec, trial, TrialState.COMPLETE, value)
     study.tell(trial, value)
     return Outcome(TrialState.COMPLETE, value)
 
 
-def train_as_follower(settings: StudySpec, make: Callable, frozen: optuna.trial.FrozenTrial) -> None:
+def train_as_follower(spec: StudySpec, make: Callable, frozen: optuna.trial.FrozenTrial) -> None:
     """On a non-zero rank of a plain-DDP job: join rank 0's run of ``frozen`` with the same parameters."""
     fixed = optuna.trial.FixedTrial(frozen.params, frozen.number)
-    seed = frozen.user_attrs.get(TRIAL_SEED, settings.seed)
-    module, datamodule = run.build(make, seed=seed, options=settings.task_options, trial=fixed)
-    run.use_optimizer(module, run.optimizer_choice(settings.optimizer, trial_options(frozen)))
+    seed = frozen.user_attrs.get(TRIAL_SEED, spec.seed)
+    module, datamodule = run.build(make, seed=seed, options=spec.task_options, trial=fixed)
+    run.use_optimizer(module, run.optimizer_choice(spec.optimizer, trial_options(frozen)))
     trainer = run.make_trainer(
-        max_epochs=settings.max_epochs,
-        logger=_logger(settings, frozen.number),
-        callbacks=_callbacks(settings, None, frozen.number, is_confirmation(frozen)),
-        trainer_kwargs=settings.trainer_kwargs,
+        max_epochs=spec.max_epochs,
+        logger=_logger(spec, frozen.number),
+        callbacks=_callbacks(spec, None, frozen.number, is_confirmation(frozen)),
+        trainer_kwargs=spec.trainer_kwargs,
     )
     run.fit(trainer, module, datamodule, seed)
 
@@ -199,7 +199,7 @@ def _hparam(value: Any) -> Any:
     return value
 
 
-def _record(logger: Any, settings: StudySpec, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
+def _record(logger: Any, spec: StudySpec, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
     """The trial's HParams in its TensorBoard run: every sampled value, the config it resolved to (every
     p, lr, ...), state, final metric."""
     hparams: dict[str, Any] = dict(trial.params)
@@ -208,5 +208,5 @@ def _record(logger: Any, settings: StudySpec, trial: optuna.Trial, state: TrialS
     hparams["state"] = state.name
     metrics = {"pruned": float(state == TrialState.PRUNED)}
     if value is not None:
-        metrics[f"hp/{settings.monitor}"] = value
+        metrics[f"hp/{spec.monitor}"] = value
     run.log_final_hparams(logger, hparams, metrics)

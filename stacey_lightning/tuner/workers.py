@@ -47,30 +47,30 @@ class Worker:
     """Runs trials until the study has n_trials finished or its budget of epochs is spent, the timeout
     passes, or Ctrl-C."""
 
-    def __init__(self, settings: StudySpec, call: int) -> None:
-        self.settings = settings
-        self.make = resolve_task(settings.task).make
-        self.study = open_study(settings, settings.worker_index)
+    def __init__(self, spec: StudySpec, call: int) -> None:
+        self.spec = spec
+        self.make = resolve_task(spec.task).make
+        self.study = open_study(spec)
         self.rank_zero = RankZero(call)
 
     def run(self) -> bool:
         """Returns True if interrupted by Ctrl-C."""
-        settings = self.settings
+        spec = self.spec
         failures = 0
         try:
-            while settings.timeout is None or time.monotonic() - settings.started < settings.timeout:
+            while spec.timeout is None or time.monotonic() - spec.started < spec.timeout:
                 trial = self._next_trial()
                 if trial is None:
                     break
-                outcome = run_trial(settings, self.study, trial, self.make, self.rank_zero)
-                print(outputs.progress_line(self.study, trial.number, outcome, settings), flush=True)
-                kept = best_checkpoint.settle(self.study, settings)
+                outcome = run_trial(spec, self.study, trial, self.make, self.rank_zero)
+                print(outputs.progress_line(self.study, trial.number, outcome, spec), flush=True)
+                kept = best_checkpoint.settle(self.study, spec)
                 if kept is not None:
-                    path = settings.output_dir / best_checkpoint.BEST
-                    line = f"{path}: trial #{kept.trial.number}'s model ({settings.monitor} = {kept.text()})"
+                    path = spec.output_dir / best_checkpoint.BEST
+                    line = f"{path}: trial #{kept.trial.number}'s model ({spec.monitor} = {kept.text()})"
                     print(f"[stacey-tune] {line}", flush=True)
                 failures = failures + 1 if outcome.state == TrialState.FAIL else 0
-                if failures >= settings.max_consecutive_failures:
+                if failures >= spec.max_consecutive_failures:
                     raise TooManyFailures(
                         f"stopping: {failures} trials in a row failed; the last one (trial "
                         f"{trial.number}) failed with {outcome.reason}"
@@ -84,7 +84,7 @@ class Worker:
     def _next_trial(self):
         """The next trial to train, or None when the study is full. A trial that a racing worker made
         surplus is failed before training (its enqueued parameters, if any, are queued again)."""
-        spec = self.settings
+        spec = self.spec
         search = confirm.search_spec(spec)  # the search's share of the trials and the budget
         while True:
             fail_dead_trials(self.study)
@@ -129,7 +129,7 @@ class Worker:
         the timeout, and only where a dead runner is noticed: by its stale heartbeat (RDB storages), or
         on this host, where a dead worker's trial is failed at once. Else the workers that run them
         confirm the candidates when they end."""
-        spec = self.settings
+        spec = self.spec
         if spec.timeout is not None and time.monotonic() - spec.started >= spec.timeout:
             return False
         if getattr(self.study._storage, "get_heartbeat_interval", lambda: None)():  # no public accessor
@@ -177,33 +177,33 @@ def worker_devices(devices: object, worker_index: int, visible: int) -> str | No
     return ",".join(str(i) for i in range(first, first + devices))
 
 
-def _worker_process(settings: StudySpec, call: int) -> None:
+def _worker_process(spec: StudySpec, call: int) -> None:
     if "CUDA_VISIBLE_DEVICES" not in os.environ:
         import torch
 
         visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        assigned = worker_devices(settings.trainer_kwargs.get("devices", 1), settings.worker_index, visible)
+        assigned = worker_devices(spec.trainer_kwargs.get("devices", 1), spec.worker_index, visible)
         if assigned is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = assigned
     with outputs.quiet_libraries():
         try:
             # The parent opened the storage: if it cannot be reached now, that is an outage, not a wrong URL.
-            worker = ride_out(lambda: Worker(settings, call), describe(settings.storage), settings.storage_outage_s)
+            worker = ride_out(lambda: Worker(spec, call), describe(spec.storage), spec.storage_outage_s)
             worker.run()
         except StorageUnavailable:
             sys.exit(_STORAGE_GAVE_UP)
 
 
-def run_worker_processes(settings: StudySpec, call: int) -> bool:
-    """Run ``settings.workers`` worker processes to the end; returns True if interrupted by Ctrl-C."""
+def run_worker_processes(spec: StudySpec, call: int) -> bool:
+    """Run ``spec.workers`` worker processes to the end; returns True if interrupted by Ctrl-C."""
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(
             target=_worker_process,
-            args=(replace(settings, worker_index=index), call),
+            args=(replace(spec, worker_index=index), call),
             name=f"stacey-tune-worker-{index}",
         )
-        for index in range(settings.workers)
+        for index in range(spec.workers)
     ]
     for process in processes:
         process.start()
@@ -223,11 +223,11 @@ def run_worker_processes(settings: StudySpec, call: int) -> bool:
     # A worker that gave up on the storage is no error of its own; and if another worker ended normally,
     # it saw the study through, so the storage came back.
     if all(p.exitcode == _STORAGE_GAVE_UP for p in processes):
-        raise gave_up(describe(settings.storage), settings.storage_outage_s)
+        raise gave_up(describe(spec.storage), spec.storage_outage_s)
     failed = [p for p in processes if p.exitcode not in (0, None, _STORAGE_GAVE_UP)]
     if failed:
         raise TooManyFailures(
-            f"{len(failed)} of {settings.workers} workers stopped with an error "
+            f"{len(failed)} of {spec.workers} workers stopped with an error "
             f"(exit codes {[p.exitcode for p in failed]}); see their messages above"
         )
     return interrupted
