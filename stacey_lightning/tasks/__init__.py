@@ -63,7 +63,10 @@ def resolve_task(task: str | Callable) -> Task:
     if is_lightning_config(task):
         config = load_lightning_config(os.fspath(task))
         trainer, epochs = config.trainer_kwargs, config.max_epochs
-        return Task(config.name, config.make, config.monitor, config.direction, "default", trainer, epochs, config)
+        return Task(
+            config.name, config.make, config.monitor, config.direction, "default",
+            trainer_kwargs=trainer, max_epochs=epochs, lightning_config=config,
+        )  # fmt: skip
     if callable(task):
         return Task(getattr(task, "__name__", "task"), task, "val_loss", "minimize", "default")
     if task in _BUILTIN:

@@ -38,12 +38,12 @@ def test_lion_like_and_sgd_like_anchors_are_those_optimizers_in_the_space():
 def test_anchors_run_first_once_per_study_and_not_again_on_resume(tmp_path, capsys):
     study = tune("digits", space=SPACE, n_trials=2, output_dir=tmp_path, task_options=TINY, **FAST)
     anchors = [t.user_attrs.get("anchor") for t in study.trials]
-    assert anchors == ["lion-like step 0.0003", "lion-like step 0.001"]  # as many as the budget reaches
+    assert anchors == ["lion-like step 0.001", "centre step 0.001"]  # as many as the budget reaches: each geometry
     assert study.user_attrs["anchors_enqueued"] == 2 and all(t.state.is_finished() for t in study.trials)
     out = capsys.readouterr().out
-    assert "(#0 COMPLETE, anchor lion-like step 0.0003" in out and "| trial | anchor | p |" in out
+    assert "(#0 COMPLETE, anchor lion-like step 0.001" in out and "| trial | anchor | p |" in out
     study = tune("digits", space=SPACE, n_trials=3, output_dir=tmp_path, task_options=TINY, **FAST)
-    assert [t.user_attrs.get("anchor") for t in study.trials] == [*anchors, "lion-like step 0.003"]  # the next one
+    assert [t.user_attrs.get("anchor") for t in study.trials] == [*anchors, "sgd-like step 0.0003"]  # the next one
     assert study.trials[2].state.is_finished() and study.user_attrs["anchors_enqueued"] == 3
     study = tune("digits", space=SPACE, n_trials=3, output_dir=tmp_path, task_options=TINY, **FAST)
     assert len(study.trials) == 3  # a resume with nothing left to do enqueues nothing
