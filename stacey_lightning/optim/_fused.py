@@ -9,6 +9,9 @@ one call, with their z and m kept in one flat buffer. On CUDA, launching one ker
 Python costs more than the update itself, so the whole list is compiled at once (static shapes: one
 compile per parameter group and model) and inductor's combo kernels update many tensors per launch.
 
+On the CPU the general power (a p other than 2, 3 and inf) in float32 runs a C kernel instead
+(_cpu_power.py): written in Python, inductor could not vectorise the cheap log it needs.
+
 Parameters sharded by FSDP2 are DTensors; the update is elementwise, so each process updates the
 shard it holds (``to_local``), with no communication.
 """
@@ -24,6 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from stacey_lightning.optim import _cpu_power
 from stacey_lightning.optim._functional import (
     _multi_tensor_stacey,
     direction,
@@ -228,7 +232,8 @@ def fused_stacey(
             if xs[0].device.type == "cuda":
                 RUNTIME.list_kernel(variant, kind)(xs, gs, zs_, ms_, *scalar_tensors)
             else:
-                _fused_on_cpu(RUNTIME.kernel(variant, kind), xs, gs, zs_, ms_, scalar_tensors, pending, own_state)
+                update = _cpu_update(variant, kind, eps, xs[0].dtype, scalars, scalar_tensors)
+                _fused_on_cpu(update, xs, gs, zs_, ms_, pending, own_state)
         except (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.FailOnRecompileLimitHit) as error:
             # Compiling is impossible here (no C++ compiler, unsupported platform), or, on CUDA,
             # this process has compiled too many parameter lists (one per group and model). Both
@@ -248,7 +253,25 @@ def fused_stacey(
             )
 
 
-def _fused_on_cpu(kernel, xs, gs, zs, ms, scalars, pending: list[int], own_state: bool) -> None:
+def _cpu_update(
+    variant: str,
+    kind: str,
+    eps: float,
+    dtype: torch.dtype,
+    scalars: tuple[float, ...],
+    scalar_tensors: tuple[Tensor, ...],
+) -> Callable[[Tensor, Tensor, Tensor, Tensor], None]:
+    """This step's CPU kernel as ``update(x, g, z, m)`` on flat tensors, its hyperparameters bound: the C
+    kernel for the general power in float32 (_cpu_power.py) where it builds, the compiled one otherwise."""
+    if variant == "p2" and kind == "power" and dtype == torch.float32 and eps >= _cpu_power.FLT_MIN:
+        native = _cpu_power.kernel()
+        if native is not None:
+            return _cpu_power.bind(native, scalars)
+    compiled = RUNTIME.kernel(variant, kind)
+    return lambda x, g, z, m: compiled(x, g, z, m, *scalar_tensors)
+
+
+def _fused_on_cpu(update, xs, gs, zs, ms, pending: list[int], own_state: bool) -> None:
     small = [i for i in pending if xs[i].numel() < SMALL_TENSOR_NUMEL]
     if small:
         lists = [[t[i] for i in small] for t in (xs, gs, zs, ms)]
@@ -256,7 +279,7 @@ def _fused_on_cpu(kernel, xs, gs, zs, ms, scalars, pending: list[int], own_state
         # detached, since one tensor alone is packed as an alias of itself (see the loop below).
         x_flat, g_flat = (torch._C._nn.flatten_dense_tensors(tensors).detach() for tensors in lists[:2])
         (z_flat, z_copied), (m_flat, m_copied) = _packed_state(lists[2], own_state), _packed_state(lists[3], own_state)
-        kernel(x_flat, g_flat, z_flat, m_flat, *scalars)
+        update(x_flat, g_flat, z_flat, m_flat)
         for tensors, packed, copied in (
             (lists[0], x_flat, True),
             (lists[2], z_flat, z_copied),
@@ -274,7 +297,7 @@ def _fused_on_cpu(kernel, xs, gs, zs, ms, scalars, pending: list[int], own_state
         # tensors, so that one compiled graph serves every call; views of a parameter made dynamo
         # recompile for requires_grad and again for guards on the view's base's sizes.
         flat = (t.detach() for t in (x_flat, gs[i].reshape(-1), zs[i].view(-1), ms[i].view(-1)))
-        kernel(*flat, *scalars)
+        update(*flat)
         if x_flat.data_ptr() != x.data_ptr():
             x.copy_(x_flat.view_as(x))
         pending.remove(i)

@@ -1,0 +1,175 @@
+"""The C kernel of the general power (stacey_lightning/optim/cpu_power.c) against the plain path, on the
+values that break fast logs and exps, at every thread count; and what happens where it cannot be built."""
+
+import math
+import subprocess
+import tempfile
+import warnings
+
+import pytest
+import torch
+
+from stacey_lightning import Stacey
+from stacey_lightning.optim import _cpu_power, _fused
+from stacey_lightning.optim._functional import direction, direction_exponent
+from stacey_lightning.optim._fused import coefficients
+
+HYPER = dict(lr=0.03, alpha=0.2, tau=0.1, beta1=0.8, beta2=0.95, weight_decay=0.1, eps=1e-6)
+
+
+def _kernel():
+    kernel = _cpu_power.kernel()
+    assert kernel is not None, f"the C kernel did not build here: {_cpu_power._LIBRARY.failed}"
+    return kernel
+
+
+def _plain(x, g, z, m, p, **hyper):
+    """One p2 step by the plain formulas, in float64: new x, z and m, and for each the sum of its terms'
+    magnitudes, the scale of float32's rounding error."""
+    x, g, z, m = (t.double() for t in (x, g, z, m))
+    c = hyper["beta1"] * m + (1 - hyper["beta1"]) * g
+    z_new = z - hyper["alpha"] * c
+    s = direction(c, "power", direction_exponent(p), hyper["eps"])
+    lr, tau = hyper["lr"], hyper["tau"]
+    z_scale = z.abs() + (hyper["alpha"] * c).abs()
+    decay, step = 1 - lr * hyper["weight_decay"], (1 - tau) * lr * s
+    m_terms = (hyper["beta2"] * m, (1 - hyper["beta2"]) * g)
+    return [
+        (decay * x + tau * (z_new - x) - step, (decay + tau) * x.abs() + tau * z_scale + step.abs()),
+        (z_new, z_scale),
+        (m_terms[0] + m_terms[1], m_terms[0].abs() + m_terms[1].abs()),
+    ]
+
+
+@pytest.mark.parametrize("p", [1.2, 1.5, 2.5, 4.5, 7.0, 40.0])
+def test_c_kernel_matches_the_plain_formulas_over_every_magnitude(p):
+    gen = torch.Generator().manual_seed(0)
+    n = 100_003  # not a whole number of vectors: each thread's slice ends in the loop's remainder
+    # Gradients from 1e-30 up to where |c| ** (1 / (p - 1)) stays a float32, both signs, zeros; momenta of
+    # the same sign, so that c's float32 rounding does not cancel (the power's error is what is measured).
+    top = min(30.0, 30.0 * (p - 1))
+    g = (10.0 ** torch.empty(n, dtype=torch.float64).uniform_(-30, top, generator=gen)).float()
+    g *= torch.randn(n, generator=gen).sign()
+    m = g * torch.rand(n, generator=gen)
+    g[:3], m[:3] = torch.tensor([0.0, 1.2e-38, 1e-45]), 0.0
+    if p > 2:  # the float's largest: the power's base is then near FLT_MAX
+        g[3:5], m[3:5] = torch.tensor([3.0e38, -3.0e38]), 0.0
+    x, z = torch.randn(n, generator=gen), torch.randn(n, generator=gen)
+    expected = _plain(x, g, z, m, p, **HYPER)
+    update = _cpu_power.bind(_kernel(), coefficients(p=p, maximize=False, **HYPER))
+    update(x, g, z, m)
+    for got, (want, scale) in zip((x, z, m), expected):
+        assert torch.isfinite(got).all()
+        error = (got.double() - want).abs()
+        worst = int((error / scale).argmax())
+        assert error[worst] <= 1e-5 * scale[worst], (worst, got[worst].item(), want[worst].item())
+
+
+@pytest.mark.parametrize("p", [1.2, 1.5, 2.5, 4.5, 7.0, 40.0])
+def test_c_kernels_direction_is_within_a_few_float32_roundings_of_the_exact_one(p):
+    """With beta1 = alpha = tau = 0 and x = 0 the update leaves x = -lr * s(g): the power alone."""
+    top = min(30.0, 30.0 * (p - 1))
+    g = (10.0 ** torch.linspace(-30, top, 200_000, dtype=torch.float64)).float()
+    g[1::2] *= -1
+    x, z, m = torch.zeros_like(g), torch.zeros_like(g), torch.zeros_like(g)
+    scalars = coefficients(lr=1.0, p=p, alpha=0.0, tau=0.0, beta1=0.0, beta2=0.0, weight_decay=0.0, eps=1e-6,
+                           maximize=False)  # fmt: skip
+    _cpu_power.bind(_kernel(), scalars)(x, g, z, m)
+    exact = -direction(g.double(), "power", direction_exponent(p), 1e-6)
+    # exp(e * log(b)) rounds e * log(b), up to 70 here, to float32: a relative error up to 8e-6 at the ends of
+    # the range, as the compiled kernel's Sleef exp and log measure on the same bases (about 1.5e-6 near 1).
+    normal = exact.abs() > 1e-30  # p < 2 sends the smallest bases below float32's range
+    assert ((x.double() - exact).abs() / exact.abs())[normal].max() < 1e-5
+
+
+def test_c_kernel_passes_nan_and_inf_through_as_torch_does():
+    g = torch.tensor([math.nan, math.inf, -math.inf, 1.0])
+    for p in (1.5, 4.5):  # inf ** e: inf for e > 0, 0 for e < 0 (then inf * 0 = nan)
+        x, z, m = torch.zeros(4), torch.zeros(4), torch.zeros(4)
+        expected = _plain(x, g, z, m, p, **HYPER)
+        _cpu_power.bind(_kernel(), coefficients(p=p, maximize=False, **HYPER))(x, g, z, m)
+        for got, (want, _) in zip((x, z, m), expected):
+            torch.testing.assert_close(got, want.float(), equal_nan=True)
+
+
+def test_c_kernel_gives_the_same_bits_at_one_and_two_threads():
+    gen = torch.Generator().manual_seed(1)
+    tensors = [torch.randn(70_001, generator=gen) for _ in range(4)]
+    update = _cpu_power.bind(_kernel(), coefficients(p=4.5, maximize=False, **HYPER))
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            copies = [t.clone() for t in tensors]
+            update(*copies)
+            results.append(copies)
+    finally:
+        torch.set_num_threads(threads)
+    for one, two in zip(*results):
+        assert torch.equal(one, two)
+
+
+def test_stacey_steps_float32_at_a_general_p_with_the_c_kernel_and_matches_the_plain_path(monkeypatch):
+    def no_compiled_power(variant, kind):
+        raise AssertionError(f"the compiled kernel was asked for ({variant}, {kind}): the C kernel should run")
+
+    monkeypatch.setattr(_fused.RUNTIME, "kernel", no_compiled_power)
+    gen = torch.Generator().manual_seed(2)
+    shapes = [(8, 5), (8,), (300, 250), (70_000,)]  # packed small tensors, and tensors of their own
+    start = [torch.randn(*shape, generator=gen) for shape in shapes]
+    fast = [torch.nn.Parameter(t.clone()) for t in start]
+    plain = [torch.nn.Parameter(t.clone()) for t in start]
+    hyper = dict(lr=0.03, alpha=0.2, tau=0.1, betas=(0.8, 0.95), weight_decay=0.1, eps=1e-6, p=4.5)
+    fast_optimizer, plain_optimizer = Stacey(fast, fused=True, **hyper), Stacey(plain, foreach=False, **hyper)
+    for _ in range(5):
+        for a, b in zip(fast, plain):
+            a.grad = torch.randn(a.shape, generator=gen)
+            b.grad = a.grad.clone()
+        fast_optimizer.step()
+        plain_optimizer.step()
+    for a, b in zip(fast, plain):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        for key in ("z", "m"):
+            torch.testing.assert_close(
+                fast_optimizer.state[a][key], plain_optimizer.state[b][key], rtol=1e-5, atol=1e-6
+            )
+
+
+def test_the_library_is_built_once_and_loaded_by_later_processes(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    built = _cpu_power._build()
+    assert built.parent.parent == tmp_path and built.suffix == ".so"
+    assert [path.name for path in built.parent.iterdir()] == [built.name]  # no source or partial build left
+
+    def no_compiler(*args, **kwargs):
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(subprocess, "run", no_compiler)
+    assert _cpu_power._build() == built
+    assert _cpu_power._load(built) is not None
+
+
+def test_without_a_c_compiler_a_warning_says_so_once_and_the_compiled_kernel_runs(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(_cpu_power, "_LIBRARY", _cpu_power._Library())
+    monkeypatch.setattr(_cpu_power, "_COMPILERS", ())
+    monkeypatch.delenv("CC", raising=False)
+    asked = []
+    monkeypatch.setattr(_fused.RUNTIME, "kernel", lambda variant, kind: asked.append((variant, kind)))
+    scalars = coefficients(p=4.5, maximize=False, **HYPER)
+    with pytest.warns(RuntimeWarning, match="could not build its C kernel for the general power .no C compiler"):
+        _fused._cpu_update("p2", "power", HYPER["eps"], torch.float32, scalars, ())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        _fused._cpu_update("p2", "power", HYPER["eps"], torch.float32, scalars, ())
+    assert asked == [("p2", "power")] * 2
+
+
+def test_the_c_kernel_refuses_what_it_cannot_read():
+    update = _cpu_power.bind(_kernel(), coefficients(p=4.5, maximize=False, **HYPER))
+    x = torch.zeros(4, 4).t()
+    with pytest.raises(ValueError, match="contiguous float32"):
+        update(x, torch.zeros(16), torch.zeros(16), torch.zeros(16))
+    with pytest.raises(ValueError, match="one length"):
+        update(torch.zeros(16), torch.zeros(15), torch.zeros(16), torch.zeros(16))
