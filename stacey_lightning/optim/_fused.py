@@ -9,8 +9,8 @@ one call, with their z and m kept in one flat buffer. On CUDA, launching one ker
 Python costs more than the update itself, so the whole list is compiled at once (static shapes: one
 compile per parameter group and model) and inductor's combo kernels update many tensors per launch.
 
-On the CPU the general power (a p other than 2, 3 and inf) in float32 runs a C kernel instead
-(_cpu_power.py): written in Python, inductor could not vectorise the cheap log it needs.
+On the CPU, float32 steps of the "p2" variant run a C kernel instead (_cpu_kernel.py): inductor could
+not vectorise the cheap log that the general power needs, and it spares the CPU user the compile.
 
 Parameters sharded by FSDP2 are DTensors; the update is elementwise, so each process updates the
 shard it holds (``to_local``), with no communication.
@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from stacey_lightning.optim import _cpu_power
+from stacey_lightning.optim import _cpu_kernel
 from stacey_lightning.optim._functional import (
     _multi_tensor_stacey,
     direction,
@@ -262,11 +262,11 @@ def _cpu_update(
     scalar_tensors: tuple[Tensor, ...],
 ) -> Callable[[Tensor, Tensor, Tensor, Tensor], None]:
     """This step's CPU kernel as ``update(x, g, z, m)`` on flat tensors, its hyperparameters bound: the C
-    kernel for the general power in float32 (_cpu_power.py) where it builds, the compiled one otherwise."""
-    if variant == "p2" and kind == "power" and dtype == torch.float32 and eps >= _cpu_power.FLT_MIN:
-        native = _cpu_power.kernel()
+    kernel for the p2 variant in float32 (_cpu_kernel.py) where it builds, the compiled one otherwise."""
+    if variant == "p2" and dtype == torch.float32 and eps >= _cpu_kernel.FLT_MIN:
+        native = _cpu_kernel.kernel()
         if native is not None:
-            return _cpu_power.bind(native, scalars)
+            return _cpu_kernel.bind(native, kind, scalars)
     compiled = RUNTIME.kernel(variant, kind)
     return lambda x, g, z, m: compiled(x, g, z, m, *scalar_tensors)
 

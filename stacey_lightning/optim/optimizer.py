@@ -91,9 +91,9 @@ class Stacey(Optimizer):
         maximize: ascend instead of descend (keyword-only, as are foreach and fused). Default False.
         foreach: use the multi-tensor path; ``False`` forces the plain per-tensor loop.
         fused: use the compiled single-pass path. Default (None): fused wherever torch.compile
-            works, falling back to foreach with one warning where it cannot compile. On the CPU a
-            float32 step at a p other than 2, 3 and inf runs a C kernel built with the machine's C
-            compiler on first use (the compiled kernel where it cannot be built, with one warning).
+            works, falling back to foreach with one warning where it cannot compile. On the CPU the
+            float32 steps of variant "p2" run a C kernel built with the machine's C compiler on first
+            use instead (the compiled kernel where it cannot be built, with one warning).
 
     The defaults were chosen on small tasks (docs/algorithm.md); tune p jointly with lr, alpha and tau.
     """

@@ -23,9 +23,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from stacey_lightning import StaceyMixin, StaceyMonitor
+from stacey_lightning.optim import _cpu_kernel
 
 SAMPLES = 64
 GLOBAL_BATCH = 16
+C_KERNEL_KINDS: list[str] = []  # the direction kinds the C kernel was bound for, step by step
+_bind = _cpu_kernel.bind
+_cpu_kernel.bind = lambda function, kind, scalars: (C_KERNEL_KINDS.append(kind), _bind(function, kind, scalars))[1]
 CONFIG = {"p": 3.0, "lr": 0.02, "tau": 0.05, "weight_decay": 0.01, "kinds": {"matrix": {"p": 4.5}}}
 
 
@@ -107,8 +111,10 @@ def main() -> None:
     if resumed.global_rank == 0:
         from stacey_lightning.optim._fused import RUNTIME
 
-        # Which path stepped: the default must be the compiled one, with no fallback to foreach.
-        fused = {"kernels": len(RUNTIME.kernels), "disabled_reason": RUNTIME.disabled_reason}
+        # Which path stepped: the default must be the fused one (the C kernel in float32 on the CPU, else
+        # the compiled one), with no fallback to foreach.
+        fused = {"kernels": len(RUNTIME.kernels), "c_kernel": sorted(set(C_KERNEL_KINDS)),
+                 "disabled_reason": RUNTIME.disabled_reason}  # fmt: skip
         torch.save({"uninterrupted": whole, "resumed": again, "steps": resumed.global_step, "fused": fused},
                    args.out / "fsdp2.pt")  # fmt: skip
 

@@ -20,7 +20,8 @@ def test_fsdp2_default_path_matches_one_process_and_resumes_exactly(tmp_path):
                             timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     sharded = torch.load(tmp_path / "fsdp2.pt", weights_only=False)
-    assert sharded["fused"]["kernels"] > 0 and sharded["fused"]["disabled_reason"] is None
+    # float32 on the CPU: the C kernel steps both groups, p = 3 (rsqrt) and the matrices' p = 4.5 (power)
+    assert sharded["fused"]["c_kernel"] == ["power", "rsqrt"] and sharded["fused"]["disabled_reason"] is None
     module, single = fit(1, 2, tmp_path / "single")
     reference = full_state(module, single)
     assert sharded["steps"] == single.global_step == 8

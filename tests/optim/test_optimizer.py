@@ -10,7 +10,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from stacey_lightning import Stacey
-from stacey_lightning.optim import _cpu_power
+from stacey_lightning.optim import _cpu_kernel
 from stacey_lightning.optim._fused import RUNTIME
 
 
@@ -230,7 +230,7 @@ def test_fused_falls_back_to_foreach_with_one_warning_when_compiling_is_impossib
 
     monkeypatch.setattr(RUNTIME, "disabled_reason", None)
     monkeypatch.setattr(RUNTIME, "kernel", lambda variant, kind: refuse)
-    monkeypatch.setattr(_cpu_power, "kernel", lambda: None)  # nor the C kernel of the general power (p = 4)
+    monkeypatch.setattr(_cpu_kernel, "kernel", lambda: None)  # nor the C kernel (float32)
     model, reference_model = _model(), _model()
     optimizer = Stacey(model.parameters())  # default: fused
     reference = Stacey(reference_model.parameters(), foreach=False)
@@ -295,7 +295,7 @@ def test_fused_takes_the_foreach_path_with_one_warning_past_the_recompile_limit(
 
     monkeypatch.setattr(RUNTIME, "_recompile_limit_warned", False)
     monkeypatch.setattr(RUNTIME, "kernel", lambda variant, kind: limit_hit)
-    monkeypatch.setattr(_cpu_power, "kernel", lambda: None)
+    monkeypatch.setattr(_cpu_kernel, "kernel", lambda: None)
     model, reference_model = _model(), _model()
     optimizer = Stacey(model.parameters(), fused=True)
     reference = Stacey(reference_model.parameters(), foreach=False)

@@ -1,11 +1,12 @@
-"""The CPU kernel of the general power: Stacey's "p2" update at a p other than 2, 3 and inf, in float32,
-written in C (cpu_power.c) and built on first use with the machine's C compiler.
+"""The CPU kernel in C: Stacey's "p2" update in float32 (every exact form of the direction), written in
+cpu_kernel.c and built on first use with the machine's C compiler.
 
-Why not the torch.compile'd kernel that serves every other case: its power is exp(e * log(b)) with
-Sleef's exp and log, and inductor turns the float bit casts that a cheaper log needs into a scalar loop
-(benchmarks/results/power_kernels_cpu.md), so at p = 4.5 a step cost 1.4x-1.8x SGD's at 2 threads
-against the 1.0x of p = 2, 3 and inf. Written in C, the compiler vectorises the bit fields and the
-polynomials of the whole update (benchmarks/results/step_speed_cpu.md has the figures).
+Why not the torch.compile'd kernel that serves every other case: its general power is exp(e * log(b))
+with Sleef's exp and log, and inductor turns the float bit casts that a cheaper log needs into a scalar
+loop (benchmarks/results/power_kernels_cpu.md), so at p = 4.5 a step cost 1.4x-1.8x SGD's at 2 threads.
+Written in C, the compiler vectorises the bit fields and the polynomials of the whole update; the cheap
+forms (p = 2, 3, inf) cost 5-10% less than compiled; and the first step does not wait 20-50 s for
+torch.compile (benchmarks/results/step_speed_cpu.md has the figures).
 
 The library is built once per source, compiler and vector flags, into a folder of the system's
 temporary directory, under a name that a concurrent build (two workers, two DDP processes) replaces
@@ -32,11 +33,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["kernel", "bind", "FLT_MIN"]
+__all__ = ["kernel", "bind", "KINDS", "FLT_MIN"]
 
 FLT_MIN = 1.1754943508222875e-38  # the smallest normal float32: the kernel's log needs base >= it (eps ensures it)
-_SOURCE = "cpu_power.c"
-_SYMBOL = "stacey_p2_power"
+KINDS = {"identity": 0, "rsqrt": 1, "sign": 2, "power": 3}  # _functional.direction_kind's names, as the C enum
+_SOURCE = "cpu_kernel.c"
+_SYMBOL = "stacey_p2"
 _SCALARS = 10  # _fused.coefficients' first ten; the pp variant's two exponents are not used by "p2"
 # The vector flags for the capability torch detected at import (the same that picks its own kernels).
 _VECTOR_FLAGS = {
@@ -64,8 +66,8 @@ class _Library:
                 except (OSError, subprocess.SubprocessError, RuntimeError) as error:
                     self.failed = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                     warnings.warn(
-                        f"Stacey could not build its C kernel for the general power ({self.failed}); steps at "
-                        "a p other than 2, 3 and inf take the compiled kernel, slower on the CPU",
+                        f"Stacey could not build its C kernel ({self.failed}); its CPU steps in float32 take "
+                        "the compiled kernel, slower at a p other than 2, 3 and inf",
                         RuntimeWarning,
                         stacklevel=6,
                     )
@@ -76,14 +78,17 @@ _LIBRARY = _Library()
 
 
 def kernel() -> Callable[..., None] | None:
-    """The C kernel ``stacey_p2_power``, built and loaded on first use; None where it cannot be."""
+    """The C kernel ``stacey_p2``, built and loaded on first use; None where it cannot be."""
     return _LIBRARY.get()
 
 
-def bind(function: Callable[..., None], scalars: tuple[float, ...]) -> Callable[[Tensor, Tensor, Tensor, Tensor], None]:
-    """``update(x, g, z, m)``: one step of the kernel on four flat float32 CPU tensors of one length, with
-    this step's coefficients (``_fused.coefficients``) bound once, not converted per call."""
-    coefficients = scalars[:_SCALARS]
+def bind(
+    function: Callable[..., None], kind: str, scalars: tuple[float, ...]
+) -> Callable[[Tensor, Tensor, Tensor, Tensor], None]:
+    """``update(x, g, z, m)``: one step of the kernel for direction ``kind`` on four flat float32 CPU tensors
+    of one length, with this step's coefficients (``_fused.coefficients``) bound once, not converted per call."""
+    code = KINDS[kind]
+    coefficients = (ctypes.c_float * _SCALARS)(*scalars[:_SCALARS])
 
     def update(x: Tensor, g: Tensor, z: Tensor, m: Tensor) -> None:
         # The kernel writes through raw pointers: what it is given must be exactly what it expects.
@@ -93,8 +98,9 @@ def bind(function: Callable[..., None], scalars: tuple[float, ...]) -> Callable[
         ):
             raise ValueError("the C kernel takes four contiguous float32 CPU tensors of one length")
         function(
-            x.data_ptr(), g.data_ptr(), z.data_ptr(), m.data_ptr(), x.numel(), *coefficients, torch.get_num_threads()
-        )
+            code, x.data_ptr(), g.data_ptr(), z.data_ptr(), m.data_ptr(), x.numel(), coefficients,
+            torch.get_num_threads(),
+        )  # fmt: skip
 
     return update
 
@@ -113,6 +119,10 @@ def _cache_folder() -> Path:
         user = os.environ.get("USERNAME", "user")
     folder = Path(tempfile.gettempdir()) / f"stacey_lightning_{user}"
     folder.mkdir(mode=0o700, exist_ok=True)
+    # A library loaded from here runs as this user: a folder that someone else owns or may write to is refused.
+    status = folder.stat()
+    if hasattr(os, "getuid") and (status.st_uid != os.getuid() or status.st_mode & 0o022):
+        raise RuntimeError(f"{folder} is not this user's alone (owner or permissions); remove it")
     return folder
 
 
@@ -144,6 +154,7 @@ def _build() -> Path:
 
 def _load(library: Path) -> Callable[..., None]:
     function = getattr(ctypes.CDLL(str(library)), _SYMBOL)
-    function.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_float] * _SCALARS + [ctypes.c_int]
+    pointers = [ctypes.c_void_p] * 4
+    function.argtypes = [ctypes.c_int, *pointers, ctypes.c_int64, ctypes.POINTER(ctypes.c_float), ctypes.c_int]
     function.restype = None
     return function
