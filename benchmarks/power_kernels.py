@@ -8,6 +8,8 @@ Forms: ``exp_log`` exp(e * log(b)), the kernel's (Sleef's exp and log, 1 ulp eac
 tensor exponent (Sleef's powf); ``atanh_series`` and ``cephes``: log from the float's exponent and mantissa
 (bit casts) with a polynomial or series, exp by 2^n times a polynomial; ``rsqrt`` is p = 3's exact form,
 the floor (no power at all). Each compiles once per thread count (20-50 s in all on a 2-core CPU).
+``C kernel``: stacey_lightning/optim/cpu_kernel.c, the Cephes form written in C and vectorised by the C
+compiler, which Stacey runs for the general power in float32 on the CPU.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import torch
 from _report import command_line, write_report
 
-from stacey_lightning.optim import _fused
+from stacey_lightning.optim import _cpu_kernel, _fused
 from stacey_lightning.optim._functional import direction
 
 RESULTS = Path(__file__).resolve().parent / "results" / "power_kernels_cpu.md"
@@ -77,6 +79,18 @@ def cephes(base, exponent):
 
 
 FORMS = {"exp_log": exp_log, "pow": power, "atanh_series": atanh_series, "cephes": cephes, "rsqrt": None}
+C_KERNEL = "C kernel (cpu_kernel.c)"
+
+
+def c_kernel_power(base, exponent: float):
+    """base ** exponent from the C kernel (what Stacey runs at p = 4.5 in float32 since 2026-12-03): with
+    beta1 = alpha = tau = 0, lr = 1 and x = 0 its update leaves x = -base * (base + eps) ** exponent."""
+    p = (2 + exponent) / (1 + exponent)  # direction_exponent's inverse
+    x, z, m = (torch.zeros_like(base) for _ in range(3))
+    scalars = _fused.coefficients(lr=1.0, p=p, alpha=0.0, tau=0.0, beta1=0.0, beta2=0.0, weight_decay=0.0,
+                                  eps=_cpu_kernel.FLT_MIN, maximize=False)  # fmt: skip
+    _cpu_kernel.bind(_cpu_kernel.kernel(), "power", scalars)(x, base, z, m)
+    return -x / base
 
 
 def kernel(form):
@@ -106,6 +120,8 @@ def accuracy_lines() -> list[str]:
             if form is not None:
                 got = torch.compile(form, dynamic=True)(base, torch.tensor(exponent)).double()
                 cells.append(f"{name} {((got - reference) / reference).abs().max().item():.1e}")
+        got = c_kernel_power(base, exponent).double()
+        cells.append(f"C kernel {((got - reference) / reference).abs().max().item():.1e}")
         lines.append(f"  e = {exponent:+.3f}: " + ", ".join(cells))
     return lines
 
@@ -131,6 +147,8 @@ def main(argv: list[str] | None = None) -> str:
     parameter.grad = g.clone()
     sgd = torch.optim.SGD([parameter], lr=0.01, momentum=0.9, foreach=True)
     steps = {name: (lambda f=f: f(x, g, z, m, *scalars)) for name, f in compiled.items()}
+    c_update = _cpu_kernel.bind(_cpu_kernel.kernel(), "power", hyper)
+    steps[C_KERNEL] = lambda: c_update(x, g, z, m)
     steps["SGD(momentum, foreach)"] = sgd.step
     threads, times = (1, 2), {name: {count: [] for count in (1, 2)} for name in steps}
     load = [f"{value:.2f}" for value in os.getloadavg()]
@@ -157,7 +175,8 @@ def main(argv: list[str] | None = None) -> str:
     lines += ["", *accuracy_lines(), "", f"Load average at the start: {', '.join(load)} (2 cores)."]
     body = "```\n" + "\n".join(lines) + "\n```"
     command = command_line("power_kernels.py", sys.argv[1:] if argv is None else argv)
-    text = write_report(arguments.output, "The general power in the CPU kernel: four exact forms", command, body)
+    title = "The general power in the CPU kernel: four exact forms compiled by torch, and the C kernel"
+    text = write_report(arguments.output, title, command, body)
     print(text)
     return text
 

@@ -346,7 +346,8 @@ def _measure_lines(args: argparse.Namespace, device: torch.device) -> list[str]:
         "same thread count (lower is faster); x publ.: how many times faster than the published-style "
         "per-tensor loop with NaN checks; state/param and peak extra /param: bytes per parameter byte (peak "
         "extra on CPU: all bytes allocated during a step, an upper bound); first step: state creation plus, "
-        f"for the default path, compiling (at {_thread_label(threads[0])})."
+        f"for the default path, compiling (at {_thread_label(threads[0])}; on the CPU in float32, loading the C "
+        "kernel, built once per machine and cached)."
     )
     stacey = [name for name in results if name.startswith("Stacey p=") and name.endswith(" default")]
     lines.append(f"\nStacey's default path against {REFERENCE}, same run (medians; in brackets the fastest steps'")
