@@ -159,8 +159,9 @@ def open_storage(storage: Any, outage_s: float = DEFAULT_STORAGE_OUTAGE_S) -> op
             )
             # get_storage adds Optuna's trial cache, as create_study does for an RDBStorage (not for ours).
             return RetryingStorage(
-                optuna.storages.get_storage(rdb), shown, outage_s, heartbeat_grace_s=HEARTBEAT_GRACE_S
-            )
+                optuna.storages.get_storage(rdb), shown, outage_s, heartbeat_grace_s=HEARTBEAT_GRACE_S,
+                take_lock=_take_lock(url),
+            )  # fmt: skip
         except Exception as error:  # any driver, URL or connection error becomes one line
             cause = _cause(error, storage, shown)
             # Workers on several machines starting on a fresh database race to create Optuna's tables,
@@ -170,6 +171,13 @@ def open_storage(storage: Any, outage_s: float = DEFAULT_STORAGE_OUTAGE_S) -> op
                 continue
             raise StorageError(f"cannot open storage {shown}: {cause}") from None
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _take_lock(url: URL) -> str | None:
+    """For a SQLite file, the lock file beside it that serialises taking enqueued trials (outage.py)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return f"{os.path.abspath(url.database)}.take-lock"
 
 
 def _engine_kwargs(url: URL) -> dict[str, Any]:

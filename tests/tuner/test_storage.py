@@ -1,10 +1,12 @@
 """Which trials count, and when a worker's trial is surplus: the rules that keep n_trials exact across
 processes and hosts (stacey_lightning/tuner/storage.py)."""
 
+import multiprocessing
+
 import optuna
 from optuna.trial import TrialState
 
-from stacey_lightning.tuner.storage import dashboard_hint, finished, is_surplus, study_is_full
+from stacey_lightning.tuner.storage import dashboard_hint, finished, is_surplus, open_storage, study_is_full
 
 
 def _study(states):
@@ -41,3 +43,33 @@ def test_dashboard_hint_matches_what_optuna_dashboard_takes():
     assert dashboard_hint("journal:/tmp/x.log") == "optuna-dashboard /tmp/x.log"
     assert dashboard_hint("sqlite:///runs/optuna.db") == "optuna-dashboard sqlite:///runs/optuna.db"
     assert dashboard_hint("postgresql://u:pw@h/db") == "optuna-dashboard postgresql://u:***@h/db"
+
+
+def _take_all(url, barrier, results):
+    study = optuna.load_study(study_name="race", storage=open_storage(url))
+    barrier.wait()  # both processes ask at the same moment
+    taken = []
+    for _ in range(30):
+        trial = study.ask()
+        taken.append(trial.number)
+        study.tell(trial, 1.0)
+    results.put(taken)
+
+
+def test_two_processes_never_take_the_same_enqueued_trial_from_sqlite(tmp_path):
+    """SQLite reads WAITING and writes RUNNING without a lock between: two processes took 7 of 100
+    enqueued trials both, before the take lock (outage.py)."""
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    study = optuna.create_study(study_name="race", storage=open_storage(url))
+    for x in range(60):
+        study.enqueue_trial({"x": x})
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    processes = [context.Process(target=_take_all, args=(url, barrier, results)) for _ in range(2)]
+    for process in processes:
+        process.start()
+    taken = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    assert [process.exitcode for process in processes] == [0, 0]
+    assert sorted(taken[0] + taken[1]) == list(range(60))  # each enqueued trial taken once
