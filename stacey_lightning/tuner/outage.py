@@ -55,14 +55,14 @@ from typing import Any, TypeVar
 import optuna
 from optuna.storages import BaseStorage
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
-
 # Optuna's heartbeat interface, public only through this module; fail_stale_trials checks for it.
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
+
+try:
+    import fcntl  # the take lock of a SQLite file (RetryingStorage)
+except ImportError:  # Windows: no take lock
+    fcntl = None
 
 __all__ = [
     "RetryingStorage",
