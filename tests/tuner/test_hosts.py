@@ -28,11 +28,16 @@ def test_two_hosts_share_one_postgres_study_exactly(tmp_path, postgres_url, subp
     if not _can_unshare():
         pytest.skip("`unshare -u` is not permitted here (it needs root or CAP_SYS_ADMIN)")
     name = f"hosts-{os.getpid()}"
+    # Each of the 4 worker processes waits, before its first trial, until all 4 have started one: on a
+    # loaded machine one host's workers could otherwise finish the study before the other's had begun.
+    rendezvous = tmp_path / "rendezvous"
+    rendezvous.mkdir()
     hosts = []
     for host in ("host-a", "host-b"):
         tune = (
-            f"{sys.executable} -m stacey_lightning tune --task digits --task-option hidden=8 --task-option "
-            f"foreach=true --max-epochs 1 --n-trials {N_TRIALS} --workers 2 --storage '{postgres_url}' "
+            f"{sys.executable} -m stacey_lightning tune --task tuning_tasks:make_rendezvous --task-option "
+            f"rendezvous_dir={rendezvous} --task-option workers=4 --monitor val_acc --direction maximize "
+            f"--max-epochs 1 --n-trials {N_TRIALS} --workers 2 --storage '{postgres_url}' "
             f"--study-name {name} --output {tmp_path / host}"
         )
         hosts.append(subprocess.Popen(["unshare", "-u", "sh", "-c", f"hostname {host} && exec {tune}"],
