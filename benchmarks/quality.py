@@ -47,6 +47,17 @@ TASKS = {
 SMOKE_OPTIONS = {"width": 16, "depth": 1, "heads": 2, "context": 16, "max_chars": 2_000}
 
 
+def run_settings(name: str, smoke: bool, smoke_epochs: int = 1) -> tuple[dict[str, Any], int, dict[str, Any]]:
+    """Task ``name``'s make() options, epochs and Trainer arguments; with ``smoke``, a tiny model and
+    ``smoke_epochs`` epochs of 2 batches."""
+    settings = TASKS[name]
+    options, max_epochs, trainer_kwargs = dict(settings["options"]), settings["max_epochs"], {}
+    if smoke:
+        options.update(SMOKE_OPTIONS if settings["task"] == "textlm" else {})
+        max_epochs, trainer_kwargs = smoke_epochs, {"limit_train_batches": 2, "limit_val_batches": 1}
+    return options, max_epochs, trainer_kwargs
+
+
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="digits,textlm", help=f"comma-separated, of {', '.join(TASKS)}")
@@ -80,10 +91,7 @@ def measure(arguments: argparse.Namespace, workdir: Path) -> list[dict[str, Any]
     results = []
     for name in arguments.tasks:
         settings = TASKS[name]
-        options, max_epochs, trainer_kwargs = dict(settings["options"]), settings["max_epochs"], {}
-        if arguments.smoke:
-            options.update(SMOKE_OPTIONS if settings["task"] == "textlm" else {})
-            max_epochs, trainer_kwargs = 1, {"limit_train_batches": 2, "limit_val_batches": 1}
+        options, max_epochs, trainer_kwargs = run_settings(name, arguments.smoke)
         limits = [(f"{trials}", {"tune_trials": trials}) for trials in arguments.trials]
         limits += [(f"runs{runs}", {"tune_budget": runs * max_epochs}) for runs in arguments.budgets]
         for label, limit in limits:

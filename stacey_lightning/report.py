@@ -261,7 +261,13 @@ def _summary(study: optuna.Study, shown_url: str, skipped: dict[str, str]) -> st
     chosen = winner(study)  # what the study ends with: confirmation runs are not candidates themselves
     if chosen is not None:
         best = chosen.trial
-        lines += [f"Trial {best.number}: objective **{chosen.text(6)}**", "", "| parameter | value |", "|---|---|"]
+        ranking = f" ({chosen.ranking()})" if chosen.ranking() else ""
+        lines += [
+            f"Trial {best.number}: objective **{chosen.text(6)}**{ranking}",
+            "",
+            "| parameter | value |",
+            "|---|---|",
+        ]
         for name, value in sorted(best.params.items()):
             shown = f"{value:.6g}" if isinstance(value, float) else str(value)
             if _is_r(name):

@@ -71,6 +71,23 @@ def test_fidelity_ranks_a_made_up_study(benchmark, tmp_path):
     assert fidelity.spearman([1, 2, 3], [3, 2, 1]) == -1.0
 
 
+def test_settled_smoke(benchmark, tmp_path):
+    output = tmp_path / "settled.md"
+    settled = benchmark("settled")
+    settled.main(["--smoke", "--output", str(output)])
+    text = output.read_text()
+    assert "## digits: val_acc (higher is better), 4 epochs, 3 seeds per config" in text
+    assert "| lion-like step 0.001 | " in text and "| mean of the last 2 epochs | " in text
+    assert "The study's rule on the seed-0 curves" in text and "Command: `python benchmarks/settled.py --smoke" in text
+    # Two configs on three seeds: seed 0 of the first against the mean final of its seeds 1 and 2.
+    configs = [{"curves": [[0.0, 0.5], [0.0, 0.7], [0.0, 0.9]]}, {"curves": [[0.0, 0.6], [0.0, 0.6], [0.0, 0.6]]}]
+    rms, bias = settled.estimates(configs, settled._final)
+    assert bias == pytest.approx(0.0) and rms == pytest.approx((0.3**2 * 2 / 6) ** 0.5)
+    assert settled.picks_best(configs, settled._final, maximize=True) == (2, 3)  # seed 0: 0.5 against 0.6
+    # Minimized, the second config is best (0.6); by the mean of both epochs (0.25, 0.35, 0.45 against 0.3) on 2.
+    assert settled.picks_best(configs, settled._tail_mean, maximize=False) == (2, 3)
+
+
 def test_schedules_smoke(benchmark, tmp_path):
     output, figure = tmp_path / "schedules.md", tmp_path / "schedules.png"
     benchmark("schedules").main(["--smoke", "--output", str(output), "--figure", str(figure)])

@@ -132,7 +132,8 @@ def write_best(study: optuna.Study, output_dir: Path, monitor: str) -> Path | No
     if kept == best.number:
         content[CHECKPOINT_SECTION] = {"path": best_checkpoint.BEST, "trial": best.number}
     path = output_dir / "best.yaml"
-    header = f"# best trial #{best.number} of study {study.study_name!r}: {monitor} = {chosen.text(6)}\n"
+    ranking = f" ({chosen.ranking()})" if chosen.ranking() else ""
+    header = f"# best trial #{best.number} of study {study.study_name!r}: {monitor} = {chosen.text(6)}{ranking}\n"
     path.write_text(header + yaml.safe_dump(content, sort_keys=False))
     model = output_dir / best_checkpoint.BEST
     if kept == best.number:
@@ -141,7 +142,7 @@ def write_best(study: optuna.Study, output_dir: Path, monitor: str) -> Path | No
         written = f"config written to {path}; {model} holds trial #{kept}'s model (the best one's was not kept here)"
     else:
         written = f"config written to {path} (its model was not kept here)"
-    print(f"[stacey-tune] best trial #{best.number}: {monitor} = {chosen.text()}; {written}", flush=True)
+    print(f"[stacey-tune] best trial #{best.number}: {monitor} = {chosen.text()}{ranking}; {written}", flush=True)
     return path
 
 
@@ -180,8 +181,10 @@ def summary_table(study: optuna.Study, monitor: str, top: int = 5) -> str:
         + f"; {epochs_spent(trials)} epochs trained"
     )
     chosen = winner(study)
-    if chosen is not None and len(chosen.values) + chosen.failed > 1:
-        lines.append(f"winner: trial {chosen.trial.number}, {monitor} {chosen.text()} (confirmed on other seeds)")
+    if chosen is not None and (len(chosen.values) + chosen.failed > 1 or chosen.ranking()):
+        how = ["confirmed on other seeds"] if len(chosen.values) + chosen.failed > 1 else []
+        how += [chosen.ranking()] if chosen.ranking() else []
+        lines.append(f"winner: trial {chosen.trial.number}, {monitor} {chosen.text()} ({'; '.join(how)})")
     failed = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON)]
     if failed:
         last = failed[-1]

@@ -10,7 +10,17 @@ from tuning_tasks import FAST, TINY
 from stacey_lightning.lightning.config import StaceyConfig
 from stacey_lightning.tuner import tune
 from stacey_lightning.tuner.attributes import CONFIRMS, RETRY_OF, TRIAL_SEED
-from stacey_lightning.tuner.confirm import Plan, enqueue_run, is_duplicate, missing_run, plan, search_spec, winner
+from stacey_lightning.tuner.confirm import (
+    Plan,
+    enqueue_run,
+    is_duplicate,
+    missing_run,
+    plan,
+    score,
+    search_spec,
+    settled,
+    winner,
+)
 from stacey_lightning.tuner.spec import study_spec
 
 
@@ -26,7 +36,8 @@ def test_the_reserve_grows_with_the_study_and_comes_out_of_its_search(n_trials, 
     assert with_budget.budget == 48 - 4 * 2  # 24 full runs: 2 candidates on 2 seeds, 2 epochs each
 
 
-def _add(study, value, state=TrialState.COMPLETE, **attrs):
+def _add(study, value, state=TrialState.COMPLETE, curve=None, **attrs):
+    """Add a trial; ``curve`` (its per-epoch values, ending at ``value``) as its intermediate values."""
     study.add_trial(
         create_trial(
             state=state,
@@ -34,6 +45,7 @@ def _add(study, value, state=TrialState.COMPLETE, **attrs):
             params={"x": 0.5},
             distributions={"x": FloatDistribution(0, 1)},
             user_attrs=attrs,
+            intermediate_values=dict(enumerate(curve or [])),
         )
     )
 
@@ -83,7 +95,8 @@ def test_a_study_confirms_its_top_two_on_another_seed_within_its_trials(tmp_path
     assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
     confirmations = [t for t in trials if CONFIRMS in t.user_attrs]
     search = [t for t in trials if CONFIRMS not in t.user_attrs]
-    top_two = sorted(search, key=lambda t: t.value, reverse=True)[:2]
+    by_tail = settled(trials, maximize=True)  # 2 epochs of a tiny model: settled or not, the same rule ranks
+    top_two = sorted(search, key=lambda t: score(t, by_tail), reverse=True)[:2]
     assert sorted(t.user_attrs[CONFIRMS] for t in confirmations) == sorted(t.number for t in top_two)
     assert {t.user_attrs[TRIAL_SEED] for t in confirmations} == {1}  # the study's seed is 0
     for confirmation in confirmations:  # the candidate's config, trained on another seed
@@ -94,6 +107,57 @@ def test_a_study_confirms_its_top_two_on_another_seed_within_its_trials(tmp_path
     assert best["confirmation"]["values"] == pytest.approx(list(chosen.values)) and len(chosen.values) == 2
     assert StaceyConfig.from_source(tmp_path / "best.yaml").to_dict() == chosen.trial.user_attrs["stacey_config"]
     out = capsys.readouterr().out
-    assert f"winner: trial {chosen.trial.number}, val_acc {chosen.text()}" in out
+    assert f"winner: trial {chosen.trial.number}, val_acc {chosen.text()} (confirmed on other seeds" in out
+    assert (chosen.ranking() in out) and (f"val_acc = {chosen.text(6)}" in (tmp_path / "best.yaml").read_text())
     for confirmation in confirmations:
         assert f"(#{confirmation.number} COMPLETE, confirms #{confirmation.user_attrs[CONFIRMS]} on seed 1" in out
+
+
+# Curves of 12 epochs, whose last quarter (3 epochs) a settled metric's score averages: a plateau whose last
+# epochs move a few images up and down (digits' val_acc).
+def _plateau(*tail):
+    return [0.90, 0.95, 0.97, 0.975] + [0.98] * 5 + list(tail)
+
+
+def test_a_settled_metric_ranks_by_the_last_epochs_and_reports_the_finals():
+    study = optuna.create_study(direction="maximize")
+    _add(study, 0.986, curve=_plateau(0.976, 0.978, 0.986))  # 0: a lucky last epoch
+    _add(study, 0.980, curve=_plateau(0.986, 0.984, 0.980))  # 1: higher before it, an unlucky last
+    _add(study, 0.970, curve=_plateau(0.966, 0.972, 0.970))  # 2
+    assert settled(study.get_trials(), maximize=True)
+    spec = study_spec("digits", n_trials=6)  # 2 candidates on seed 1
+    assert missing_run(study, spec, study.get_trials(deepcopy=False))[0].number == 1  # the first candidate
+    chosen = winner(study)  # before any confirmation: trial 1 (0.9833 over its last 3 epochs, trial 0 0.98)
+    assert (
+        chosen.trial.number == 1
+        and chosen.values == (0.980,)
+        and chosen.scores == pytest.approx(((0.986 + 0.984 + 0.980) / 3,))
+    )
+    assert chosen.text() == "0.98"
+    assert chosen.ranking() == "ranked by its last epochs' mean, 0.9833: the metric had settled"
+    _add(study, 0.975, curve=_plateau(0.980, 0.982, 0.975), **{CONFIRMS: 1, TRIAL_SEED: 1})
+    _add(study, 0.984, curve=_plateau(0.970, 0.972, 0.984), **{CONFIRMS: 0, TRIAL_SEED: 1})
+    chosen = winner(study)  # by the finals' means trial 0 (0.985 against 0.9775), by the scores' trial 1
+    assert (
+        chosen.trial.number == 1
+        and chosen.values == (0.980, 0.975)
+        and chosen.score == pytest.approx(0.98117, abs=1e-5)
+    )
+
+
+def test_a_metric_still_improving_ranks_by_its_final_value():
+    study = optuna.create_study(direction="minimize")
+    _add(study, 2.80, curve=[4.0, 3.6, 3.3, 3.1, 2.95, 2.88, 2.84, 2.80])  # 0: ends lowest, still falling
+    _add(study, 2.82, curve=[3.5, 3.1, 2.95, 2.9, 2.86, 2.84, 2.83, 2.82])  # 1: got low early
+    trials = study.get_trials()
+    assert not settled(trials, maximize=False)
+    chosen = winner(study)
+    assert chosen.trial.number == 0 and chosen.scores == (2.80,) and chosen.ranking() == ""
+
+
+def test_too_few_epochs_to_average_rank_by_the_final_value():
+    study = optuna.create_study(direction="maximize")
+    _add(study, 0.99, curve=[0.99])
+    _add(study, 0.98)  # no intermediate values at all (a user's objective that reports none)
+    assert not settled(study.get_trials(), maximize=True)
+    assert winner(study).trial.number == 0
