@@ -230,6 +230,11 @@ class Winner:
         return statistics.fmean(self.scores)
 
     @property
+    def confirmed(self) -> bool:
+        """Whether it was trained on other seeds too (a failed or diverged run counts)."""
+        return len(self.values) + self.failed > 1
+
+    @property
     def std(self) -> float | None:
         return statistics.stdev(self.values) if len(self.values) > 1 else None
 
@@ -270,7 +275,7 @@ def winner(study: optuna.Study) -> Winner | None:
         groups.append(Winner(trial, values, failed=failed, scores=scores, by_tail=by_tail))
     if not groups:
         return None
-    confirmed = [group for group in groups if len(group.values) + group.failed > 1]
+    confirmed = [group for group in groups if group.confirmed]
     pool = confirmed or groups
     sign = -1.0 if maximize else 1.0
     return min(pool, key=lambda group: (group.failed > 0, sign * group.score))

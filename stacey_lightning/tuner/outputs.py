@@ -120,7 +120,7 @@ def write_best(study: optuna.Study, output_dir: Path, monitor: str) -> Path | No
     task_params = best.user_attrs.get(TASK_PARAMS)
     if task_params:
         content[TASK_SECTION] = dict(task_params)
-    if len(chosen.values) + chosen.failed > 1:
+    if chosen.confirmed:
         std = chosen.std
         content[CONFIRMATION_SECTION] = {
             "values": [float(value) for value in chosen.values],
@@ -181,8 +181,8 @@ def summary_table(study: optuna.Study, monitor: str, top: int = 5) -> str:
         + f"; {epochs_spent(trials)} epochs trained"
     )
     chosen = winner(study)
-    if chosen is not None and (len(chosen.values) + chosen.failed > 1 or chosen.ranking()):
-        how = ["confirmed on other seeds"] if len(chosen.values) + chosen.failed > 1 else []
+    if chosen is not None and (chosen.confirmed or chosen.ranking()):
+        how = ["confirmed on other seeds"] if chosen.confirmed else []
         how += [chosen.ranking()] if chosen.ranking() else []
         lines.append(f"winner: trial {chosen.trial.number}, {monitor} {chosen.text()} ({'; '.join(how)})")
     failed = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(FAIL_REASON)]
