@@ -14,7 +14,12 @@ from typing import Any
 __all__ = ["import_object"]
 
 # Top-level modules of optional dependencies and what to pip install for each.
-_PIP_NAMES = {"lion_pytorch": "lion-pytorch", "torchvision": "torchvision", "lightning": "lightning"}
+_PIP_NAMES = {
+    "lion_pytorch": "lion-pytorch",
+    "torchvision": "torchvision",
+    "lightning": "lightning",
+    "schedulefree": "'stacey-lightning[peers]' (or schedulefree)",
+}
 
 
 def import_object(path: str, *, what: str) -> Any:

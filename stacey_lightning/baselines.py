@@ -2,15 +2,25 @@
 
 Built-in names and their defaults (good values measured on the digits MLP, docs/algorithm.md and
 benchmarks/results/geometry.md; Lion's is also the middle of Stacey's Lion-like anchors, so that an
-equal-budget comparison starts both from the same lr ladder):
+equal-budget comparison starts both from the same lr ladder; Muon's are AdamW's, as Moonshot's recipe
+reuses them; Schedule-Free's are its AlgoPerf self-tuning settings, less the warmup):
 
-========  ======================  =========================================
-name      class                   defaults
-========  ======================  =========================================
-adamw     torch.optim.AdamW       lr 3e-3, weight_decay 1e-2
-sgd       torch.optim.SGD         lr 0.1, momentum 0.9
-lion      lion_pytorch.Lion       lr 1e-3, weight_decay 1e-2
-========  ======================  =========================================
+============  ============================================  =====================================
+name          class                                         defaults
+============  ============================================  =====================================
+adamw         torch.optim.AdamW                             lr 3e-3, weight_decay 1e-2
+sgd           torch.optim.SGD                               lr 0.1, momentum 0.9
+lion          lion_pytorch.Lion                             lr 1e-3, weight_decay 1e-2
+muon          optim.muon_with_adamw.MuonWithAdamW           lr 3e-3, weight_decay 1e-2
+schedulefree  schedulefree.AdamWScheduleFree                lr 2.5e-3, betas (0.9, 0.9955),
+                                                            weight_decay 0.08
+============  ============================================  =====================================
+
+``muon`` is torch.optim.Muon on the hidden 2-D matrices (not embeddings, vectors or the output head)
+and AdamW on the rest, one lr and weight decay for both (``MuonWithAdamW``); torch.optim.Muon alone
+cannot train a model with a bias, so its class path is refused with a pointer to ``muon``.
+``schedulefree`` (``pip install 'stacey-lightning[peers]'``) is evaluated and saved at its averaged
+point: the mixin switches it to eval wherever Lightning switches the module (``StaceyMixin``).
 
 Any other optimizer is named by its class path, for example ``"torch.optim.RAdam"``; it starts from
 its own defaults. ``"stacey"`` is not a baseline: the module's ``StaceyMixin`` builds it from a Stacey
@@ -41,12 +51,24 @@ BASELINES: dict[str, tuple[str, dict[str, Any]]] = {
     "adamw": ("torch.optim.AdamW", {"lr": 3e-3, "weight_decay": 1e-2}),
     "sgd": ("torch.optim.SGD", {"lr": 0.1, "momentum": 0.9}),
     "lion": ("lion_pytorch.Lion", {"lr": 1e-3, "weight_decay": 1e-2}),
+    "muon": ("stacey_lightning.optim.muon_with_adamw.MuonWithAdamW", {"lr": 3e-3, "weight_decay": 1e-2}),
+    "schedulefree": (
+        "schedulefree.AdamWScheduleFree",
+        {"lr": 2.5e-3, "betas": (0.9, 0.9955), "weight_decay": 0.08},
+    ),
 }
+# Class paths that cannot train a whole model alone, and the baseline name that wraps them.
+_WRAPPED = {"torch.optim.Muon": "muon", "torch.optim._muon.Muon": "muon"}
 
 
 def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
-    """Return the optimizer class for a baseline name ("adamw", "sgd", "lion") or a class path."""
+    """Return the optimizer class for a baseline name (a key of ``BASELINES``) or a class path."""
     path = BASELINES[name][0] if name in BASELINES else name
+    if path in _WRAPPED:
+        raise ValueError(
+            f"Optimizer {name!r} takes 2-D parameters only and cannot train a model's biases, norms and "
+            f"embeddings: use {_WRAPPED[path]!r} (torch.optim.Muon on the hidden matrices, AdamW on the rest)"
+        )
     if "." not in path:
         raise ValueError(
             f"Unknown optimizer {name!r}: use {STACEY!r}, a baseline name "

@@ -11,8 +11,9 @@ file such as the tuner's ``best.yaml``::
     weight_decay: 0.0
     eps: 1.0e-8
     variant: p2         # or pp
-    kinds:              # optional per-kind overrides: p, lr_scale, weight_decay
+    kinds:              # optional per-kind overrides: p, lr_scale, weight_decay, norm
       matrix: {p: 3.0, lr_scale: 1.0, weight_decay: 0.01}
+      conv: {norm: spectral}   # lp (default) or spectral: Muon's geometry (not for vectors)
     schedule:           # optional; default {name: constant}
       name: warmup_cosine   # or constant, or a torch.optim.lr_scheduler class path plus its kwargs
       warmup_fraction: 0.05 # or warmup_steps: N
@@ -46,7 +47,7 @@ import torch
 
 from stacey_lightning._imports import import_object
 from stacey_lightning._yaml import read_mapping
-from stacey_lightning.optim.optimizer import check_hyperparameters
+from stacey_lightning.optim.optimizer import NORMS, check_hyperparameters
 
 __all__ = [
     "StaceyConfig",
@@ -66,7 +67,7 @@ __all__ = [
 ]
 
 KINDS = ("matrix", "conv", "embedding", "vector")
-KIND_KEYS = ("p", "lr_scale", "weight_decay")
+KIND_KEYS = ("p", "lr_scale", "weight_decay", "norm")
 SCHEDULES = ("constant", "warmup_cosine")
 TASK_SECTION = "task"
 CHECKPOINT_SECTION = "checkpoint"  # in the tuner's best.yaml: {path: best.ckpt, trial: n}; not the optimizer's
@@ -119,8 +120,10 @@ class StaceyConfig:
             optimizer steps of the fit (``trainer.estimated_stepping_batches``). It is the horizon of
             x's pull towards z in runs: 1 means one e-fold over the whole run, inf means tau = 0. A
             tuned tau_horizon carries over to runs of other lengths. Default None (use tau).
-        kinds: per-kind overrides, ``{kind: {p, lr_scale, weight_decay}}`` with kind one of
-            matrix, conv, embedding, vector; ``lr_scale`` multiplies lr for that kind (default 1).
+        kinds: per-kind overrides, ``{kind: {p, lr_scale, weight_decay, norm}}`` with kind one of
+            matrix, conv, embedding, vector; ``lr_scale`` multiplies lr for that kind (default 1);
+            ``norm`` is "lp" (default) or "spectral" (the kind's matrices move along msign(c), as in
+            Muon; p is then unused, and the output head stays l_p: see param_groups).
         schedule: ``{"name": "constant"}`` (default), ``{"name": "warmup_cosine", "warmup_fraction"
             or "warmup_steps", "min_lr_ratio"}`` or ``{"name": "<scheduler class path>", **kwargs}``.
     """
@@ -297,12 +300,23 @@ def _parse_kinds(kinds: Any, values: dict[str, Any]) -> dict[str, dict[str, floa
         for key in overrides:
             if key not in KIND_KEYS:
                 raise ValueError(f"kinds.{kind}: unknown key {key!r} (allowed keys: {', '.join(KIND_KEYS)})")
-        parsed[kind] = {key: read_number(value, f"kinds.{kind}.{key}") for key, value in overrides.items()}
+        parsed[kind] = {
+            key: _read_norm(value, kind) if key == "norm" else read_number(value, f"kinds.{kind}.{key}")
+            for key, value in overrides.items()
+        }
         if parsed[kind].get("lr_scale", 1.0) < 0:
             raise ValueError(f"kinds.{kind}.lr_scale: {parsed[kind]['lr_scale']!r} must be >= 0")
         group = {**values, **{key: value for key, value in parsed[kind].items() if key != "lr_scale"}}
         _check_optimizer_values(group, f"kinds.{kind}: ")
     return parsed
+
+
+def _read_norm(value: Any, kind: str) -> str:
+    if value not in NORMS:
+        raise ValueError(f"kinds.{kind}.norm: {value!r} is not a norm (choose one of {', '.join(NORMS)})")
+    if value == "spectral" and kind == "vector":
+        raise ValueError("kinds.vector.norm: 'spectral' needs matrices; vectors take norm 'lp'")
+    return value
 
 
 def _parse_schedule(schedule: Any) -> dict[str, Any]:

@@ -15,6 +15,12 @@ unless ``set_stacey_config`` was called first.
 
 ``set_optimizer_choice(choice)`` is the one door for every run: Stacey with a config, or a baseline
 (``OptimizerChoice``) built from the same parameter groups by kind, vectors without weight decay.
+
+An optimizer with ``train()`` and ``eval()`` methods (Schedule-Free's protocol: its parameters hold the
+point where gradients are taken while training, the averaged point after ``eval()``) is switched with
+the module: to eval wherever Lightning puts the module in eval mode (validation, test, predict) and at
+the end of fit, to train when training starts or resumes, and to eval while a checkpoint is written,
+so that what is evaluated, saved and left in the module after fit is always the averaged point.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from __future__ import annotations
 import copy
 import inspect
 from typing import Any
+
+import torch
 
 from stacey_lightning.lightning.choice import OptimizerChoice
 from stacey_lightning.lightning.config import HYPERPARAMETERS, ConfigSource, StaceyConfig
@@ -104,12 +112,52 @@ class StaceyMixin:
         if choice.is_stacey:
             return self.stacey_optimizer_config()
         options = dict(choice.options)
-        groups = baseline_param_groups(self, options.pop("weight_decay", None))
+        # An optimizer for hidden matrices (MuonWithAdamW) says so, and gets the output head apart.
+        head_apart = getattr(choice.optimizer_class, "output_head_apart", False)
+        groups = baseline_param_groups(self, options.pop("weight_decay", None), head_apart)
         # A baseline trains at a constant lr: the comparison is of optimizers, not of schedules.
         return {"optimizer": choice.optimizer_class(groups, **options)}
 
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        _switch_optimizers(self, "train")
+
+    def on_validation_model_eval(self) -> None:
+        super().on_validation_model_eval()
+        _switch_optimizers(self, "eval")
+
+    def on_validation_model_train(self) -> None:
+        super().on_validation_model_train()
+        if self.trainer.state.fn == "fit":  # back to training; not after a validate() of its own
+            _switch_optimizers(self, "train")
+
+    def on_train_end(self) -> None:
+        super().on_train_end()
+        _switch_optimizers(self, "eval")  # the fitted module holds the averaged point
+
+    def on_test_model_eval(self) -> None:
+        super().on_test_model_eval()
+        _switch_optimizers(self, "eval")
+
+    def on_predict_model_eval(self) -> None:
+        super().on_predict_model_eval()
+        _switch_optimizers(self, "eval")
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["stacey_config"] = self.stacey_config().to_dict()
+        switched = _switch_optimizers(self, "eval")
+        if switched:
+            # Saved outside validation (at a training epoch's end): Lightning has already taken the weights
+            # and optimizer states at the training point; take them again at the averaged point.
+            # (Copies: the tensors of a state_dict are the parameters, which train() moves back in place.)
+            strategy = self.trainer.strategy
+            checkpoint["state_dict"] = {
+                key: value.clone() if isinstance(value, torch.Tensor) else value
+                for key, value in strategy.lightning_module_state_dict().items()
+            }
+            checkpoint["optimizer_states"] = [strategy.optimizer_state(o) for o in self.trainer.optimizers]
+            for optimizer in switched:
+                optimizer.train()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A resumed or reloaded module gets the schedule and kinds it was trained with, unless
@@ -132,3 +180,18 @@ class StaceyMixin:
                 "Trainer.fit (configure_optimizers), not before"
             )
         return trainer.estimated_stepping_batches
+
+
+def _switch_optimizers(module: Any, mode: str) -> list[Any]:
+    """Put the trainer's optimizers that have train()/eval() modes into ``mode``; returns those that were
+    in the other mode (the ones switched)."""
+    trainer = getattr(module, "_trainer", None)
+    switched = []
+    for optimizer in trainer.optimizers if trainer is not None else ():
+        if not (callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))):
+            continue
+        training = all(group.get("train_mode", True) for group in optimizer.param_groups)
+        if training != (mode == "train"):
+            getattr(optimizer, mode)()
+            switched.append(optimizer)
+    return switched

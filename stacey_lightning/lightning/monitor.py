@@ -1,8 +1,8 @@
 """``StaceyMonitor``: a callback that logs Stacey's geometry per param group, to every logger.
 
-Every ``every_n_steps`` optimizer steps, for each param group (named by its ``kind``, else by its
-index), under ``stacey/<group>/``:
-    p               the exponent in use
+Every ``every_n_steps`` optimizer steps, for each param group (named by its ``name``, else its
+``kind``, else its index), under ``stacey/<group>/``:
+    p               the exponent in use (l_p groups; a spectral group's norms below are Frobenius norms)
     step_norm       ||x_after - x_before||_p, the l_p norm of the step actually applied
     x_minus_z_norm  ||x - z||_p after the step, the distance between primal and dual iterate
     grad_dual_norm  ||g||_p* with p* = p / (p - 1), of the gradient before clipping
@@ -82,7 +82,9 @@ class StaceyMonitor(Callback):
                     "group": group,
                     "params": params,
                     "before": [param.detach().clone() for param in params],
-                    "grad_dual_norm": group_norm([param.grad.detach() for param in params], dual_exponent(group["p"])),
+                    "grad_dual_norm": group_norm(
+                        [param.grad.detach() for param in params], dual_exponent(_monitored_p(group))
+                    ),
                 }
             )
         self._pending = {"step": trainer.global_step, "optimizer": optimizer, "groups": groups}
@@ -97,14 +99,21 @@ class StaceyMonitor(Callback):
         metrics = {}
         for index, entry in enumerate(pending["groups"]):
             group, params = entry["group"], entry["params"]
-            p = group["p"]
-            name = f"stacey/{group.get('kind', index)}"
+            p = _monitored_p(group)
+            name = f"stacey/{group.get('name', group.get('kind', index))}"
             step = group_norm([param.detach() - before for param, before in zip(params, entry["before"])], p)
             x_minus_z = group_norm([param.detach() - state[param]["z"] for param in params], p)
-            metrics[f"{name}/p"] = float(p)
+            if group.get("norm", "lp") == "lp":
+                metrics[f"{name}/p"] = float(p)
             metrics[f"{name}/step_norm"] = step.item()
             metrics[f"{name}/x_minus_z_norm"] = x_minus_z.item()
             metrics[f"{name}/grad_dual_norm"] = entry["grad_dual_norm"].item()
         self.latest = metrics
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=pending["step"])
+
+
+def _monitored_p(group: dict[str, Any]) -> float:
+    """The l_p norm a group's norms are measured in: its p, or 2 (Frobenius) for a spectral group,
+    whose own norms would need an SVD of every matrix at every logged step."""
+    return 2.0 if group.get("norm", "lp") == "spectral" else group["p"]

@@ -10,6 +10,10 @@ Kinds:
 
 The kind comes from the owning module's type where that says it (a Linear's weight is a matrix
 even when FSDP1 has flattened it to one dimension), and from the number of dimensions otherwise.
+
+The spectral norm (``kinds: {matrix: {norm: spectral}}``) is for hidden matrices: a kind set to it
+leaves the model's output head, the weight of its last ``nn.Linear``, in a group of its own named
+"head" that keeps the l_p norm, as Muon's users leave the head to AdamW (torch.optim.Muon's docs).
 """
 
 from __future__ import annotations
@@ -22,7 +26,15 @@ from torch import nn
 
 from stacey_lightning.lightning.config import KINDS, StaceyConfig
 
-__all__ = ["KINDS", "parameter_kind", "parameters_by_kind", "param_groups", "baseline_param_groups", "check_groups"]
+__all__ = [
+    "KINDS",
+    "parameter_kind",
+    "parameters_by_kind",
+    "output_head",
+    "param_groups",
+    "baseline_param_groups",
+    "check_groups",
+]
 
 # Modules whose every parameter is a vector whatever its shape (FSDP1 flattens shapes away).
 _VECTOR_MODULES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
@@ -70,6 +82,16 @@ def parameters_by_kind(
     return {kind: params for kind, params in by_kind.items() if params}
 
 
+def output_head(module: nn.Module) -> torch.Tensor | None:
+    """The weight of the last ``nn.Linear`` registered in ``module`` (the output layer of the models
+    this package meets: classifiers, language models' heads), None without one."""
+    head = None
+    for owner in module.modules():
+        if isinstance(owner, nn.Linear) and owner.weight.requires_grad:
+            head = owner.weight
+    return head
+
+
 def param_groups(
     module: nn.Module,
     config: StaceyConfig,
@@ -88,33 +110,49 @@ def param_groups(
         kind_of: ``kind_of(owner_module, param) -> kind``; replace it to classify differently.
     """
     groups = []
+    head = output_head(module)
     for kind, params in parameters_by_kind(module, kind_of).items():
         overrides = config.kinds.get(kind, {})
         default_weight_decay = 0.0 if kind == "vector" else config.weight_decay
-        groups.append(
-            {
-                "params": params,
-                "name": kind,  # LearningRateMonitor logs the group as lr-Stacey/<name>
-                "kind": kind,
-                "p": overrides.get("p", config.p),
-                "lr": config.lr * overrides.get("lr_scale", 1.0),
-                "weight_decay": overrides.get("weight_decay", default_weight_decay),
-            }
-        )
+        group = {
+            "params": params,
+            "name": kind,  # LearningRateMonitor logs the group as lr-Stacey/<name>
+            "kind": kind,
+            "p": overrides.get("p", config.p),
+            "lr": config.lr * overrides.get("lr_scale", 1.0),
+            "weight_decay": overrides.get("weight_decay", default_weight_decay),
+            "norm": overrides.get("norm", "lp"),
+        }
+        # The head keeps its kind's settings in the l_p norm (the spectral norm is for hidden matrices).
+        groups.extend(_head_apart(group, head, norm="lp") if group["norm"] == "spectral" else [group])
     return groups
 
 
-def baseline_param_groups(module: nn.Module, weight_decay: float | None) -> list[dict[str, Any]]:
+def baseline_param_groups(
+    module: nn.Module, weight_decay: float | None, head_apart: bool = False
+) -> list[dict[str, Any]]:
     """The same groups by kind for another optimizer, with Stacey's no-decay rule: vectors get
     weight_decay 0, every other kind ``weight_decay`` (None: the optimizer takes no weight decay, and
-    the groups carry none), so that a comparison is like for like."""
+    the groups carry none), so that a comparison is like for like. With ``head_apart`` the output head
+    is a group of its own, "head" (of kind matrix), as Stacey's spectral groups leave it, so that an
+    optimizer for hidden matrices (``muon``) can leave it out."""
     groups = []
+    head = output_head(module)
     for kind, params in parameters_by_kind(module).items():
         group: dict[str, Any] = {"params": params, "name": kind, "kind": kind}
         if weight_decay is not None:
             group["weight_decay"] = 0.0 if kind == "vector" else weight_decay
-        groups.append(group)
+        groups.extend(_head_apart(group, head) if head_apart else [group])
     return groups
+
+
+def _head_apart(group: dict[str, Any], head: torch.Tensor | None, **head_settings: Any) -> list[dict[str, Any]]:
+    """``group``, with ``head`` (if it holds it) moved first into a group of its own named "head"."""
+    hidden = [param for param in group["params"] if param is not head]
+    if len(hidden) == len(group["params"]):
+        return [group]
+    head_group = {**group, "params": [head], "name": "head", **head_settings}
+    return [head_group, {**group, "params": hidden}] if hidden else [head_group]
 
 
 def check_groups(module: nn.Module, groups: list[dict[str, Any]]) -> None:

@@ -13,10 +13,12 @@ from torch.optim import Optimizer
 
 from stacey_lightning.optim._functional import _multi_tensor_stacey, _single_tensor_stacey
 from stacey_lightning.optim._fused import RUNTIME, fused_stacey
+from stacey_lightning.optim._spectral import NS_STEPS, spectral_stacey
 
-__all__ = ["Stacey", "stacey", "VARIANTS", "check_hyperparameters"]
+__all__ = ["Stacey", "stacey", "VARIANTS", "NORMS", "check_hyperparameters", "check_norm_shapes"]
 
 VARIANTS = ("p2", "pp")
+NORMS = ("lp", "spectral")
 
 
 def check_hyperparameters(group: dict[str, Any]) -> None:
@@ -47,10 +49,34 @@ def check_hyperparameters(group: dict[str, Any]) -> None:
             "Invalid p: inf with variant='pp' (the (1/p)||.||_p^p mirror map needs a finite p; "
             "use variant='p2' for p = inf)"
         )
+    norm = group.get("norm", "lp")
+    if norm not in NORMS:
+        raise ValueError(f"Invalid norm: {norm!r} (choose one of {', '.join(NORMS)})")
+    if norm == "spectral" and group["variant"] != "p2":
+        raise ValueError(
+            f"Invalid variant: {group['variant']!r} with norm='spectral' (the spectral direction has the "
+            "Euclidean dual step of variant 'p2' only)"
+        )
+    ns_steps = group.get("ns_steps", NS_STEPS)
+    if isinstance(ns_steps, bool) or not isinstance(ns_steps, int) or not 1 <= ns_steps < 100:
+        raise ValueError(f"Invalid ns_steps: {ns_steps!r} (must be an integer from 1 to 99)")
     if not isinstance(group["tau_follows_lr"], bool):
         raise ValueError(f"Invalid tau_follows_lr: {group['tau_follows_lr']!r} (must be True or False)")
     if group["fused"] and group["foreach"]:
         raise ValueError("Invalid fused/foreach: fused=True and foreach=True are mutually exclusive")
+
+
+def check_norm_shapes(group: dict[str, Any]) -> None:
+    """Raise a ValueError if a spectral group holds a parameter that is not a matrix (ndim < 2)."""
+    if group.get("norm", "lp") != "spectral":
+        return
+    for param in group["params"]:
+        if param.ndim < 2:
+            where = f"group {group['name']!r}" if "name" in group else "a group"
+            raise ValueError(
+                f"Invalid norm: 'spectral' for a parameter of shape {tuple(param.shape)} in {where}: the "
+                "spectral norm needs a matrix (ndim >= 2); put vectors and biases in a group with norm='lp'"
+            )
 
 
 class Stacey(Optimizer):
@@ -65,7 +91,9 @@ class Stacey(Optimizer):
         m = beta2 * m + (1 - beta2) * g
         s(c) = c * (|c| + eps) ** ((2 - p) / (p - 1))           # c / (|c| + eps) at p = inf
 
-    Variant "pp" replaces the z step by mirror descent with (1/p)||z||_p^p.
+    Variant "pp" replaces the z step by mirror descent with (1/p)||z||_p^p. With ``norm="spectral"``
+    the direction of a matrix is d = msign(c) * 0.2 * sqrt(max(rows, cols)) instead of s(c) (Newton-
+    Schulz, as torch.optim.Muon; see optim/_spectral.py): tau = 0, betas = (mu^2, mu) is Muon.
     The parameters hold the primal iterate x: evaluate and save them as they are.
 
     Args:
@@ -84,6 +112,10 @@ class Stacey(Optimizer):
         weight_decay: decoupled weight decay lambda; the step subtracts lr * lambda * x. Default 0.
         eps: added to |c| inside the power's base. Default 1e-8.
         variant: "p2" (Algorithm 1, Euclidean dual step) or "pp" (Algorithm 2, finite p only).
+        norm: the primal norm: "lp" (the paper's l_p steepest descent, default) or "spectral" (the
+            spectral norm of each matrix, viewed as (shape[0], -1); every parameter of the group must
+            have ndim >= 2, the variant must be "p2", and p is not used).
+        ns_steps: Newton-Schulz iterations of the spectral direction. Default 5 (torch.optim.Muon's).
         tau_follows_lr: scale tau with lr as alpha is scaled, tau_t = min(1, tau * lr / initial lr),
             so that a schedule scales all three of lr, alpha and tau: to first order, a decaying
             schedule then slows Stacey's dynamics down as it slows SGD's, instead of pulling x towards
@@ -93,7 +125,9 @@ class Stacey(Optimizer):
         fused: use the compiled single-pass path. Default (None): fused wherever torch.compile
             works, falling back to foreach with one warning where it cannot compile. On the CPU the
             float32 steps of variant "p2" run a C kernel built with the machine's C compiler on first
-            use instead (the compiled kernel where it cannot be built, with one warning).
+            use instead (the compiled kernel where it cannot be built, with one warning). Spectral
+            groups run their elementwise parts in multi-tensor kernels around the matmuls whatever
+            ``fused`` says (``foreach=False`` still chooses the plain loop).
 
     The defaults were chosen on small tasks (docs/algorithm.md); tune p jointly with lr, alpha and tau.
     """
@@ -110,6 +144,8 @@ class Stacey(Optimizer):
         eps: float = 1e-8,
         variant: str = "p2",
         tau_follows_lr: bool = False,
+        norm: str = "lp",
+        ns_steps: int = NS_STEPS,
         *,
         maximize: bool = False,
         foreach: bool | None = None,
@@ -125,6 +161,8 @@ class Stacey(Optimizer):
             eps=eps,
             variant=variant,
             tau_follows_lr=tau_follows_lr,
+            norm=norm,
+            ns_steps=ns_steps,
             maximize=maximize,
             foreach=foreach,
             fused=fused,
@@ -138,6 +176,7 @@ class Stacey(Optimizer):
         group["p"] = float(group["p"])
         group["betas"] = tuple(group["betas"])
         check_hyperparameters(group)
+        check_norm_shapes(group)
         for param in group["params"]:
             if torch.is_complex(param):
                 raise ValueError(
@@ -156,6 +195,8 @@ class Stacey(Optimizer):
             group.setdefault("fused", None)
             group.setdefault("initial_lr_for_alpha", group["lr"])
             group.setdefault("tau_follows_lr", False)
+            group.setdefault("norm", "lp")
+            group.setdefault("ns_steps", NS_STEPS)
 
     def _lr_ratio(self, group: dict[str, Any]) -> float:
         """lr / initial lr: how far a scheduler has scaled the step (1 without one)."""
@@ -200,6 +241,23 @@ class Stacey(Optimizer):
             if not params:
                 continue
             beta1, beta2 = group["betas"]
+            if group["norm"] == "spectral":
+                spectral_stacey(
+                    params,
+                    grads,
+                    zs,
+                    ms,
+                    lr=group["lr"],
+                    alpha=self._dual_step(group),
+                    tau=self._tau(group),
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=group["weight_decay"],
+                    ns_steps=group["ns_steps"],
+                    maximize=group["maximize"],
+                    foreach=group["foreach"],
+                )
+                continue
             stacey(
                 params,
                 grads,

@@ -1,0 +1,151 @@
+"""Stacey with norm="spectral": the fast path against the plain loop (float64 Newton-Schulz), Muon as a
+special case, the direction itself, the errors, and exact resume."""
+
+import copy
+import io
+import math
+
+import pytest
+import torch
+
+from stacey_lightning import Stacey
+from stacey_lightning.optim._spectral import (
+    _multi_tensor_spectral_stacey,
+    _single_tensor_spectral_stacey,
+    newton_schulz,
+    spectral_direction,
+)
+
+# Wide, tall, square, a convolution viewed as (out, in*kh*kw), and two of one shape (one batch).
+SHAPES = [(6, 9), (12, 5), (7, 7), (4, 3, 2, 2), (6, 9)]
+HYPERPARAMETERS = dict(lr=3e-2, alpha=0.2, tau=0.05, beta1=0.8, beta2=0.95, weight_decay=0.1, ns_steps=5)
+
+
+def _tensors(seed: int, dtype=torch.float32) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=generator, dtype=dtype) for shape in SHAPES]
+
+
+def _gradients(step: int, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(1000 + step)
+    return [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in params]
+
+
+def test_newton_schulz_sets_singular_values_near_one_and_keeps_the_singular_vectors():
+    c = torch.randn(20, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    d = newton_schulz(c, dtype=torch.float64)
+    singular_values = torch.linalg.svdvals(d)
+    assert 0.6 < singular_values.min() and singular_values.max() < 1.25
+    u, _, vh = torch.linalg.svd(c, full_matrices=False)
+    # The same direction as msign(c) = U V^T, up to the quintic's spread of singular values.
+    cosine = (d * (u @ vh)).sum() / (d.norm() * (u @ vh).norm())
+    assert cosine > 0.98
+
+
+def test_spectral_direction_has_adamw_rms_and_views_convolutions_as_matrices():
+    c = torch.randn(16, 4, 3, 3, generator=torch.Generator().manual_seed(1))
+    d = spectral_direction(c)
+    assert d.shape == c.shape
+    # Singular values near one: the RMS of a 16 x 36 msign is sqrt(16 / (16 * 36)), times 0.2 sqrt(36).
+    expected_rms = math.sqrt(16 / (16 * 36)) * 0.2 * 6
+    assert d.pow(2).mean().sqrt().item() == pytest.approx(expected_rms, rel=0.25)
+    matrix = spectral_direction(c.reshape(16, 36))
+    torch.testing.assert_close(d.reshape(16, 36), matrix)
+
+
+def test_zero_momentum_gives_a_zero_direction_not_nan():
+    assert torch.equal(spectral_direction(torch.zeros(3, 5)), torch.zeros(3, 5))
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_multi_tensor_path_equals_the_plain_loop_in_float64(maximize):
+    fast_state = [_tensors(seed) for seed in (0, 1, 2)]  # x, z, m in float32
+    plain_state = [[t.double() for t in tensors] for tensors in fast_state]
+    for step in range(10):
+        grads = _gradients(step, fast_state[0])
+        _multi_tensor_spectral_stacey(*fast_state[:1], grads, *fast_state[1:], maximize=maximize, **HYPERPARAMETERS)
+        _single_tensor_spectral_stacey(
+            *plain_state[:1],
+            [g.double() for g in grads],
+            *plain_state[1:],
+            maximize=maximize,
+            ns_dtype=torch.float64,
+            **HYPERPARAMETERS,
+        )
+    for fast, plain in zip(fast_state, plain_state):
+        for f, p in zip(fast, plain):
+            torch.testing.assert_close(f.double(), p, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", [dict(foreach=False), dict(foreach=True), dict()], ids=["plain", "foreach", "default"])
+def test_stacey_at_tau_0_and_betas_mu_squared_mu_is_torch_muon(path):
+    mu, weight_decay, lr = 0.9, 0.05, 2e-2
+    matrices = [(8, 12), (10, 6)]
+    generator = torch.Generator().manual_seed(3)
+    start = [torch.randn(shape, generator=generator) for shape in matrices]
+    stacey_params = [torch.nn.Parameter(t.clone()) for t in start]
+    muon_params = [torch.nn.Parameter(t.clone()) for t in start]
+    stacey = Stacey(stacey_params, lr=lr, tau=0.0, alpha=0.3, betas=(mu**2, mu), weight_decay=weight_decay,
+                    norm="spectral", **path)  # fmt: skip
+    muon = torch.optim.Muon(muon_params, lr=lr, momentum=mu, nesterov=True, weight_decay=weight_decay,
+                            adjust_lr_fn="match_rms_adamw")  # fmt: skip
+    for step in range(20):
+        for param, muon_param, grad in zip(stacey_params, muon_params, _gradients(step, stacey_params)):
+            param.grad, muon_param.grad = grad.clone(), grad.clone()
+        stacey.step()
+        muon.step()
+    for param, muon_param, initial in zip(stacey_params, muon_params, start):
+        moved = (muon_param - initial).norm()
+        # torch's Newton-Schulz runs in bfloat16 (ours in float32 on the CPU): about 0.3% apart.
+        assert (param - muon_param).norm() < 0.01 * moved
+
+
+def test_spectral_groups_refuse_vectors_and_the_pp_variant_and_bad_ns_steps():
+    layer = torch.nn.Linear(4, 3)
+    with pytest.raises(ValueError, match=r"norm: 'spectral' for a parameter of shape \(3,\) in group 'vector'"):
+        Stacey([{"params": [layer.bias], "norm": "spectral", "name": "vector"}])
+    with pytest.raises(ValueError, match="variant: 'pp' with norm='spectral'"):
+        Stacey([layer.weight], norm="spectral", variant="pp")
+    with pytest.raises(ValueError, match="Invalid norm: 'l2'"):
+        Stacey([layer.weight], norm="l2")
+    with pytest.raises(ValueError, match="Invalid ns_steps: 0"):
+        Stacey([layer.weight], norm="spectral", ns_steps=0)
+
+
+def test_a_spectral_state_dict_resumes_bit_identically():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    groups = [
+        {"params": [model[0].weight, model[2].weight], "norm": "spectral"},
+        {"params": [model[0].bias, model[2].bias]},
+    ]
+    optimizer = Stacey(groups, lr=1e-2, tau=0.02)
+    inputs = torch.randn(32, 6)
+
+    def train(model, optimizer, steps):
+        for _ in range(steps):
+            optimizer.zero_grad()
+            model(inputs).pow(2).mean().backward()
+            optimizer.step()
+
+    train(model, optimizer, 3)
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
+    buffer.seek(0)
+    checkpoint = torch.load(buffer)
+    resumed_model = copy.deepcopy(model)
+    resumed_model.load_state_dict(checkpoint["model"])
+    resumed = Stacey(
+        [
+            {"params": [resumed_model[0].weight, resumed_model[2].weight], "norm": "spectral"},
+            {"params": [resumed_model[0].bias, resumed_model[2].bias]},
+        ],
+        lr=1e-2,
+        tau=0.02,
+    )
+    resumed.load_state_dict(checkpoint["optimizer"])
+    assert resumed.param_groups[0]["norm"] == "spectral"
+    train(model, optimizer, 3)
+    train(resumed_model, resumed, 3)
+    for a, b in zip(model.parameters(), resumed_model.parameters()):
+        assert torch.equal(a, b)
