@@ -7,6 +7,8 @@ tests/lightning/test_fsdp2.py; a script because the strategy re-runs it in every
 In one launch it fits (a) 2 epochs, (b) 1 epoch and saves Lightning's distributed checkpoint, then
 (c) resumes (b) to 2 epochs; rank 0 writes the full parameters and optimizer state of (a) and (c),
 and every rank its parameter groups' kinds and sizes and what StaceyMonitor logged in (a), to DIR.
+Then (d) fits 2 epochs with the hidden matrix in the spectral norm (its rows sharded over the two
+processes) and writes its full state too.
 """
 
 from __future__ import annotations
@@ -31,15 +33,16 @@ C_KERNEL_KINDS: list[str] = []  # the direction kinds the C kernel was bound for
 _bind = _cpu_kernel.bind
 _cpu_kernel.bind = lambda function, kind, scalars: (C_KERNEL_KINDS.append(kind), _bind(function, kind, scalars))[1]
 CONFIG = {"p": 3.0, "lr": 0.02, "tau": 0.05, "weight_decay": 0.01, "kinds": {"matrix": {"p": 4.5}}}
+SPECTRAL = {**CONFIG, "kinds": {"matrix": {"norm": "spectral"}}}  # the 16 x 8 matrix; the head stays l_p
 
 
 class ShardedRegression(StaceyMixin, pl.LightningModule):
     """MLP 8 -> 16 -> 1 with a LayerNorm, each layer and the whole sharded with FSDP2 over the data-parallel mesh."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: dict = CONFIG) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Tanh(), nn.Linear(16, 1))
-        self.set_stacey_config(CONFIG)
+        self.set_stacey_config(config)
 
     def configure_model(self) -> None:
         shard_layers(self, self.net)
@@ -88,9 +91,9 @@ def groups(trainer: pl.Trainer) -> list[dict]:
             for group in trainer.optimizers[0].param_groups]  # fmt: skip
 
 
-def fit(devices: int, max_epochs: int, root: Path, ckpt_path: str | None = None) -> tuple:
+def fit(devices: int, max_epochs: int, root: Path, ckpt_path: str | None = None, config: dict = CONFIG) -> tuple:
     pl.seed_everything(0)
-    module = ShardedRegression()
+    module = ShardedRegression(config)
     fitted = trainer(devices, max_epochs, root)
     fitted.fit(module, ckpt_path=ckpt_path)
     return module, fitted
@@ -117,6 +120,10 @@ def main() -> None:
                  "disabled_reason": RUNTIME.disabled_reason}  # fmt: skip
         torch.save({"uninterrupted": whole, "resumed": again, "steps": resumed.global_step, "fused": fused},
                    args.out / "fsdp2.pt")  # fmt: skip
+    module, spectral = fit(2, 2, args.out, config=SPECTRAL)
+    whole = full_state(module, spectral)
+    if spectral.global_rank == 0:
+        torch.save({"uninterrupted": whole, "groups": groups(spectral)}, args.out / "fsdp2_spectral.pt")
 
 
 if __name__ == "__main__":
