@@ -37,6 +37,7 @@ from stacey_lightning.optim._fused import RUNTIME
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE = "SGD(momentum, foreach)"
+MUON = "torch.optim.Muon"
 PUBLISHED = "published-style loop p=3"
 NOTES_HEADING = "## Why"
 
@@ -360,6 +361,8 @@ def _measure_lines(args: argparse.Namespace, device: torch.device) -> list[str]:
             cells.append(f"{name.removeprefix('Stacey ').removesuffix(' default')} {median:.2f}x ({fastest:.2f}x)")
         lines.append(f"  {_thread_label(count) + ':':11s} {', '.join(cells)}")
 
+    lines += _spectral_lines(shapes, device, threads, args)
+
     if not args.no_scaling:
         lines.append(f"\nScaling (median step ms; ratio to {REFERENCE} of the same size and thread count):")
         sweep_table = {
@@ -380,6 +383,29 @@ def _measure_lines(args: argparse.Namespace, device: torch.device) -> list[str]:
                 )
                 params = sum(s.numel() for s in size_shapes) / 1e6
                 lines.append(f"  {size_label:16s} {params:6.1f}M params, {_thread_label(count):9s}: {cells}")
+    return lines
+
+
+def _spectral_lines(shapes, device, threads: list[int], args: argparse.Namespace) -> list[str]:
+    """Stacey's spectral step against torch.optim.Muon's (match_rms_adamw, its own bfloat16 Newton-Schulz) on
+    the model's tensors of two dimensions or more, each viewed as (shape[0], -1): Muon takes matrices only."""
+    matrices = [torch.Size((s[0], math.prod(s[1:]))) for s in shapes if len(s) >= 2]
+    table = {
+        MUON: lambda params: torch.optim.Muon(params, lr=1e-3, adjust_lr_fn="match_rms_adamw"),
+        "Stacey spectral default": lambda params: Stacey(params, norm="spectral", tau=0.0),
+        "Stacey spectral plain loop": lambda params: Stacey(params, norm="spectral", tau=0.0, foreach=False),
+    }
+    results = measure(matrices, device, table, threads, args.repetitions, args.warmup)
+    muon = results[MUON]
+    lines = [f"\nSpectral norm: {len(matrices)} matrices, {sum(m.numel() for m in matrices) / 1e6:.1f}M parameters "
+             f"(median ms; ratio to {MUON} at the same thread count; in brackets the fastest steps' ratio):"]  # fmt: skip
+    for count in threads:
+        cells = [
+            f"{name} {r['median'][count] * 1e3:.2f} ms ({r['median'][count] / muon['median'][count]:.2f}x, "
+            f"{min(r['times'][count]) / min(muon['times'][count]):.2f}x)"
+            for name, r in results.items()
+        ]
+        lines.append(f"  {_thread_label(count) + ':':11s} {'; '.join(cells)}")
     return lines
 
 

@@ -149,3 +149,23 @@ def test_a_spectral_state_dict_resumes_bit_identically():
     train(resumed_model, resumed, 3)
     for a, b in zip(model.parameters(), resumed_model.parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+def test_on_cuda_the_direction_is_taken_in_bfloat16_as_torch_muon_takes_it():
+    generator = torch.Generator().manual_seed(5)
+    start = [torch.randn(shape, generator=generator).cuda() for shape in [(64, 96), (128, 32)]]
+    stacey_params = [torch.nn.Parameter(t.clone()) for t in start]
+    muon_params = [torch.nn.Parameter(t.clone()) for t in start]
+    stacey = Stacey(stacey_params, lr=1e-2, tau=0.0, betas=(0.9**2, 0.9), weight_decay=0.01, norm="spectral")
+    muon = torch.optim.Muon(muon_params, lr=1e-2, momentum=0.9, weight_decay=0.01, adjust_lr_fn="match_rms_adamw")
+    for step in range(10):
+        generator = torch.Generator().manual_seed(2000 + step)
+        for param, muon_param in zip(stacey_params, muon_params):
+            grad = torch.randn(param.shape, generator=generator).cuda()
+            param.grad, muon_param.grad = grad.clone(), grad.clone()
+        stacey.step()
+        muon.step()
+    for param, muon_param, initial in zip(stacey_params, muon_params, start):
+        # The same bfloat16 matmuls: closer than the CPU's float32 against torch's bfloat16.
+        assert (param - muon_param).norm() < 0.01 * (muon_param - initial).norm()
