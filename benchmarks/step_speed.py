@@ -397,8 +397,8 @@ def _spectral_lines(shapes, device, threads: list[int], args: argparse.Namespace
     }
     results = measure(matrices, device, table, threads, args.repetitions, args.warmup)
     muon = results[MUON]
-    lines = [f"\nSpectral norm: {len(matrices)} matrices, {sum(m.numel() for m in matrices) / 1e6:.1f}M parameters "
-             f"(median ms; ratio to {MUON} at the same thread count; in brackets the fastest steps' ratio):"]  # fmt: skip
+    size = f"{len(matrices)} matrices, {sum(m.numel() for m in matrices) / 1e6:.1f}M parameters"
+    lines = [f"\nSpectral norm: {size} (median ms; ratio to {MUON}, same thread count; fastest steps' ratio):"]
     for count in threads:
         cells = [
             f"{name} {r['median'][count] * 1e3:.2f} ms ({r['median'][count] / muon['median'][count]:.2f}x, "
