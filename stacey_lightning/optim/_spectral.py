@@ -39,6 +39,7 @@ from stacey_lightning.optim._fused import local_shards
 __all__ = [
     "NS_COEFFICIENTS",
     "NS_STEPS",
+    "SPECTRAL_RMS",
     "newton_schulz",
     "spectral_direction",
     "spectral_stacey",
@@ -48,6 +49,8 @@ __all__ = [
 
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)  # torch.optim.Muon's quintic (Keller Jordan's)
 NS_STEPS = 5
+# The RMS of d per unit lr: msign of an m x n matrix has RMS 1/sqrt(max(m, n)), times rms_scale's factor.
+SPECTRAL_RMS = 0.2
 _NORM_FLOOR = 1e-7  # torch.optim.Muon's eps: a zero momentum gives a zero direction, not nan
 
 
@@ -62,7 +65,7 @@ def rms_scale(shape: torch.Size) -> float:
     """0.2 * sqrt(max(rows, cols)) of the matrix view (shape[0], -1): AdamW's update RMS."""
     rows = shape[0]
     cols = math.prod(shape[1:])
-    return 0.2 * math.sqrt(max(rows, cols))
+    return SPECTRAL_RMS * math.sqrt(max(rows, cols))
 
 
 def newton_schulz(c: Tensor, steps: int = NS_STEPS, dtype: torch.dtype | None = None) -> Tensor:

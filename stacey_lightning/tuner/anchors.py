@@ -1,8 +1,10 @@
 """Anchor points: known-good configurations a study trains first, before its sampler proposes any.
 
-Stacey contains other optimizers (docs/algorithm.md, tested in tests/optim/test_special_cases.py): at
-p = inf and tau = 0 it is Lion; at p = 2 and tau = 0, SGD with Lion's two-beta momentum. A study
-starts from those, on a short lr ladder, and from the middle of its space, so that at equal budget a
+Stacey contains other optimizers (docs/algorithm.md, tested in tests/optim/test_special_cases.py and
+test_spectral.py): at p = inf and tau = 0 it is Lion; at p = 2 and tau = 0, SGD with Lion's two-beta
+momentum; with its matrices in the spectral norm and tau = 0, Muon (with a sign-like step, not AdamW's,
+on the rest). A study starts from those (Muon-like where its space can choose the spectral norm), on a
+short lr ladder, and from the middle of its space, so that at equal budget a
 tuned Stacey is never worse than the best of them, and the sampler models a space whose good corners
 it has already seen. A baseline's study starts from its default options on the same ladder, so that
 the comparison gives both sides the same head start.
@@ -57,10 +59,11 @@ class Anchor:
     values: dict[str, Any]
 
 
-def stacey_anchors() -> list[Anchor]:
+def stacey_anchors(space: Any = None) -> list[Anchor]:
     """Lion-like (p = inf, tau = 0) on the step ladder around ``LION_STEP``, SGD-like (p = 2, tau = 0) at
-    ``SGD_STEP``, and the middle of the space at Lion's step and three times it. The same for every space:
-    ``SearchSpace.params_for`` maps them into one.
+    ``SGD_STEP``, and the middle of the space at Lion's step and three times it; where ``space`` can put
+    a kind in the spectral norm, Muon-like (spectral matrices and convolutions, tau = 0) and the middle of
+    the space in the spectral norm too. ``SearchSpace.params_for`` maps them into a space.
 
     Every geometry first, at its middle step, then the ladders' other rungs: a study with places for
     only a few anchors (a budget of 4 runs has 4) still tries a finite p, where the old order (Lion's
@@ -68,7 +71,20 @@ def stacey_anchors() -> list[Anchor]:
     lion = [Anchor(f"lion-like step {LION_STEP * k:.1g}", _lion_like(LION_STEP * k)) for k in LADDER]
     sgd = Anchor(f"sgd-like step {SGD_STEP:.1g}", {**_lion_like(SGD_STEP), "p": 2.0, "lr": None})
     centre = [Anchor(f"centre step {LION_STEP * k:.1g}", {"step": LION_STEP * k}) for k in LADDER[1:]]
-    return [lion[1], centre[0], sgd, lion[2], centre[1], lion[0]]
+    if not _can_be_spectral(space):
+        return [lion[1], centre[0], sgd, lion[2], centre[1], lion[0]]
+    muon = Anchor(f"muon-like step {LION_STEP:.1g}", {**_lion_like(LION_STEP), **_SPECTRAL})
+    spectral_centre = Anchor(f"spectral centre step {LION_STEP:.1g}", {"step": LION_STEP, **_SPECTRAL})
+    return [lion[1], muon, centre[0], sgd, lion[2], spectral_centre, centre[1], lion[0]]
+
+
+# The kinds a Muon-like anchor puts in the spectral norm (those the space can; Muon's hidden matrices).
+_SPECTRAL = {"kinds.matrix.norm": "spectral", "kinds.conv.norm": "spectral"}
+
+
+def _can_be_spectral(space: Any) -> bool:
+    distributions = getattr(space, "distributions", {})
+    return any(key in distributions and "spectral" in distributions[key].extremes() for key in _SPECTRAL)
 
 
 def _lion_like(step: float) -> dict[str, Any]:
@@ -92,7 +108,7 @@ def anchors_for(optimizer: str, space: Any) -> list[Anchor]:
     """The anchors of a study of ``optimizer`` over ``space``."""
     from stacey_lightning.baselines import STACEY
 
-    return stacey_anchors() if optimizer == STACEY else baseline_anchors(space)
+    return stacey_anchors(space) if optimizer == STACEY else baseline_anchors(space)
 
 
 def config_anchor(config: Any, name: str = "start config", gradient_scale: float | None = None) -> Anchor:

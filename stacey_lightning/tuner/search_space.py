@@ -12,6 +12,7 @@ Format (each value a distribution; a plain value means "fixed")::
     weight_decay: {distribution: fixed, value: 0.0}
     variant: {distribution: categorical, choices: [p2, pp]}
     kinds: {matrix: {p: {distribution: p_exponent, low: 2, high: 8}, lr_scale: 1.0}}
+    kinds: {matrix: {norm: {distribution: categorical, choices: [lp, spectral]}}}  # or a fixed norm
     schedule: {name: warmup_cosine, warmup_fraction: 0.05}  # passed through to the config, not tuned
     eps: 1.0e-8                                              # fixed only
     model: {hidden: {distribution: int_log_uniform, low: 32, high: 256}}  # the module's own arguments
@@ -20,7 +21,8 @@ Format (each value a distribution; a plain value means "fixed")::
 whole validated config (``StaceyConfig.to_dict()``). Trial parameter names are the keys (``lr``,
 ``alpha``, ``tau``, ``beta1``, ``beta2``, ``weight_decay``, ``variant``, ``kinds.<kind>.<key>``), except
 that p is sampled as ``r`` (``kinds.<kind>.r``), so the geometry from p = 2 (r = 1) to p = inf (r = 0)
-is covered evenly. Which values are allowed is ``StaceyConfig``'s to say (``check_value``).
+is covered evenly. Which values are allowed is ``StaceyConfig``'s to say (``check_value``). Where lr is a
+coordinate step, a kind in the spectral norm gets the lr_scale that makes its step's RMS that step.
 
 The ``model`` section samples the module's own ``__init__`` arguments, for a task given as a
 LightningCLI config (``tasks.lightning_config``): ``suggest`` draws them on the trial as parameters
@@ -38,6 +40,7 @@ from typing import Any
 
 from stacey_lightning._yaml import read_mapping
 from stacey_lightning.lightning.config import HYPERPARAMETERS, KIND_KEYS, KINDS, StaceyConfig
+from stacey_lightning.optim._spectral import SPECTRAL_RMS
 from stacey_lightning.tuner.distributions import SPECIAL, Distribution, SearchSpaceError, SpaceParser, param_name
 
 __all__ = [
@@ -108,9 +111,14 @@ class SearchSpace(SpaceParser):
         if "lr" in values and self.distributions["lr"].kind == "coordinate_step":
             scale = gradient_scale or DEFAULT_GRADIENT_SCALE
             values["lr"] = values["lr"] / coordinate_scale(scale, p)
-            for kind in KINDS:  # every kind's coordinates step alike, whatever its own p
+            for kind in KINDS:  # every kind's coordinates step alike, whatever its own p or norm
                 own_p = values.get(f"kinds.{kind}.p")
-                if own_p is not None and f"kinds.{kind}.lr_scale" not in values:
+                if f"kinds.{kind}.lr_scale" in values:
+                    continue
+                if values.get(f"kinds.{kind}.norm") == "spectral":
+                    # A spectral step's RMS is SPECTRAL_RMS * lr: the coordinate step is its RMS.
+                    values[f"kinds.{kind}.lr_scale"] = coordinate_scale(scale, p) / SPECTRAL_RMS
+                elif own_p is not None:
                     values[f"kinds.{kind}.lr_scale"] = coordinate_scale(scale, p) / coordinate_scale(scale, own_p)
         lr = values.get("lr", defaults.lr)
         for name, distribution in self.distributions.items():
@@ -239,7 +247,7 @@ class SearchSpace(SpaceParser):
         """One possible value of the config key ``key`` ("lr", "betas.beta1", "kinds.matrix.p"), checked by
         StaceyConfig; returned as Stacey takes it."""
         config_key = key.removeprefix("betas.")
-        if config_key not in ("variant", "tau_follows_lr"):
+        if config_key not in ("variant", "tau_follows_lr") and not config_key.endswith(".norm"):
             value = self.number(key, value)
             if (config_key == "p" or config_key.endswith(".p")) and not value > 1:
                 # r = 1/(p-1) needs p > 1 as much as Stacey does.

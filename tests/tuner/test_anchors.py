@@ -48,3 +48,16 @@ def test_anchors_run_first_once_per_study_and_not_again_on_resume(tmp_path, caps
     study = tune("digits", space=SPACE, n_trials=3, output_dir=tmp_path, task_options=TINY, **FAST)
     assert len(study.trials) == 3  # a resume with nothing left to do enqueues nothing
     assert math.isinf(float(study.trials[0].user_attrs["stacey_config"]["p"]))
+
+
+def test_a_space_that_can_choose_the_spectral_norm_starts_from_muon_too():
+    space = SearchSpace.load("default")
+    anchors = anchors_for("stacey", space)
+    assert [a.name for a in anchors[:3]] == ["lion-like step 0.001", "muon-like step 0.001", "centre step 0.001"]
+    config = space.sample_config(optuna.trial.FixedTrial(space.params_for(anchors[1].values)))
+    # Muon's geometry on matrices and convolutions, tau = 0, sign-like elsewhere; lr as the spectral step's RMS
+    assert config["kinds"]["matrix"]["norm"] == config["kinds"]["conv"]["norm"] == "spectral"
+    assert config["tau_horizon"] == "inf" and config["p"] == "inf"
+    assert config["kinds"]["matrix"]["lr_scale"] * config["lr"] == pytest.approx(1e-3 / 0.2)
+    # A space without a norm to choose has no Muon-like anchor (it would repeat the Lion-like one).
+    assert not any("muon" in a.name for a in anchors_for("stacey", SearchSpace.load(SPACE)))

@@ -67,6 +67,12 @@ def test_kinds_betas_and_fixed_values_reach_the_config():
         ({"betas": {"beta1": 0.9}}, "betas", "missing beta2"),
         ({"kinds": {"bias": {"p": 2}}}, "kinds.bias", "unknown kind"),
         ({"variant": "pp", "p": {"distribution": "p_exponent", "low": 2, "high": ".inf"}}, "p", "pp variant"),
+        ({"kinds": {"vector": {"norm": "spectral"}}}, "kinds.vector.norm", "vectors take norm 'lp'"),
+        (
+            {"kinds": {"matrix": {"norm": {"distribution": "categorical", "choices": ["lp", "l1"]}}}},
+            "kinds.matrix.norm",
+            "not a norm",
+        ),
     ],
 )
 def test_bad_spaces_name_file_and_key(tmp_path, spec, key, words):
@@ -118,3 +124,19 @@ def test_the_new_keys_are_checked_naming_file_and_key(tmp_path, spec, key, words
     with pytest.raises(SearchSpaceError) as error:
         SearchSpace.load(path)
     assert str(path) in str(error.value) and f": {key}:" in str(error.value) and words in str(error.value)
+
+
+def test_a_spectral_kind_steps_at_the_sampled_step_as_its_rms_and_the_head_keeps_the_global_lr():
+    import torch
+
+    from stacey_lightning import StaceyConfig
+    from stacey_lightning.lightning.param_groups import param_groups
+
+    space = SearchSpace.load("default")
+    trial = optuna.trial.FixedTrial({**space.params_for({"p": 4.0, "step": 2e-3}), "kinds.matrix.norm": "spectral"})
+    config = StaceyConfig.from_source(space.suggest(trial, gradient_scale=1e-3))
+    assert config.lr == pytest.approx(2e-3 / 1e-3 ** (1 / 3))  # the l_p step at p = 4
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    groups = {group["name"]: group for group in param_groups(model, config)}
+    assert groups["matrix"]["norm"] == "spectral" and groups["matrix"]["lr"] == pytest.approx(2e-3 / 0.2)
+    assert (groups["head"]["norm"], groups["head"]["p"], groups["head"]["lr"]) == ("lp", 4.0, config.lr)
