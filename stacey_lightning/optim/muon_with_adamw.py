@@ -55,9 +55,7 @@ class MuonWithAdamW(Optimizer):
     ) -> None:
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, betas=tuple(betas), eps=eps,
                         ns_steps=ns_steps)  # fmt: skip
-        super().__init__(params, defaults)
-        if not any(group["muon"] for group in self.param_groups):
-            raise ValueError("MuonWithAdamW: no hidden 2-D matrix among the parameters; use AdamW itself")
+        super().__init__(params, defaults)  # a model without hidden matrices trains with AdamW alone
         self._workers()
 
     def _workers(self) -> dict[bool, Optimizer]:
@@ -70,11 +68,11 @@ class MuonWithAdamW(Optimizer):
             settings = self.defaults
             muon = [g for g in self.param_groups if g["muon"]]
             rest = [g for g in self.param_groups if not g["muon"]]
-            workers = {
-                True: Muon(muon, lr=settings["lr"], weight_decay=settings["weight_decay"],
-                           momentum=settings["momentum"], nesterov=True, ns_steps=settings["ns_steps"],
-                           adjust_lr_fn="match_rms_adamw"),
-            }  # fmt: skip
+            workers = {}
+            if muon:
+                workers[True] = Muon(muon, lr=settings["lr"], weight_decay=settings["weight_decay"],
+                                     momentum=settings["momentum"], nesterov=True, ns_steps=settings["ns_steps"],
+                                     adjust_lr_fn="match_rms_adamw")  # fmt: skip
             if rest:
                 workers[False] = AdamW(rest, lr=settings["lr"], weight_decay=settings["weight_decay"],
                                        betas=settings["betas"], eps=settings["eps"])  # fmt: skip
