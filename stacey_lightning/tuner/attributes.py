@@ -12,6 +12,7 @@ __all__ = [
     "HOSTNAME",
     "PID",
     "RETRY_OF",
+    "WORKER_DEATHS",
     "FAIL_REASON",
     "TRACEBACK",
     "STOP_REASON",
@@ -39,6 +40,10 @@ TASK_PARAMS = "task_params"  # what the task's own make() sampled on the trial (
 HOSTNAME = "hostname"  # the host of the worker running the trial
 PID = "pid"  # that worker's process id
 RETRY_OF = "retry_of"  # the number of the failed trial whose parameters this trial runs again
+# How the worker processes that ran these parameters before died (every earlier trial of the retry chain
+# that died with its process), one entry each: the exit code, negative for a signal (-9: SIGKILL), or None
+# where it is not known (the process was gone, or its heartbeat stopped). storage.MAX_TRIES bounds the chain.
+WORKER_DEATHS = "worker_deaths"
 FAIL_REASON = "fail_reason"  # why the trial failed, in one line
 TRACEBACK = "traceback"  # the task's traceback when it raised
 STOP_REASON = "stop_reason"  # why the run stopped early (pruned, non-finite loss); absent if it did not

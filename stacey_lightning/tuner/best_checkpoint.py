@@ -23,16 +23,15 @@ best trial ran on another machine (each with its own output folder) keeps here t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
+from filelock import FileLock
 from lightning.pytorch import Callback, LightningModule, Trainer
 from typing_extensions import override
 
@@ -91,7 +90,7 @@ def settle(study: optuna.Study, spec: StudySpec) -> Winner | None:
     if not waiting.is_dir():
         return None
     changed = None
-    with _locked(output_dir / CHECKPOINTS / _LOCK):
+    with FileLock(output_dir / CHECKPOINTS / _LOCK):  # across processes: flock on POSIX, msvcrt on Windows
         trials = study.get_trials(deepcopy=False)
         chosen = confirm.winner(study)
         needed = confirm.open_candidates(study, spec, trials) | ({chosen.trial.number} if chosen is not None else set())
@@ -131,19 +130,6 @@ def _record(output_dir: Path) -> dict[str, Any] | None:
     if not (Path(output_dir) / BEST).exists() or not record_path.is_file():
         return None
     return json.loads(record_path.read_text())
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (POSIX flock) for the block."""
-    import fcntl
-
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _replace(source: Path, target: Path) -> None:

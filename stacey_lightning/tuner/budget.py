@@ -10,6 +10,10 @@ only while a whole run of ``max_epochs`` still fits. Then, as for ``n_trials`` (
 it got is held to the trials numbered before it (running and waiting ones at ``max_epochs``), so that
 two racing workers never both start the run that only one fits: the later one is failed before it
 trains (``SURPLUS``). Epochs a pruned trial saves are spent by later trials.
+
+The confirmation runs' share of the budget is reserved out of it (``confirm.search_spec``); where seeds
+turn out not to change a task's runs, the runs that have not started go back to the search, which then
+counts only what the confirmation runs already hold (``epochs_committed``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from stacey_lightning.tuner.attributes import EPOCHS, SURPLUS
 
-__all__ = ["trial_epochs", "epochs_spent", "budget_is_spent", "over_budget"]
+__all__ = ["trial_epochs", "epochs_spent", "epochs_committed", "budget_is_spent", "over_budget"]
 
 _HOLDS_EPOCHS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
 
@@ -41,14 +45,18 @@ def epochs_spent(trials: list[FrozenTrial]) -> int:
     return sum(trial_epochs(t, 0) for t in trials if t.state in ended and not t.user_attrs.get(SURPLUS))
 
 
+def epochs_committed(trials: list[FrozenTrial], max_epochs: int) -> int:
+    """Epochs the trials that have started cost or may still cost: the ended ones what they trained, the
+    running ones ``max_epochs``. Waiting trials are left out: the next trial a worker asks for may be one of
+    them (Optuna hands out waiting trials first), and over_budget holds each to the trials numbered before it."""
+    return sum(trial_epochs(t, max_epochs) for t in trials if _counted(t) and t.state != TrialState.WAITING)
+
+
 def budget_is_spent(trials: list[FrozenTrial], budget: int | None, max_epochs: int) -> bool:
     """True when another run of ``max_epochs`` no longer fits in ``budget`` (None: no budget)."""
     if budget is None:
         return False
-    # Waiting trials are left out: the next trial a worker asks for may be one of them (Optuna hands out
-    # waiting trials first), and over_budget holds each to the trials numbered before it.
-    committed = [t for t in trials if _counted(t) and t.state != TrialState.WAITING]
-    return sum(trial_epochs(t, max_epochs) for t in committed) + max_epochs > budget
+    return epochs_committed(trials, max_epochs) + max_epochs > budget
 
 
 def over_budget(trials: list[FrozenTrial], number: int, budget: int | None, max_epochs: int) -> bool:

@@ -33,6 +33,20 @@ adds (the mean change per epoch over the completed search trials' last quarters,
 smaller than the noise it removes (their changes' spread, sigma^2 (1 - 1/k), with a change's variance
 2 sigma^2 for independent noise). What a study reports (``Winner.values``, best.yaml, the table) stays
 the final values: the score only ranks.
+
+What a study delivers is each run's final model (``best.ckpt``), so the score never overrules the end of the
+runs: a candidate that ended better than another on every seed both were trained on ranks above it, whatever
+their scores (``_ends_better``). On a held-out image task two candidates ended at val_loss 0.510 and 0.530
+on both seeds, and the tail means named the 0.530 one. One seed is not enough to say so: there the final
+value is the noise the score averages out, so the rule needs two seeds of each.
+
+Many tasks seed themselves whatever seed they are given; then a confirmation run trains exactly what its
+trial did, and seeds do not change the task's runs. Once a confirmation run has reproduced its trial (the
+same value at every epoch and at the end, and the same gradient scale: ``reproduced``) and none has
+differed, the study confirms no more: the runs not started go back to the search (``search_spec`` reserves
+only what the started ones hold, a waiting one is failed before it trains), and every search trial's final
+value is what its config gives on any seed, so the final values rank and the winner says so
+(``Winner.reproduced``).
 """
 
 from __future__ import annotations
@@ -45,12 +59,15 @@ from dataclasses import dataclass, replace
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from stacey_lightning.tuner.attributes import CONFIRMS, RETRY_OF, SURPLUS, TRIAL_SEED
+from stacey_lightning.tuner.attributes import CONFIRMS, GRADIENT_SCALE, RETRY_OF, SURPLUS, TRIAL_SEED
+from stacey_lightning.tuner.budget import epochs_committed
 from stacey_lightning.tuner.spec import StudySpec
 
-__all__ = ["Plan", "plan", "search_spec", "is_confirmation", "search_trials", "ready_to_confirm", "missing_run",
-           "enqueue_run", "open_candidates", "is_duplicate", "tail", "curves_settled", "settled", "score", "Winner",
-           "winner"]  # fmt: skip
+__all__ = ["SEEDS_DO_NOT_MATTER", "Plan", "plan", "search_spec", "is_confirmation", "search_trials",
+           "ready_to_confirm", "reproduced", "reproduction_line", "missing_run", "enqueue_run", "open_candidates",
+           "is_duplicate", "tail", "curves_settled", "settled", "score", "Winner", "winner"]  # fmt: skip
+
+SEEDS_DO_NOT_MATTER = "seeds do not change this task's runs"
 
 
 @dataclass(frozen=True)
@@ -76,12 +93,19 @@ def plan(spec: StudySpec) -> Plan:
     return Plan(2, 2) if planned < 40 else Plan(3, 2)
 
 
-def search_spec(spec: StudySpec) -> StudySpec:
-    """``spec`` with the confirmation reserve taken out of its trials and budget: the search's limits."""
+def search_spec(spec: StudySpec, trials: Sequence[FrozenTrial] = ()) -> StudySpec:
+    """``spec`` with the confirmation reserve taken out of its trials and budget: the search's limits. Once
+    one of the study's ``trials`` showed that seeds do not change its runs (``reproduced``), the reserve is
+    only what the confirmation runs that started hold: the others' trials and epochs go back to the search."""
     reserve = plan(spec).runs
     if not reserve:
         return spec
-    budget = None if spec.budget is None else spec.budget - reserve * spec.max_epochs
+    epochs = reserve * spec.max_epochs
+    if reproduced(trials) is not None:
+        started = [t for t in trials if is_confirmation(t)]
+        reserve = sum(1 for t in started if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+        epochs = epochs_committed(started, spec.max_epochs)
+    budget = None if spec.budget is None else spec.budget - epochs
     return replace(spec, n_trials=spec.n_trials - reserve, budget=budget)
 
 
@@ -89,7 +113,7 @@ def is_confirmation(trial: FrozenTrial | optuna.Trial) -> bool:
     return CONFIRMS in trial.user_attrs
 
 
-def search_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+def search_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if not is_confirmation(t)]
 
 
@@ -150,13 +174,16 @@ def _candidates(study: optuna.Study, trials: list[FrozenTrial], count: int) -> l
 
 
 def _planned_runs(study: optuna.Study, spec: StudySpec, trials: list[FrozenTrial]) -> list[tuple[FrozenTrial, int]]:
-    """(candidate, seed) of every confirmation run: the top candidates now, each on the seeds after the study's."""
+    """(candidate, seed) of every confirmation run: the top candidates now, each on the seeds after the study's;
+    none once seeds are seen not to change the task's runs (``reproduced``)."""
+    if reproduced(trials) is not None:
+        return []
     chosen = plan(spec)
     seeds = [spec.seed + offset for offset in range(1, chosen.seeds + 1)]
     return [(candidate, seed) for candidate in _candidates(study, trials, chosen.candidates) for seed in seeds]
 
 
-def _results(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+def _results(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """The confirmation runs that are results: finished, not failed before training, and not failed by a
     dead worker or Ctrl-C (re-queued with ``RETRY_OF``: the retry is the result)."""
     retried = {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
@@ -165,6 +192,42 @@ def _results(trials: list[FrozenTrial]) -> list[FrozenTrial]:
         for t in trials
         if is_confirmation(t) and t.state.is_finished() and not t.user_attrs.get(SURPLUS) and t.number not in retried
     ]
+
+
+def _reproduces(run: FrozenTrial, candidate: FrozenTrial | None) -> bool:
+    """Whether confirmation ``run`` trained exactly what ``candidate`` did: the same value at every epoch and at
+    the end, and the same gradient scale (or none on either: a float another seed does not match, where a
+    coarse metric such as accuracy on a small set might)."""
+    return (
+        candidate is not None
+        and run.state == candidate.state == TrialState.COMPLETE
+        and bool(candidate.intermediate_values)
+        and run.intermediate_values == candidate.intermediate_values
+        and run.value == candidate.value
+        and run.user_attrs.get(GRADIENT_SCALE) == candidate.user_attrs.get(GRADIENT_SCALE)
+    )
+
+
+def reproduced(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """The confirmation run that showed that seeds do not change the task's runs: the first, where every
+    confirmation run that is a result reproduced its trial exactly (``_reproduces``); else None. One that
+    differed, or failed, says that seeds matter."""
+    results = _results(trials)
+    by_number = {t.number: t for t in trials}
+    if results and all(_reproduces(t, by_number.get(t.user_attrs[CONFIRMS])) for t in results):
+        return results[0]
+    return None
+
+
+def reproduction_line(trials: Sequence[FrozenTrial], number: int) -> str | None:
+    """What to say when trial ``number`` has ended, if it is the run ``reproduced`` names; else None."""
+    run = reproduced(trials)
+    if run is None or run.number != number:
+        return None
+    return (
+        f"trial #{number} reproduced trial #{run.user_attrs[CONFIRMS]} exactly on seed {run.user_attrs[TRIAL_SEED]}: "
+        f"{SEEDS_DO_NOT_MATTER}, so the confirmation runs not started go back to the search"
+    )
 
 
 def _held(trials: list[FrozenTrial]) -> set[tuple[int, int]]:
@@ -190,13 +253,17 @@ def enqueue_run(study: optuna.Study, candidate: FrozenTrial, seed: int) -> None:
 
 
 def open_candidates(study: optuna.Study, spec: StudySpec, trials: list[FrozenTrial]) -> set[int]:
-    """The candidates that may still win: the top ones while any of their confirmation runs is missing or
-    unfinished (before the search ends, the top ones now). Their models are kept until then."""
+    """The trials that may still win while any confirmation run is missing or unfinished: the top candidates
+    (before the search ends, the top ones now), and the best search trial by its final value, which wins
+    should a confirmation run show that seeds do not change the task's runs (``winner``). Their models are
+    kept until then."""
     runs = _planned_runs(study, spec, trials)
     finished = {(t.user_attrs[CONFIRMS], t.user_attrs[TRIAL_SEED]) for t in _results(trials)}
-    if runs and all((c.number, seed) in finished for c, seed in runs):
+    if not runs or all((c.number, seed) in finished for c, seed in runs):
         return set()
-    return {candidate.number for candidate, _ in runs}
+    sign = 1.0 if _maximize(study) else -1.0
+    best_final = max(_complete_search(trials), key=lambda t: sign * t.value)
+    return {candidate.number for candidate, _ in runs} | {best_final.number}
 
 
 def is_duplicate(trials: list[FrozenTrial], trial: FrozenTrial) -> bool:
@@ -220,6 +287,9 @@ class Winner:
     failed: int  # confirmation runs that failed or diverged
     scores: tuple[float, ...]  # what ranked it, per seed (``score``): the values, or their runs' tail means
     by_tail: bool  # whether the scores are tail means (the study's metric had settled)
+    seeds: tuple[int | None, ...] = ()  # each value's seed: None for the study's own, else the run's TRIAL_SEED
+    reproduced: bool = False  # a confirmation run reproduced its trial exactly: seeds do not change the runs
+    ahead_of: tuple[int, ...] = ()  # candidates with a better score that ended worse on every seed (trials)
 
     @property
     def mean(self) -> float:
@@ -247,21 +317,63 @@ class Winner:
         return shown + f" over {seeds} seeds" + (f" ({self.failed} failed)" if self.failed else "")
 
     def ranking(self) -> str:
-        """Where the scores are tail means, how the winner was ranked: "ranked by its last epochs' mean,
-        0.9838: the metric had settled"; else ""."""
-        if not self.by_tail:
-            return ""
-        return f"ranked by its last epochs' mean, {self.score:.4g}: the metric had settled"
+        """How the winner was chosen, where its values do not say it all: that seeds do not change the task's
+        runs, that the scores are tail means ("ranked by its last epochs' mean, 0.9838: the metric had
+        settled"), and which candidates with a better score it ended better than on every seed; else ""."""
+        parts = []
+        if self.reproduced:
+            parts.append(f"{SEEDS_DO_NOT_MATTER}: a confirmation run reproduced its trial exactly")
+        if self.by_tail:
+            parts.append(f"ranked by its last epochs' mean, {self.score:.4g}: the metric had settled")
+        if self.ahead_of:
+            trials = ", ".join(f"#{number}" for number in self.ahead_of)
+            parts.append(f"ahead of trial {trials}, which ended worse on every seed")
+        return "; ".join(parts)
+
+
+def _ends_better(a: Winner, b: Winner, maximize: bool) -> bool:
+    """Whether ``a``'s final values beat ``b``'s on every seed: seed by seed where both ran two seeds or more
+    in common, else each of ``a``'s against each of ``b``'s. Each needs two seeds: on one, the final value
+    is the noise the settled rule averages out."""
+    if len(a.values) < 2 or len(b.values) < 2:
+        return False
+    sign = 1.0 if maximize else -1.0
+    of_a, of_b = dict(zip(a.seeds, a.values)), dict(zip(b.seeds, b.values))
+    shared = of_a.keys() & of_b.keys()
+    if len(shared) >= 2:
+        return all(sign * (of_a[seed] - of_b[seed]) > 0 for seed in shared)
+    return all(sign * (mine - theirs) > 0 for mine in a.values for theirs in b.values)
+
+
+def _best(groups: list[Winner], maximize: bool) -> Winner:
+    """The confirmed groups (all of them before any is), those without a failed run if any; among them the
+    best score that no other ended better than on every seed (the best score outright in the odd cycle
+    that seeds run by some and not others can make)."""
+    pool = [group for group in groups if group.confirmed] or groups
+    pool = [group for group in pool if not group.failed] or pool
+    sign = -1.0 if maximize else 1.0
+    ranked = sorted(pool, key=lambda group: sign * group.score)
+    undominated = [group for group in ranked if not any(_ends_better(other, group, maximize) for other in ranked)]
+    chosen = (undominated or ranked)[0]
+    ahead_of = tuple(
+        group.trial.number
+        for group in ranked
+        if sign * group.score < sign * chosen.score and _ends_better(chosen, group, maximize)
+    )
+    return replace(chosen, ahead_of=ahead_of)
 
 
 def winner(study: optuna.Study) -> Winner | None:
-    """The candidate with the best mean score over its seeds, or the best search trial before any
-    confirmation finished; None when no search trial completed."""
+    """The candidate with the best mean score over its seeds, unless another ended better on every seed
+    (``_best``), or the best search trial before any confirmation finished; None when no search trial
+    completed. Where seeds do not change the task's runs (``reproduced``), the best search trial by its final
+    value: that is what its config gives on any seed, with nothing to average out."""
     trials = study.get_trials(deepcopy=False)
     maximize = _maximize(study)
-    by_tail = settled(trials, maximize)
+    seeds_matter = reproduced(trials) is None
+    by_tail = seeds_matter and settled(trials, maximize)
     confirmations: dict[int, list[FrozenTrial]] = {}
-    for trial in _results(trials):
+    for trial in _results(trials) if seeds_matter else []:
         confirmations.setdefault(trial.user_attrs[CONFIRMS], []).append(trial)
     groups = []
     for trial in search_trials(trials):
@@ -272,10 +384,6 @@ def winner(study: optuna.Study) -> Winner | None:
         ]
         failed = len(confirmations.get(trial.number, [])) + 1 - len(runs)
         values, scores = tuple(t.value for t in runs), tuple(score(t, by_tail) for t in runs)
-        groups.append(Winner(trial, values, failed=failed, scores=scores, by_tail=by_tail))
-    if not groups:
-        return None
-    confirmed = [group for group in groups if group.confirmed]
-    pool = confirmed or groups
-    sign = -1.0 if maximize else 1.0
-    return min(pool, key=lambda group: (group.failed > 0, sign * group.score))
+        seeds = tuple(t.user_attrs.get(TRIAL_SEED) for t in runs)
+        groups.append(Winner(trial, values, failed, scores, by_tail, seeds=seeds, reproduced=not seeds_matter))
+    return _best(groups, maximize) if groups else None

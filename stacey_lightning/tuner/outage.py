@@ -48,21 +48,17 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
 import optuna
+from filelock import FileLock
 from optuna.storages import BaseStorage
 
 # Optuna's heartbeat interface, public only through this module; fail_stale_trials checks for it.
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
-
-try:
-    import fcntl  # the take lock of a SQLite file (RetryingStorage)
-except ImportError:  # Windows: no take lock
-    fcntl = None
 
 __all__ = [
     "RetryingStorage",
@@ -368,16 +364,11 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
         return None
 
 
-@contextlib.contextmanager
-def _locked(path: str | None) -> Iterator[None]:
-    """An exclusive lock on the file ``path`` (created if need be) for the block; nothing for None, or where
-    the platform has no ``fcntl`` (Windows)."""
-    if path is None or fcntl is None:
-        yield
-        return
-    with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
-        yield
+def _locked(path: str | None) -> contextlib.AbstractContextManager[Any]:
+    """An exclusive lock on the file ``path`` (created if need be) across processes, for a ``with`` block
+    (``filelock``: flock on POSIX, msvcrt on Windows; a killed holder's lock is released with its process);
+    no lock for None."""
+    return FileLock(path) if path is not None else contextlib.nullcontext()
 
 
 def _claim_key() -> str:

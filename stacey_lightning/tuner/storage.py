@@ -11,9 +11,13 @@ trial k it sees every trial numbered below k. A trial is *surplus* when n_trials
 finished, running or waiting come before it; its worker fails it before training (``SURPLUS``).
 
 Dead workers: every trial records its worker's ``HOSTNAME`` and ``PID``. A worker fails, at once,
-the RUNNING trials of dead processes on its own host; trials of other hosts are failed by Optuna's
+the RUNNING trials of dead processes on its own host (and the parent of ``--workers N`` processes fails
+those of a child that died, knowing how: workers.py); trials of other hosts are failed by Optuna's
 heartbeat (RDB storages only) after ``HEARTBEAT_GRACE_S``. Either way the parameters are enqueued
-again (``RETRY_OF``).
+again (``RETRY_OF``), with how the worker died (``WORKER_DEATHS``), at most ``MAX_TRIES`` tries in all:
+a configuration that takes its process down (the kernel's OOM killer, a crash in an extension) is then
+failed for good with the reason ("killed by signal 9 twice: out of memory?"), and, like any failed trial,
+does not count, so the study fills its places with other configurations.
 
 Outages: every storage opened here from a URL or ``journal:PATH`` retries its calls through an outage of up
 to ``storage_outage_s`` seconds (``outage.RetryingStorage``). Opening one does not: a storage that cannot
@@ -25,6 +29,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import signal
 import socket
 import threading
 import time
@@ -45,6 +50,7 @@ from stacey_lightning.tuner.attributes import (
     STUDY_OPTIMIZER,
     SURPLUS,
     TRIAL_SEED,
+    WORKER_DEATHS,
 )
 from stacey_lightning.tuner.outage import RetryingStorage, StorageUnavailable, claimants
 from stacey_lightning.tuner.samplers import make_pruner, make_sampler
@@ -62,15 +68,27 @@ __all__ = [
     "Heartbeat",
     "requeue",
     "fail_dead_trials",
+    "death_text",
     "finished",
     "study_is_full",
     "is_surplus",
     "HEARTBEAT_INTERVAL_S",
     "HEARTBEAT_GRACE_S",
+    "MAX_TRIES",
 ]
 
 HEARTBEAT_INTERVAL_S = 30
 HEARTBEAT_GRACE_S = 120
+# How often a configuration is tried when its worker process dies while training it (WORKER_DEATHS).
+MAX_TRIES = 2
+# What most often ends a process by these signals, for the reason a dead worker's trial is failed with.
+_SIGNAL_HINTS = {
+    "SIGKILL": "out of memory?",  # the kernel's OOM killer (or a scheduler's memory limit)
+    "SIGSEGV": "a crash in compiled code?",
+    "SIGBUS": "a crash in compiled code?",
+    "SIGABRT": "a crash in compiled code?",
+}
+_UNKNOWN_DEATH_HINT = "out of memory, or a crash in compiled code?"
 _CREATE_ATTEMPTS = 5
 _CREATION_RACE = ("already exists", "duplicate key", "UniqueViolation", "UNIQUE constraint failed")
 _JOURNAL = "journal:"
@@ -155,7 +173,7 @@ def open_storage(storage: Any, outage_s: float = DEFAULT_STORAGE_OUTAGE_S) -> op
                 engine_kwargs=_engine_kwargs(url),
                 heartbeat_interval=HEARTBEAT_INTERVAL_S,
                 grace_period=HEARTBEAT_GRACE_S,
-                heartbeat_stale_trial_callback=requeue,
+                heartbeat_stale_trial_callback=_requeue_stale,
             )
             # get_storage adds Optuna's trial cache, as create_study does for an RDBStorage (not for ours).
             return RetryingStorage(
@@ -281,11 +299,14 @@ class Heartbeat:
             self._thread.join()
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+def requeue(study: optuna.Study, trial: FrozenTrial, deaths: list[int | None] | None = None) -> None:
     """Enqueue a failed trial's parameters again (a new WAITING trial with ``RETRY_OF``); a confirmation
-    run stays one (its ``CONFIRMS`` and ``TRIAL_SEED``, confirm.py)."""
-    kept = {key: trial.user_attrs[key] for key in (CONFIRMS, TRIAL_SEED) if key in trial.user_attrs}
-    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number, **kept}, skip_if_exists=False)
+    run stays one (its ``CONFIRMS`` and ``TRIAL_SEED``, confirm.py), and the deaths of the worker processes
+    that ran the parameters go with them (``WORKER_DEATHS``): ``deaths``, where the trial's own worker died."""
+    kept = {key: trial.user_attrs[key] for key in (CONFIRMS, TRIAL_SEED, WORKER_DEATHS) if key in trial.user_attrs}
+    if deaths is not None:
+        kept[WORKER_DEATHS] = deaths
+    study.enqueue_trial(trial.params, user_attrs={**kept, RETRY_OF: trial.number}, skip_if_exists=False)
 
 
 def _process_alive(pid: int) -> bool:
@@ -298,30 +319,100 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def fail_dead_trials(study: optuna.Study) -> None:
-    """Fail and re-queue RUNNING trials whose worker on this host is gone, and heartbeat-stale ones."""
+def _owners(trial: FrozenTrial) -> list[tuple[str | None, int]]:
+    """(host, pid) of the worker that holds ``trial``; without a recorded pid (its worker stopped before
+    recording it, say in an outage past the limit), the processes that claimed it (outage.CLAIMED_BY)."""
+    pid = trial.user_attrs.get(PID)
+    return [(trial.user_attrs.get(HOSTNAME), pid)] if pid is not None else claimants(trial)
+
+
+def fail_dead_trials(study: optuna.Study, ended: tuple[int, int] | None = None) -> None:
+    """Fail the RUNNING trials whose worker on this host is gone, and heartbeat-stale ones, and re-queue
+    their parameters unless they have been tried ``MAX_TRIES`` times.
+
+    Args:
+        ended: (pid, exit code) of a worker process of this host that has just ended, from its parent,
+            which has not reaped it yet (workers.py): its trials are failed with how it ended.
+    """
     host = socket.gethostname()
+    ended_pid, exit_code = ended if ended is not None else (None, None)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = trial.user_attrs.get(PID)
-        # Without a pid, its worker stopped before recording it (say, an outage past the limit): the
-        # processes that claimed the trial (outage.CLAIMED_BY), dead if all of them are.
-        owners = [(trial.user_attrs.get(HOSTNAME), pid)] if pid is not None else claimants(trial)
-        if not owners or any(owner_host != host or _process_alive(owner) for owner_host, owner in owners):
-            continue
-        pid = owners[0][1]
-        # Every worker that starts on this host (the re-run of a command with --workers N) looks at once: the
-        # one whose FAIL lands re-queues the trial; the others find it finished and leave it.
-        try:
-            study._storage.set_trial_user_attr(
-                trial._trial_id, FAIL_REASON, f"worker process {pid} on {host} died while the trial was running"
-            )
-            if not study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-        requeue(study, trial)
-        print(f"[stacey-tune] trial {trial.number}: its worker (pid {pid}) died; failed and re-queued", flush=True)
+        owners = _owners(trial)
+        # The ended process stays a zombie until its parent reaps it: alive to os.kill, gone all the same.
+        pids = [pid for owner_host, pid in owners if owner_host == host]
+        if owners and len(pids) == len(owners) and all(pid == ended_pid or not _process_alive(pid) for pid in pids):
+            _fail_dead_trial(study, trial, exit_code if ended_pid in pids else None)
     optuna.storages.fail_stale_trials(study)  # other hosts' trials, by heartbeat (RDB storages only)
+
+
+def _fail_dead_trial(study: optuna.Study, trial: FrozenTrial, exit_code: int | None) -> None:
+    """Fail ``trial``, whose worker process ended with ``exit_code`` (None: not known), and re-queue it."""
+    deaths = [*trial.user_attrs.get(WORKER_DEATHS, []), exit_code]
+    # Every worker that starts on this host (the re-run of a command with --workers N) looks at once: the
+    # one whose FAIL lands re-queues the trial; the others find it finished and leave it.
+    try:
+        study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, death_text(deaths))
+        if not study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            return
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return
+    _after_death(study, trial, deaths)
+
+
+def _requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna's callback for a trial it failed because its heartbeat stopped: its worker died somehow."""
+    _after_death(study, trial, [*trial.user_attrs.get(WORKER_DEATHS, []), None])
+
+
+def _after_death(study: optuna.Study, trial: FrozenTrial, deaths: list[int | None]) -> None:
+    """Re-queue a trial failed with its worker, or, once its parameters have had ``MAX_TRIES``, say so."""
+    if len(deaths) >= MAX_TRIES:
+        print(f"[stacey-tune] trial {trial.number} FAIL: {death_text(deaths)}; not tried again", flush=True)
+        return
+    requeue(study, trial, deaths)
+    host, pid = next(iter(_owners(trial)), ("?", "?"))
+    print(
+        f"[stacey-tune] trial {trial.number}: its worker (pid {pid} on {host}) {_verb(deaths[-1])}; failed and "
+        f"re-queued (try {len(deaths) + 1} of {MAX_TRIES})",
+        flush=True,
+    )
+
+
+def death_text(deaths: list[int | None]) -> str:
+    """How the worker processes that ran one configuration died, as a trial's ``FAIL_REASON``: "killed by
+    signal 9: out of memory?", "killed by signal 9 twice: out of memory?", "died, then exited with status 3".
+
+    Args:
+        deaths: exit codes, oldest first (negative: the signal), None where how is not known.
+    """
+    causes = [_death_cause(code) for code in deaths]
+    if len(causes) > 1 and len(set(causes)) == 1:
+        text = f"{causes[0]} {'twice' if len(causes) == 2 else f'{len(causes)} times'}"
+    else:
+        text = ", then ".join(causes)
+    hint = _hint(deaths[-1])
+    return f"{text}: {hint}" if hint else text
+
+
+def _death_cause(exit_code: int | None) -> str:
+    if exit_code is None:
+        return "died"
+    return f"killed by signal {-exit_code}" if exit_code < 0 else f"exited with status {exit_code}"
+
+
+def _verb(exit_code: int | None) -> str:
+    """The death as a sentence's verb: "was killed by signal 9: out of memory?"."""
+    text = death_text([exit_code])
+    return f"was {text}" if exit_code is not None and exit_code < 0 else text
+
+
+def _hint(exit_code: int | None) -> str | None:
+    if exit_code is None:
+        return _UNKNOWN_DEATH_HINT
+    try:
+        return _SIGNAL_HINTS.get(signal.Signals(-exit_code).name) if exit_code < 0 else None
+    except ValueError:  # a signal this platform does not name
+        return None
 
 
 def finished(trials: list[FrozenTrial]) -> int:

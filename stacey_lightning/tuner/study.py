@@ -173,7 +173,7 @@ def run_study(spec: StudySpec) -> optuna.Study:
         if spec.workers == 1:
             interrupted = Worker(spec, call).run()
         else:
-            interrupted = run_worker_processes(spec, call)
+            interrupted = run_worker_processes(spec, call, study)
         if interrupted:
             print("[stacey-tune] interrupted: every finished trial is kept; run the same command to resume", flush=True)
         best_checkpoint.settle(study, spec)  # what a worker killed or interrupted after its trial's tell left

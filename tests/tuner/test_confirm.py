@@ -8,14 +8,21 @@ from optuna.trial import TrialState, create_trial
 from tuning_tasks import FAST, TINY
 
 from stacey_lightning.lightning.config import StaceyConfig
+from stacey_lightning.tasks.digits import make_digits
 from stacey_lightning.tuner import tune
-from stacey_lightning.tuner.attributes import CONFIRMS, RETRY_OF, TRIAL_SEED
+from stacey_lightning.tuner.attributes import CONFIRMS, EPOCHS, GRADIENT_SCALE, RETRY_OF, SURPLUS, TRIAL_SEED
+from stacey_lightning.tuner.best_checkpoint import kept_trial
+from stacey_lightning.tuner.budget import epochs_spent
 from stacey_lightning.tuner.confirm import (
+    SEEDS_DO_NOT_MATTER,
     Plan,
     enqueue_run,
     is_duplicate,
     missing_run,
+    open_candidates,
     plan,
+    reproduced,
+    reproduction_line,
     score,
     search_spec,
     settled,
@@ -136,13 +143,49 @@ def test_a_settled_metric_ranks_by_the_last_epochs_and_reports_the_finals():
     assert chosen.text() == "0.98"
     assert chosen.ranking() == "ranked by its last epochs' mean, 0.9833: the metric had settled"
     _add(study, 0.975, curve=_plateau(0.980, 0.982, 0.975), **{CONFIRMS: 1, TRIAL_SEED: 1})
-    _add(study, 0.984, curve=_plateau(0.970, 0.972, 0.984), **{CONFIRMS: 0, TRIAL_SEED: 1})
-    chosen = winner(study)  # by the finals' means trial 0 (0.985 against 0.9775), by the scores' trial 1
+    _add(study, 0.972, curve=_plateau(0.970, 0.968, 0.972), **{CONFIRMS: 0, TRIAL_SEED: 1})
+    chosen = winner(study)  # by the finals' means trial 0 (0.979 against 0.9775), by the scores' trial 1
     assert (
         chosen.trial.number == 1
         and chosen.values == (0.980, 0.975)
         and chosen.score == pytest.approx(0.98117, abs=1e-5)
+        and chosen.ahead_of == ()  # neither ended better on both seeds (trial 0 did on seed 0 only)
     )
+
+
+# Curves of 12 epochs of a val_loss that has levelled off, as _plateau's.
+def _loss_plateau(*tail):
+    return [0.90, 0.70, 0.60, 0.55] + [0.52] * 5 + list(tail)
+
+
+def test_a_candidate_that_ends_worse_on_every_seed_never_wins_whatever_its_last_epochs_say():
+    # Issue 24: on a held-out image task the tail means named the candidate that ended at val_loss 0.530 on
+    # both seeds over the one that ended at 0.510 on both, and best.ckpt held the worse model.
+    study = optuna.create_study(direction="minimize")
+    _add(study, 0.530, curve=_loss_plateau(0.500, 0.505, 0.530))  # 0: lower before its last epoch
+    _add(study, 0.510, curve=_loss_plateau(0.525, 0.520, 0.510))  # 1
+    assert settled(study.get_trials(), maximize=False)
+    assert winner(study).trial.number == 0  # on one seed each the last epochs' means rank: 0.5117 < 0.5183
+    _add(study, 0.530, curve=_loss_plateau(0.502, 0.500, 0.530), **{CONFIRMS: 0, TRIAL_SEED: 1})
+    _add(study, 0.510, curve=_loss_plateau(0.522, 0.524, 0.510), **{CONFIRMS: 1, TRIAL_SEED: 1})
+    chosen = winner(study)  # the scores still favour trial 0 (0.5112 against 0.5185)
+    assert chosen.trial.number == 1 and chosen.values == (0.510, 0.510) and chosen.ahead_of == (0,)
+    assert chosen.ranking() == (
+        "ranked by its last epochs' mean, 0.5185: the metric had settled; "
+        "ahead of trial #0, which ended worse on every seed"
+    )
+
+
+@pytest.mark.parametrize("other_seed_final, expected", [(0.530, 0), (0.505, 1)])
+def test_candidates_run_on_different_seeds_compare_every_final_with_every_final(other_seed_final, expected):
+    # Trial 1 was confirmed on seed 11 (the study resumed with --seed 10): the two share one seed, too few
+    # to compare seed by seed, so trial 0 must have ended better than each of trial 1's runs.
+    study = optuna.create_study(direction="minimize")
+    _add(study, 0.510, curve=_loss_plateau(0.525, 0.520, 0.510))  # 0
+    _add(study, 0.520, curve=_loss_plateau(0.500, 0.505, 0.520))  # 1: the better last epochs
+    _add(study, 0.515, curve=_loss_plateau(0.522, 0.524, 0.515), **{CONFIRMS: 0, TRIAL_SEED: 1})
+    _add(study, other_seed_final, curve=_loss_plateau(0.502, 0.500, other_seed_final), **{CONFIRMS: 1, TRIAL_SEED: 11})
+    assert winner(study).trial.number == expected  # 0.505 beats trial 0's 0.510: the last epochs decide
 
 
 def test_a_metric_still_improving_ranks_by_its_final_value():
@@ -161,3 +204,73 @@ def test_too_few_epochs_to_average_rank_by_the_final_value():
     _add(study, 0.98)  # no intermediate values at all (a user's objective that reports none)
     assert not settled(study.get_trials(), maximize=True)
     assert winner(study).trial.number == 0
+
+
+def test_a_confirmation_run_that_reproduces_its_trial_ends_the_confirmations():
+    study = optuna.create_study(direction="maximize")
+    spec = study_spec("digits", n_trials=6, budget=72, max_epochs=12)  # 2 candidates on seed 1: 4 searched
+    curves = [_plateau(0.976, 0.978, 0.986), _plateau(0.986, 0.984, 0.980), _plateau(0.960, 0.962, 0.990)]
+    for number, curve in enumerate(curves):
+        _add(study, curve[-1], curve=curve, **{GRADIENT_SCALE: 0.01 * (number + 1), EPOCHS: 12})
+    _add(study, 0.95, curve=[0.95] * 12, **{EPOCHS: 12})
+    trials = study.get_trials(deepcopy=False)
+    assert settled(trials, maximize=True) and reproduced(trials) is None and search_spec(spec, trials).n_trials == 4
+    assert missing_run(study, spec, trials)[0].number == 1  # the candidates by their last epochs: 1 and 0
+    assert open_candidates(study, spec, trials) == {0, 1, 2}  # and trial 2's model: it ends best
+    _add(study, 0.980, curve=curves[1], **{GRADIENT_SCALE: 0.02, EPOCHS: 12, CONFIRMS: 1, TRIAL_SEED: 1})
+    trials = study.get_trials(deepcopy=False)
+    assert reproduced(trials).number == 4
+    assert reproduction_line(trials, 4).startswith("trial #4 reproduced trial #1 exactly on seed 1: seeds do not")
+    assert reproduction_line(trials, 3) is None
+    # The other run goes back to the search: it may train a 5th trial, with the epochs of the 6th run.
+    search = search_spec(spec, trials)
+    assert (search.n_trials, search.budget) == (5, 72 - 12)
+    assert missing_run(study, spec, trials) is None and open_candidates(study, spec, trials) == set()
+    chosen = winner(study)  # each run's final is its config's on any seed: the finals rank, not the tails
+    assert chosen.trial.number == 2 and chosen.values == (0.990,) and chosen.reproduced and not chosen.confirmed
+    assert chosen.ranking() == f"{SEEDS_DO_NOT_MATTER}: a confirmation run reproduced its trial exactly"
+    # A run that another worker had started and that differs says that seeds matter after all.
+    _add(study, 0.981, curve=curves[0][:-1] + [0.981], **{GRADIENT_SCALE: 0.01, EPOCHS: 12, CONFIRMS: 0, TRIAL_SEED: 1})
+    trials = study.get_trials(deepcopy=False)
+    assert reproduced(trials) is None and search_spec(spec, trials).n_trials == 4
+    assert not winner(study).reproduced and winner(study).confirmed
+
+
+def test_the_same_curve_with_another_gradient_scale_is_not_a_reproduction():
+    # Accuracy on a small set can repeat on another seed by chance; the momentum's scale at the end does not.
+    study = optuna.create_study(direction="maximize")
+    _add(study, 0.98, curve=[0.97, 0.98], **{GRADIENT_SCALE: 0.012})
+    _add(study, 0.98, curve=[0.97, 0.98], **{GRADIENT_SCALE: 0.013, CONFIRMS: 0, TRIAL_SEED: 1})
+    assert reproduced(study.get_trials(deepcopy=False)) is None
+
+
+def make_self_seeded(trial=None):
+    """Digits that seeds itself (it takes no seed, as many tasks do): every run of a config trains the same."""
+    return make_digits(trial, **TINY)
+
+
+def make_seeded(trial=None, seed=0):
+    return make_digits(trial, seed=seed, **TINY)
+
+
+@pytest.mark.parametrize("make, reproduces", [(make_self_seeded, True), (make_seeded, False)])
+def test_a_task_that_ignores_its_seed_is_confirmed_once_and_searched_more(tmp_path, capsys, make, reproduces):
+    budget = 12  # 6 runs of 2 epochs: 4 search trials, then 2 candidates on seed 1
+    study = tune(make, budget=budget, pruner="none", output_dir=tmp_path, **FAST)
+    trials = study.get_trials(deepcopy=False)
+    trained = [t for t in trials if not t.user_attrs.get(SURPLUS)]
+    assert all(t.state == TrialState.COMPLETE for t in trained) and epochs_spent(trials) == budget
+    confirmations = [t for t in trained if CONFIRMS in t.user_attrs]
+    chosen, out = winner(study), capsys.readouterr().out
+    assert len(trained) == 6 and len(confirmations) == (1 if reproduces else 2)  # the rest searched
+    assert kept_trial(tmp_path, study.study_name) == chosen.trial.number  # best.ckpt holds the winner's model
+    assert chosen.reproduced == reproduces and chosen.confirmed != reproduces
+    if reproduces:
+        run = confirmations[0]
+        assert run.intermediate_values == trials[run.user_attrs[CONFIRMS]].intermediate_values
+        assert f"trial #{run.number} reproduced trial #{run.user_attrs[CONFIRMS]} exactly on seed 1" in out
+        assert f"winner: trial {chosen.trial.number}, val_loss {chosen.text()} ({SEEDS_DO_NOT_MATTER}" in out
+        assert SEEDS_DO_NOT_MATTER in (tmp_path / "best.yaml").read_text()
+    else:
+        assert SEEDS_DO_NOT_MATTER not in out
+        assert f"winner: trial {chosen.trial.number}, val_loss {chosen.text()} (confirmed on other seeds" in out

@@ -1,4 +1,5 @@
-"""The tuner's fault behaviour (issue 4): Ctrl-C, and heartbeat recovery of another host's dead trial."""
+"""The tuner's fault behaviour (issue 4): Ctrl-C, and heartbeat recovery of another host's dead trial (tried
+twice at most, issue 26)."""
 
 import signal
 import subprocess
@@ -128,4 +129,27 @@ def test_heartbeat_fails_and_requeues_a_dead_trial_of_another_host(tmp_path, mon
     assert trials[0].state == TrialState.FAIL and "fail_reason" not in trials[0].user_attrs
     retry = [t for t in trials if t.user_attrs.get("retry_of") == 0]
     assert len(retry) == 1 and retry[0].state.is_finished() and retry[0].params == trials[0].params
+    assert retry[0].user_attrs["worker_deaths"] == [None]  # how its worker died is not known
     assert _finished(study) == 2 and not any(t.state == TrialState.RUNNING for t in trials)
+
+
+@pytest.mark.filterwarnings(
+    "ignore::optuna.exceptions.ExperimentalWarning",
+    "ignore:Heartbeat of storage is supposed to be used with Study.optimize",
+)
+def test_a_config_whose_heartbeat_stops_twice_is_not_tried_a_third_time(tmp_path, monkeypatch, capsys):
+    grace_s = 1
+    monkeypatch.setattr(tuner_storage, "HEARTBEAT_GRACE_S", grace_s)
+    storage = tuner_storage.open_storage(f"sqlite:///{tmp_path.resolve()}/optuna.db")
+    study = optuna.create_study(storage=storage, direction="maximize")
+    # The retry of a trial whose worker, on another host, died once already.
+    study.enqueue_trial({"x": 1.0}, user_attrs={"retry_of": 7, "worker_deaths": [None]})
+    dead = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 2.0)})
+    dead.set_user_attr("hostname", "another-host.invalid")
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(grace_s + 1.5)  # SQLite's clock counts whole seconds
+    tuner_storage.fail_dead_trials(study)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL], "a third try was enqueued"
+    assert "trial 0 FAIL: died twice: out of memory, or a crash in compiled code?; not tried again" in (
+        capsys.readouterr().out
+    )

@@ -119,7 +119,7 @@ def test_a_trial_whose_worker_stopped_before_recording_its_pid_is_failed_and_req
     states = [trial.state for trial in study.trials]
     assert states == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING], states
     assert study.trials[2].user_attrs["retry_of"] == 1 and study.trials[2].system_attrs["fixed_params"] == {"x": 1.0}
-    assert f"worker (pid {ended.pid}) died" in capsys.readouterr().out
+    assert f"worker (pid {ended.pid} on {socket.gethostname()}) died" in capsys.readouterr().out
 
 
 def test_a_journal_whose_folder_is_briefly_gone_is_waited_for(tmp_path, capsys):

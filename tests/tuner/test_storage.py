@@ -1,12 +1,29 @@
-"""Which trials count, and when a worker's trial is surplus: the rules that keep n_trials exact across
-processes and hosts (stacey_lightning/tuner/storage.py)."""
+"""Which trials count, when a worker's trial is surplus, and how often a configuration whose worker died is
+tried: the rules that keep n_trials exact across processes and hosts (stacey_lightning/tuner/storage.py)."""
 
 import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
 
 import optuna
+import pytest
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from stacey_lightning.tuner.storage import dashboard_hint, finished, is_surplus, open_storage, study_is_full
+from stacey_lightning.tuner.attributes import FAIL_REASON, HOSTNAME, PID, RETRY_OF, WORKER_DEATHS
+from stacey_lightning.tuner.storage import (
+    dashboard_hint,
+    death_text,
+    fail_dead_trials,
+    finished,
+    is_surplus,
+    open_storage,
+    requeue,
+    study_is_full,
+)
 
 
 def _study(states):
@@ -73,3 +90,93 @@ def test_two_processes_never_take_the_same_enqueued_trial_from_sqlite(tmp_path):
         process.join(timeout=60)
     assert [process.exitcode for process in processes] == [0, 0]
     assert sorted(taken[0] + taken[1]) == list(range(60))  # each enqueued trial taken once
+
+
+def _ended_process() -> int:
+    """The pid of a process of this host that has ended: a dead worker's."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    return ended.pid
+
+
+def _take(study: optuna.Study, pid: int) -> optuna.Trial:
+    """The next trial, taken as worker process ``pid`` of this host takes it (workers.py records both)."""
+    trial = study.ask({"x": FloatDistribution(0.0, 2.0)})
+    trial.set_user_attr(HOSTNAME, socket.gethostname())
+    trial.set_user_attr(PID, pid)
+    return trial
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # fail_stale_trials
+def test_a_config_whose_worker_is_killed_is_tried_twice_then_failed_with_the_signal(capsys):
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"x": 1.0})
+    pid = _ended_process()
+    _take(study, pid)
+    fail_dead_trials(study, ended=(pid, -signal.SIGKILL))  # from the parent, which saw how it ended
+    first, retry = study.get_trials()
+    assert first.state == TrialState.FAIL and first.user_attrs[FAIL_REASON] == "killed by signal 9: out of memory?"
+    assert retry.state == TrialState.WAITING and retry.system_attrs["fixed_params"] == {"x": 1.0}
+    assert retry.user_attrs[RETRY_OF] == 0 and retry.user_attrs[WORKER_DEATHS] == [-9]
+
+    pid = _ended_process()
+    assert _take(study, pid).number == 1
+    fail_dead_trials(study, ended=(pid, -signal.SIGKILL))
+    trials = study.get_trials()
+    assert len(trials) == 2, "a third try was enqueued"
+    assert trials[1].state == TrialState.FAIL
+    assert trials[1].user_attrs[FAIL_REASON] == "killed by signal 9 twice: out of memory?"
+    out = capsys.readouterr().out
+    assert "trial 0: its worker (pid" in out and "was killed by signal 9: out of memory?; failed and re-queued" in out
+    assert "trial 1 FAIL: killed by signal 9 twice: out of memory?; not tried again" in out
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_in_one_process_deaths_count_across_runs_and_interruptions_do_not(capsys):
+    """--workers 1: a kill ends the command, and the next run finds the trial's process gone (how, it cannot
+    know); Ctrl-C re-queues a trial without counting a try."""
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"x": 1.0})
+    _take(study, _ended_process())
+    fail_dead_trials(study)  # the next run of the command
+    assert study.trials[0].user_attrs[FAIL_REASON] == "died: out of memory, or a crash in compiled code?"
+    interrupted = _take(study, os.getpid())
+    interrupted.set_user_attr(FAIL_REASON, "interrupted (Ctrl-C)")
+    study.tell(interrupted, state=TrialState.FAIL)
+    requeue(study, study.trials[1])  # as trial.py does on Ctrl-C
+    assert study.trials[2].user_attrs[WORKER_DEATHS] == [None]
+    _take(study, _ended_process())
+    fail_dead_trials(study)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3, "a third try was enqueued"
+    assert trials[2].user_attrs[FAIL_REASON] == "died twice: out of memory, or a crash in compiled code?"
+    assert "trial 2 FAIL: died twice" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not hasattr(os, "waitid"), reason="needs os.waitid (POSIX; macOS from Python 3.13)")
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_worker_not_yet_reaped_is_left_to_its_parent_which_knows_how_it_ended():
+    study = optuna.create_study(direction="maximize")
+    segfaulting = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
+    os.waitid(os.P_PID, segfaulting.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped: a zombie
+    _take(study, segfaulting.pid)
+    fail_dead_trials(study)  # another worker: the zombie looks alive, so it leaves the trial alone
+    assert study.trials[0].state == TrialState.RUNNING
+    fail_dead_trials(study, ended=(segfaulting.pid, -signal.SIGSEGV))  # the parent
+    assert study.trials[0].user_attrs[FAIL_REASON] == "killed by signal 11: a crash in compiled code?"
+    assert segfaulting.wait() == -signal.SIGSEGV
+
+
+@pytest.mark.parametrize(
+    "deaths, text",
+    [
+        ([-9], "killed by signal 9: out of memory?"),
+        ([-9, -9], "killed by signal 9 twice: out of memory?"),
+        ([-11, -11, -11], "killed by signal 11 3 times: a crash in compiled code?"),
+        ([None, -9], "died, then killed by signal 9: out of memory?"),
+        ([-9, 3], "killed by signal 9, then exited with status 3"),
+        ([-15], "killed by signal 15"),
+    ],
+)
+def test_death_text(deaths, text):
+    assert death_text(deaths) == text
