@@ -29,8 +29,8 @@ from _report import add_threads_argument, run_benchmark, task_list
 from stacey_lightning import tune
 from stacey_lightning.compare import compare
 from stacey_lightning.compare.results import summarize
+from stacey_lightning.finder import RUNS, find_for_task
 from stacey_lightning.lightning.config import StaceyConfig
-from stacey_lightning.tuner.finder import RUNS, find_for_task
 from stacey_lightning.tuner.outputs import quiet_libraries
 
 RESULTS = Path(__file__).resolve().parent / "results" / "finder.md"
@@ -180,7 +180,7 @@ def render(arguments: argparse.Namespace, measured: dict[str, Any]) -> str:
         "",
         "## How it was measured",
         "",
-        "`stacey_lightning.tuner.finder.find_for_task` (= `stacey-find`) with its defaults (candidates p 3, 4, 8, "
+        "`stacey_lightning.finder.find_for_task` (= `stacey-find`) with its defaults (candidates p 3, 4, 8, "
         "inf; budget 1.5 runs), then its best.yaml trained by `compare(config=best.yaml)` (= `stacey-compare "
         "--config`) for the full epochs with seeds 0.., against the Stacey row of a tuned study (same task "
         "options, epochs and seeds): the 24-trial study of benchmarks/results/quality.md (24 trials of up to 10 "

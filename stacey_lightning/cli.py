@@ -7,15 +7,21 @@ value, file, task option or storage) is one line on stderr and exit status 2; Ct
 after the finished work is kept; a study that cannot go on (every trial failed, or its database out of
 reach for longer than --storage-outage) is status 1.
 
+The screen holds the command's own lines: what Lightning says again on every run (its device banners,
+tips, "`Trainer.fit` stopped") and each warning appear at most once per command; --verbose shows them all.
+
 Like ``python -m``, every command imports ``--task module:callable`` from the current folder first.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import yaml
@@ -45,6 +51,17 @@ __all__ = [
 ]
 
 _TASK_HELP = f"built-in task ({', '.join(BUILTIN_TASKS)}) or module:callable (imported from the current folder)"
+# Where Lightning says what it says again for every Trainer and fit: rank_zero_info (of Lightning and of
+# Fabric: "GPU available", "TPU available", "HPU available", "You are using a CUDA device", the tips,
+# "`Trainer.fit` stopped"), a GPU's "LOCAL_RANK ... CUDA_VISIBLE_DEVICES", the process group's
+# "Initializing distributed", and model summaries where --trainer enable_model_summary=true asks for them.
+_LIGHTNING_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning.pytorch.accelerators.cuda",
+    "lightning.fabric.utilities.distributed",
+    "lightning.pytorch.callbacks.model_summary",
+)
 
 
 class UsageError(ValueError):
@@ -150,6 +167,12 @@ def _add_task_arguments(parser: argparse.ArgumentParser, *, geometry: bool = Tru
         metavar="KEY=VALUE",
         help="another lightning.Trainer argument, value read as YAML (limit_train_batches=10, "
         "precision=bf16-mixed, gradient_clip_val=1.0); repeatable",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show what Lightning says on every run (device banners, tips, 'Trainer.fit stopped') every time, "
+        "and warnings as Python shows them; by default each distinct message is shown at most once",
     )
     if not geometry:  # stacey-find logs nothing to TensorBoard
         return
@@ -470,7 +493,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _find(args: argparse.Namespace) -> int:
-    from stacey_lightning.tuner.finder import P_CANDIDATES, find_for_task
+    from stacey_lightning.finder import P_CANDIDATES, find_for_task
     from stacey_lightning.tuner.outputs import quiet_libraries
 
     with quiet_libraries():
@@ -513,7 +536,8 @@ def _run(prog: str, work: Callable[[argparse.Namespace], int], args: argparse.Na
     from stacey_lightning.tuner.workers import TooManyFailures
 
     try:
-        return work(args)
+        with _screen(getattr(args, "verbose", False)):
+            return work(args)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
         return 2
@@ -526,6 +550,57 @@ def _run(prog: str, work: Callable[[argparse.Namespace], int], args: argparse.Na
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
+
+
+class _OnceEach(logging.Filter):
+    """Lets each distinct message through once: as a filter on loggers, and as ``warnings.showwarning`` in
+    front of ``show``, the one in use before (Python's own record of what it has shown is cleared whenever
+    a library's ``catch_warnings`` ends, which would show a warning again on every run)."""
+
+    def __init__(self, show: Callable) -> None:
+        super().__init__()
+        self.show = show
+        self.shown: set[str] = set()
+
+    def first(self, message: str) -> bool:
+        if message in self.shown:
+            return False
+        self.shown.add(message)
+        return True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.first(record.getMessage())
+
+    def showwarning(self, message: Any, category: type, filename: str, lineno: int, file=None, line=None) -> None:
+        if self.first(f"{category.__name__}: {message}"):
+            self.show(message, category, filename, lineno, file=file, line=line)
+
+
+@contextlib.contextmanager
+def _screen(verbose: bool) -> Iterator[None]:
+    """Lightning's messages (``_LIGHTNING_LOGGERS``) and warnings once each for the command's duration, or
+    with ``verbose`` every time, even where a study quiets Lightning's loggers (``quiet_libraries``)."""
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
+    if verbose:
+        levels = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.setLevel(logging.INFO)  # their own level, which the level set on their parents does not cut
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+        return
+    with warnings.catch_warnings():  # gives back the showwarning in use
+        once = _OnceEach(warnings.showwarning)
+        warnings.showwarning = once.showwarning
+        for logger in loggers:
+            logger.addFilter(once)
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                logger.removeFilter(once)
 
 
 tune_main = _command("stacey-tune", tune_parser, _tune)

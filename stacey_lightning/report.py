@@ -2,7 +2,8 @@
 
 Writes, under ``output_dir``, for each plot an interactive HTML file (plotly; ``plotly.min.js`` is
 written once next to them, so they open offline) and a PNG (Optuna's matplotlib backend; plotly's
-own PNG export needs a browser):
+own PNG export needs a browser; the caller's matplotlib backend, style and open figures are left as
+they were):
 
 - ``history``: the objective of every trial and the best so far;
 - ``importances``: parameter importances (fANOVA; needs two or more completed trials);
@@ -64,14 +65,13 @@ def report(
     skipped: dict[str, str] = {}
     for name, (make_html, make_png) in _plots(study).items():
         try:
-            html, png = make_html(), make_png()
+            html = make_html()
+            _write_png(make_png, os.path.join(output_dir, f"{name}.png"))
         except _Skip as reason:
             skipped[name] = str(reason)
             continue
         # "directory": one plotly.min.js beside the pages instead of 3.5 MB inside each, and no network.
         html.write_html(os.path.join(output_dir, f"{name}.html"), include_plotlyjs="directory")
-        png.savefig(os.path.join(output_dir, f"{name}.png"), dpi=100, bbox_inches="tight")
-        _close(png)
         written[f"{name}.html"] = os.path.join(output_dir, f"{name}.html")
         written[f"{name}.png"] = os.path.join(output_dir, f"{name}.png")
     summary = os.path.join(output_dir, "summary.md")
@@ -140,9 +140,6 @@ class _Skip(Exception):
 
 def _plots(study: optuna.Study) -> dict[str, tuple[Callable, Callable]]:
     """Per plot name, functions making its plotly figure and its matplotlib figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; works without a display
     from optuna import visualization as interactive
     from optuna.visualization import matplotlib as static
 
@@ -201,10 +198,21 @@ def _figure_of(axes: Any) -> Any:
     return np.ravel(axes)[0].figure
 
 
-def _close(figure: Any) -> None:
+def _write_png(make: Callable[[], Any], path: str) -> None:
+    """Draw an Optuna matplotlib figure with ``make`` and save it to ``path``, leaving the caller's session
+    as it was: Optuna draws through pyplot, on the backend in use (an Agg-based one, as every interactive
+    backend and the default without a display are), and its figures are closed once saved; it sets the
+    ggplot style for the whole process, and ``rc_context`` gives the caller's style back."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
-    plt.close(figure)
+    with matplotlib.rc_context():
+        open_before = set(plt.get_fignums())
+        try:
+            make().savefig(path, dpi=100, bbox_inches="tight")
+        finally:
+            for number in set(plt.get_fignums()) - open_before:
+                plt.close(number)
 
 
 def _param_names(trials: list[FrozenTrial]) -> list[str]:

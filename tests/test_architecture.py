@@ -15,6 +15,7 @@ UPPER_FLOORS = sorted(
     [
         *(PACKAGE / "tuner").glob("*.py"),
         *(PACKAGE / "compare").glob("*.py"),
+        *(PACKAGE / "finder").glob("*.py"),
         *(PACKAGE / name for name in ("run.py", "cli.py", "report.py", "baselines.py")),
     ]
 )

@@ -80,6 +80,22 @@ def test_python_dash_m_dispatches_to_tune():
     assert result.returncode == 0 and "--n-trials" in result.stdout
 
 
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_lightnings_banners_show_once_per_command_and_every_run_with_verbose(verbose, tmp_path):
+    argv = (
+        "compare --task digits --optimizers stacey,adamw --seeds 1 --max-epochs 1 --task-option hidden=8 "
+        "--task-option foreach=true --trainer limit_train_batches=2 --trainer limit_val_batches=1 --accelerator cpu"
+    ).split()
+    argv += ["--output", str(tmp_path), *(["--verbose"] if verbose else [])]
+    result = subprocess.run([sys.executable, "-m", "stacey_lightning", *argv], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    screen = result.stdout + result.stderr
+    assert "[1/2] stacey seed 0" in screen and "[2/2] adamw seed 0" in screen  # the command's own lines
+    for banner in ("GPU available", "TPU available", "Tip: ", "`Trainer.fit` stopped"):
+        assert (screen.count(banner) >= 2) if verbose else (screen.count(banner) == 1), (banner, screen)
+
+
 HEAVY = ("torch", "lightning", "optuna", "matplotlib")
 
 

@@ -1,10 +1,10 @@
-"""What ``compare`` writes: curves read back from the runs' TensorBoard events, the figure, the tables."""
+"""What ``compare`` writes: curves read back from the runs' TensorBoard events, the figure (a matplotlib
+Figure that pyplot does not hold, so a user's session and backend are left alone), the tables."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,17 +92,31 @@ def _aligned(steps: list[np.ndarray], values: list[np.ndarray], seconds: list[np
     return common, stack(seconds).mean(axis=0), stacked.mean(axis=0), stacked.std(axis=0)
 
 
-def plot(curves: dict[str, list[Curves]], monitor: str, path: str) -> None:
+def plot(curves: dict[str, list[Curves]], monitor: str, *, axes: Any = None) -> Any:
+    """The comparison's figure: per optimizer, the mean ± one standard deviation across seeds of the training
+    loss (top row) and ``monitor`` (bottom row), against step (left) and training wall-clock time (right).
+
+    Args:
+        curves: per optimizer name, one ``Curves`` per seed.
+        monitor: the metric's name, for the titles.
+        axes: a 2 x 2 array of matplotlib Axes to draw into; None draws into a new
+            ``matplotlib.figure.Figure``, which no pyplot state holds (no window opens, the backend is left
+            as it is).
+
+    Returns:
+        The Figure drawn into: ``.savefig(path)`` writes it.
+    """
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only; works without a display
-    import matplotlib.pyplot as plt
-
+    created = axes is None
+    if created:
+        axes = Figure(figsize=(10, 7)).subplots(2, 2, squeeze=False)
     longest = max(run.loss.size for runs in curves.values() for run in runs)
     window = max(1, longest // 50)
-    figure, axes = plt.subplots(2, 2, figsize=(10, 7), squeeze=False)
+    colors = matplotlib.colormaps["tab10"]
     for index, (name, runs) in enumerate(curves.items()):
-        color = plt.get_cmap("tab10")(index % 10)
+        color = colors(index % 10)
         rows = (
             (
                 [run.loss_steps for run in runs],
@@ -126,11 +140,11 @@ def plot(curves: dict[str, list[Curves]], monitor: str, path: str) -> None:
             axes[row][column].set_xlabel(x_label)
             axes[row][column].grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    figure.suptitle("mean ± one standard deviation across seeds", fontsize=10)
-    figure.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    figure = axes[0][0].figure
+    if created:
+        figure.suptitle("mean ± one standard deviation across seeds", fontsize=10)
+        figure.tight_layout()
+    return figure
 
 
 def write_tables(comparison: Comparison, optimizers: Sequence[str]) -> None:

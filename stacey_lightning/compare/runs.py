@@ -274,7 +274,7 @@ def compare(
         runs_csv=os.path.join(output_dir, "runs.csv"),
         tuned=tuned,
     )
-    plot(curves, monitor, comparison.figure)
+    plot(curves, monitor).savefig(comparison.figure, dpi=100)
     write_tables(comparison, optimizers)
     return comparison
 

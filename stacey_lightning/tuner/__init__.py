@@ -8,7 +8,7 @@ candidates on other seeds; the winner), ``calibration``, ``outage`` (riding out 
 ``storage`` (opening studies, counting trials, dead workers), ``pruning`` (the Lightning callback),
 ``ddp`` (rank 0 owns the trial), ``best_checkpoint`` (best.ckpt: which trial's model is kept),
 ``trial`` (one trial), ``outputs`` (progress, best.yaml, tables), ``workers`` and ``study`` (``tune``,
-``run_study``: the orchestration), ``finder`` (``find_geometry``: the geometry in 1.5 runs).
+``run_study``: the orchestration).
 
 The names below are imported on first use: the command line reads ``attributes`` without loading Optuna.
 """

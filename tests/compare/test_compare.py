@@ -16,7 +16,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from stacey_lightning.cli import _parse_setting, compare_main, tune_main
 from stacey_lightning.compare import compare
-from stacey_lightning.compare.outputs import write_tables
+from stacey_lightning.compare.outputs import Curves, plot, write_tables
 from stacey_lightning.compare.results import Comparison, RunResult, summarize
 from stacey_lightning.lightning.config import StaceyConfig
 
@@ -95,6 +95,21 @@ def test_figure_decodes_and_is_not_blank(comparison):
     image = matplotlib.image.imread(comparison.figure)
     assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 300
     assert image[..., :3].var() > 0
+
+
+def test_the_figure_is_drawn_without_touching_the_users_pyplot(users_pyplot):
+    from matplotlib.figure import Figure
+
+    steps = np.arange(20)
+    curves = Curves(
+        loss_steps=steps, loss=np.linspace(2.0, 1.0, 20), loss_seconds=steps * 0.01,
+        metric_steps=np.array([9, 19]), metric=np.array([0.5, 0.7]), metric_seconds=np.array([0.09, 0.19]),
+    )  # fmt: skip
+    figure = plot({"stacey": [curves, curves], "adamw": [curves]}, "val_acc")
+    assert isinstance(figure, Figure) and len(figure.axes) == 4 and len(figure.axes[0].get_lines()) == 2
+    axes = Figure().subplots(2, 2, squeeze=False)
+    assert plot({"stacey": [curves]}, "val_acc", axes=axes) is axes[0][0].figure  # into the caller's axes
+    assert all(len(axis.get_lines()) == 1 for axis in axes.ravel())
 
 
 def test_tables_name_every_optimizer_with_consistent_numbers(comparison):

@@ -58,6 +58,13 @@ def test_every_plot_is_written_as_html_and_png(reported):
     assert "Objective against p" in p_page and '"inf"' in p_page  # r axis relabelled in p
 
 
+def test_the_plots_are_drawn_without_touching_the_users_pyplot(users_pyplot, reported, tmp_path):
+    study, written = reported
+    storage = written["summary"].rsplit("/out/", 1)[0] + "/study.db"
+    again = report(f"sqlite:///{storage}", output_dir=tmp_path / "out")
+    assert all(f"{name}.png" in again for name in PLOTS)
+
+
 def test_summary_has_best_trial_states_and_time(reported):
     study, written = reported
     summary = open(written["summary"], encoding="utf-8").read()

@@ -1,5 +1,7 @@
-"""``find_geometry``: Stacey's p, lr and tau for a model in about 1.5 training runs, in the spirit of
-Lightning's ``Tuner.lr_find``: short runs from the same initial weights and batches, read off the loss.
+"""The finder's procedure, ``find_geometry``: Stacey's p, lr and tau for a model in about 1.5 training runs,
+in the spirit of Lightning's ``Tuner.lr_find``: short runs from the same initial weights and batches, read
+off the loss. Like lr_find it gives the model back as it was given (``_snapshot``) and applies its pick
+only when asked (``apply=True``).
 
 What it rests on (benchmarks/results/geometry.md and finder.md, measured on a byte-level transformer and
 an MLP; nothing here is fitted to one of them):
@@ -23,6 +25,10 @@ an MLP; nothing here is fitted to one of them):
 - Finite p in [4, 8] at tau ~ 0 beat AdamW and Lion on the language models, p = inf is Lion, p = 3
   was the paper's pick for a language model: the default candidates are 3, 4, 8 and inf. p = 2 (SGD,
   whose step curvature sets) may be added; the ladder is wide enough to hold its cliff.
+- The spectral norm (Muon's geometry) is a candidate where the model has hidden matrices or
+  convolutions: Muon-like (those in the spectral norm, the rest at p = inf) at the step the factor
+  chose, the step read as the spectral update's RMS (the search spaces' rule), in place of the last of
+  the finite p's confirmations.
 - tau acts as a pull of x towards its initial weights (alpha = 0 gives the gain any useful alpha
   gives): tau = 1/T (``tau_horizon`` 1, one e-fold over the run) helped at p = 4 on every seed and
   hurt nowhere, so the pick carries ``tau_horizon: 1`` and ``alpha: 0``.
@@ -40,22 +46,22 @@ The procedure, within ``RUNS`` (1.5) runs' worth of optimizer steps, every step 
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback
-from typing_extensions import override
-
 from stacey_lightning import run
+from stacey_lightning.finder._recorder import Recorder
+from stacey_lightning.finder._snapshot import Snapshot
+from stacey_lightning.finder.result import Confirmation, FinderResult, RangeTest, number_text, p_text
+from stacey_lightning.lightning.choice import STACEY
 from stacey_lightning.lightning.config import StaceyConfig, tau_for_horizon
+from stacey_lightning.lightning.param_groups import output_head, parameters_by_kind
+from stacey_lightning.optim._spectral import SPECTRAL_RMS
 from stacey_lightning.tuner.anchors import LION_STEP
-from stacey_lightning.tuner.calibration import measure
 from stacey_lightning.tuner.search_space import DEFAULT_GRADIENT_SCALE, coordinate_scale
 
 __all__ = [
@@ -63,9 +69,6 @@ __all__ = [
     "find_for_task",
     "find_cliff",
     "smooth",
-    "FinderResult",
-    "RangeTest",
-    "Confirmation",
     "P_CANDIDATES",
     "STEP_RANGE",
     "RUNS",
@@ -84,10 +87,6 @@ FIRST_P = 4.0  # the first of them: the middle of the p that won on the language
 # docstring), so it is measured, not assumed: just below the cliff, or a good way below it.
 FACTORS = (1.5, 20.0)
 TAU_HORIZON = 1.0  # tau = 1/T: a pull towards the initial weights over one run
-# A range test stops once its running loss has given back this share of what it gained from its start.
-STOP_SHARE = 0.5
-_REAL_GAIN = 0.1  # ... a gain of at least this share of the starting loss, so that early noise stops nothing
-_RUNNING = 0.7  # the running mean's weight on the past, for the stop rule only (the cliff uses ``smooth``)
 _UNSTABLE_RISE = 0.1  # a confirmation ending this share of its gain above its lowest loss is unstable
 
 
@@ -126,167 +125,6 @@ def find_cliff(losses: Sequence[float]) -> tuple[int | None, list[float]]:
     return (lowest if rose or diverged else None), smoothed
 
 
-@dataclass
-class RangeTest:
-    """One candidate p's range test: the lr and training loss of each step taken, and what was read off."""
-
-    p: float
-    lrs: list[float]
-    losses: list[float]
-    smoothed: list[float] = field(default_factory=list)
-    cliff: int | None = None  # index into lrs
-    gradient_scale: float | None = None  # c99 measured at the edge
-    edge_step: float | None = None  # the coordinate step at the cliff (or the ladder's top, without one)
-    pick_step: float | None = None  # edge_step / the factor the confirmations chose
-    pick_lr: float | None = None  # the lr of pick_step at the latest c99
-
-    @property
-    def cliff_lr(self) -> float | None:
-        return None if self.cliff is None else self.lrs[self.cliff]
-
-    @property
-    def lowest(self) -> float:
-        """The lowest smoothed loss the test reached (inf without any)."""
-        return min(self.smoothed, default=math.inf)
-
-
-@dataclass
-class Confirmation:
-    """A candidate trained at constant lr: its losses, final training loss (mean of the last tenth), whether
-    it stayed down, and its score: the monitored validation metric, or without a monitor the final loss."""
-
-    p: float
-    lr: float
-    step: float  # the coordinate step: the range test's edge_step / factor
-    factor: float
-    losses: list[float]
-    final: float
-    stable: bool
-    score: float
-    gradient_scale: float | None  # c99 at the run's end
-
-
-@dataclass
-class FinderResult:
-    """What ``find_geometry`` found and how: the config to use, every test, the steps spent."""
-
-    config: StaceyConfig
-    gradient_scale: float | None
-    range_tests: list[RangeTest]
-    confirmations: list[Confirmation]
-    steps_used: int
-    budget: int
-    steps_per_epoch: int
-    max_epochs: int
-    monitor: str | None = None
-    runs: float = RUNS
-
-    @property
-    def p(self) -> float:
-        return self.config.p
-
-    @property
-    def lr(self) -> float:
-        return self.config.lr
-
-    def table(self) -> str:
-        """Markdown: the range tests (per p: the cliff and the pick), the confirmation runs, the pick and the
-        steps spent."""
-        lines = [
-            "| p | steps | cliff lr | cliff step | c99 | lowest loss | pick lr |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for test in self.range_tests:
-            cells = [_p_text(test.p), str(len(test.lrs)), _number(test.cliff_lr), _number(test.edge_step)]
-            cells += [_number(test.gradient_scale), f"{test.lowest:.4g}", _number(test.pick_lr)]
-            lines.append("| " + " | ".join(cells) + " |")
-        if self.confirmations:
-            score = self.monitor or "final loss"
-            lines += [
-                "",
-                f"| p | lr | step | cliff / | steps | final training loss | {score} |",
-                "|---|---|---|---|---|---|---|",
-            ]
-            for confirmation in self.confirmations:
-                final = f"{confirmation.final:.4g}" + ("" if confirmation.stable else " (unstable)")
-                cells = [_p_text(confirmation.p), f"{confirmation.lr:.3g}", f"{confirmation.step:.3g}"]
-                cells += [f"{confirmation.factor:g}", str(len(confirmation.losses)), final, f"{confirmation.score:.4g}"]
-                lines.append("| " + " | ".join(cells) + " |")
-        lines.append(
-            f"\npick: p {_p_text(self.p)}, lr {self.lr:.3g}, tau_horizon {self.config.tau_horizon:g}, alpha 0; "
-            f"{self.steps_used} optimizer steps of a budget of {self.budget} "
-            f"({self.runs:g} runs of {self.max_epochs} epochs x {self.steps_per_epoch} steps)"
-        )
-        return "\n".join(lines)
-
-    def write(self, output_dir: str | os.PathLike, header: str = "") -> dict[str, Path]:
-        """Write ``best.yaml`` (the config, as the tuner writes it: ``set_stacey_config`` and ``stacey-compare
-        --config`` load it) and ``finder.png`` (the range tests and the picks) into ``output_dir``."""
-        import yaml
-
-        output = Path(output_dir)
-        output.mkdir(parents=True, exist_ok=True)
-        best = output / "best.yaml"
-        comment = (
-            f"# geometry finder{header}: p = {_p_text(self.p)}, lr = {self.lr:.4g}; "
-            f"{self.steps_used} of {self.budget} optimizer steps\n"
-        )
-        best.write_text(comment + yaml.safe_dump(self.config.to_dict(), sort_keys=False))
-        figure = output / "finder.png"
-        self.plot(figure)
-        return {"best.yaml": best, "finder.png": figure}
-
-    def plot(self, path: str | os.PathLike | None = None) -> Any:
-        """lr_find's figure for every candidate p: the smoothed loss against the coordinate step, the cliff
-        and the pick marked (dotted per p, solid for the chosen p). Saved to ``path`` if given; returns the figure."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(figsize=(7, 4.5))
-        for test in self.range_tests:
-            if not test.smoothed:
-                continue
-            # Each test's lr as a coordinate step with its own c99: the cliffs of all p line up there.
-            to_step = coordinate_scale(test.gradient_scale or 1.0, test.p)
-            steps = [lr * to_step for lr in test.lrs[: len(test.smoothed)]]
-            (line,) = axes.plot(steps, test.smoothed, label=f"p = {_p_text(test.p)}")
-            if test.cliff is not None:
-                axes.plot(steps[test.cliff], test.smoothed[test.cliff], "v", color=line.get_color())
-            if test.pick_step is not None:
-                chosen = test.p == self.p
-                axes.axvline(
-                    test.pick_step,
-                    color="black" if chosen else line.get_color(),
-                    linestyle="-" if chosen else ":",
-                    linewidth=1.5 if chosen else 1,
-                    label=f"pick: p = {_p_text(self.p)}, lr = {self.lr:.3g}" if chosen else None,
-                )
-        axes.set_xscale("log")
-        axes.set_xlabel("coordinate step lr * c99^(1/(p-1))  (Lion's lr at p = inf)")
-        axes.set_ylabel("training loss (smoothed)")
-        axes.set_title("Stacey geometry finder: range tests (▼ cliff, dotted: pick per p)")
-        finite = [value for test in self.range_tests for value in test.smoothed if math.isfinite(value)]
-        if finite:
-            top = max(test.smoothed[0] for test in self.range_tests if test.smoothed)
-            axes.set_ylim(min(finite) - 0.05 * (top - min(finite)), top + 0.2 * (top - min(finite)))
-        axes.legend(fontsize=8)
-        figure.tight_layout()
-        if path is not None:
-            figure.savefig(path, dpi=100)
-            plt.close(figure)
-        return figure
-
-
-def _p_text(p: float) -> str:
-    return "inf" if p == math.inf else f"{p:g}"
-
-
-def _number(value: float | None) -> str:
-    return "none" if value is None else f"{value:.3g}"
-
-
 def find_geometry(
     model: Any,
     datamodule: Any = None,
@@ -300,12 +138,18 @@ def find_geometry(
     monitor: str | None = None,
     direction: str = "minimize",
     progress: Any = None,
+    apply: bool = False,
 ) -> FinderResult:
     """Suggest Stacey's p, lr and tau for ``model`` trained ``max_epochs`` epochs on ``datamodule``.
 
-    Every short run starts from ``model``'s weights as given and the same batches (``seed``), and the
-    model is left with those weights. The optimizer steps spent are counted and stay within ``runs``
-    (1.5) runs of ``max_epochs`` epochs, the range tests' overshoot past a cliff included.
+    Every short run starts from ``model``'s weights as given and the same batches (``seed``). The optimizer
+    steps spent are counted and stay within ``runs`` (1.5) runs of ``max_epochs`` epochs, the range tests'
+    overshoot past a cliff included.
+
+    As Lightning's ``lr_find``, it gives ``model`` back as it was given, whether it returns, raises or is
+    interrupted (Ctrl-C): its weights, loaded back through the last run's strategy (so FSDP2's shards come
+    back too), its optimizer choice and Stacey config, its class and train/eval modes. With ``apply=True``
+    it then trains with Stacey at the pick (``set_optimizer_choice``, which calls ``set_stacey_config``).
 
     Args:
         model: a LightningModule; without ``StaceyMixin`` it is given it (``lightning.adopt``).
@@ -321,6 +165,8 @@ def find_geometry(
         monitor, direction: the validation metric that judges the confirmation runs ("val_acc",
             "maximize"); None judges them by their final training loss.
         progress: called with one line per run (e.g. ``print``); None for silence.
+        apply: give ``model`` the pick (Stacey with ``result.config``) once it is found; by default it is
+            left with the optimizer and config it was given.
 
     Returns:
         A ``FinderResult``: ``.config`` (a StaceyConfig), ``.table()``, ``.plot()``, ``.write(dir)``.
@@ -329,18 +175,26 @@ def find_geometry(
         ValueError: a bad argument, before any training.
     """
     candidates = _check(max_epochs, p_candidates, runs)
-    if not hasattr(model, "set_optimizer_choice"):
-        from stacey_lightning.lightning.adopt import adopt
-
-        adopt(model)
-    base = StaceyConfig.from_source(base_config) if base_config is not None else model.stacey_config()
     if monitor is not None and direction not in ("minimize", "maximize"):
         raise ValueError(f"direction: must be 'minimize' or 'maximize' with a monitor, got {direction!r}")
-    finder = _Finder(
-        model, datamodule, max_epochs=max_epochs, seed=seed, trainer_kwargs=dict(trainer_kwargs or {}), runs=runs,
-        base=base, progress=progress, monitor=monitor, direction=direction,
-    )  # fmt: skip
-    return finder.find(candidates)
+    base = StaceyConfig.from_source(base_config) if base_config is not None else None
+    snapshot = Snapshot(model)
+    try:
+        if not hasattr(model, "set_optimizer_choice"):
+            from stacey_lightning.lightning.adopt import adopt
+
+            adopt(model)
+        finder = _Finder(
+            model, datamodule, max_epochs=max_epochs, seed=seed, trainer_kwargs=dict(trainer_kwargs or {}),
+            runs=runs, base=base or model.stacey_config(), progress=progress, monitor=monitor, direction=direction,
+            snapshot=snapshot,
+        )  # fmt: skip
+        result = finder.find(candidates)
+    finally:
+        snapshot.restore()
+    if apply:
+        run.use_optimizer(model, run.optimizer_choice(STACEY, result.config))
+    return result
 
 
 def find_for_task(
@@ -392,6 +246,13 @@ def find_for_task(
     return result, result.write(output_dir, header=f" on task {resolved.name!r}, {max_epochs} epochs")
 
 
+def _has_hidden_matrices(model: Any) -> bool:
+    """Whether ``model`` has a matrix other than its output head, or a convolution: what the spectral norm is for."""
+    by_kind = parameters_by_kind(model)
+    head = output_head(model)
+    return bool(by_kind.get("conv")) or any(param is not head for param in by_kind.get("matrix", []))
+
+
 def _check(max_epochs: Any, p_candidates: Sequence[float], runs: float) -> list[float]:
     if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
         raise ValueError(f"max_epochs: must be an integer >= 1, got {max_epochs!r}")
@@ -414,8 +275,9 @@ class _Finder:
     """The procedure of the module's docstring, counting every optimizer step it takes."""
 
     def __init__(
-        self, model, datamodule, *, max_epochs, seed, trainer_kwargs, runs, base, progress, monitor, direction
-    ):
+        self, model, datamodule, *, max_epochs, seed, trainer_kwargs, runs, base, progress, monitor, direction,
+        snapshot,
+    ):  # fmt: skip
         self.model = model
         self.datamodule = datamodule
         self.max_epochs = max_epochs
@@ -426,7 +288,7 @@ class _Finder:
         self.progress = progress or (lambda line: None)
         self.monitor = monitor
         self.direction = direction
-        self.initial = copy.deepcopy(model.state_dict())
+        self.snapshot = snapshot  # the first run's callback: it keeps the initial weights, the others load them
         self.steps_per_epoch: int | None = None  # read by the first run's recorder
         self.used = 0
         self.scale: float | None = None  # the latest c99 measured at the end of a constant-lr run
@@ -447,26 +309,25 @@ class _Finder:
                 "the task's loss and data",
                 stacklevel=3,
             )
-            self.model.load_state_dict(self.initial)
             total = self.max_epochs * (self.steps_per_epoch or 1)
             config = self._config(math.inf, LION_STEP, steps=total, pick=True)
             return self._result(config, tests, [])
         confirmations = self._confirm(usable)
         if confirmations:
             chosen = min(confirmations, key=self._rank)
-            p, step = chosen.p, chosen.step / (1 if chosen.stable else 2)
+            p, step, spectral = chosen.p, chosen.step / (1 if chosen.stable else 2), chosen.norm == "spectral"
             factor = chosen.factor
             self.scale = chosen.gradient_scale or self.scale
         else:  # no budget left to confirm: the lowest range test, at the more careful factor
             test = min(usable, key=lambda t: t.lowest)
-            p, factor = test.p, FACTORS[-1]
+            p, factor, spectral = test.p, FACTORS[-1], False
             step = test.edge_step / factor
         for test in usable:
             test.pick_step = step if test.p == p else test.edge_step / factor
             test.pick_lr = self._lr(test, test.pick_step)
         lr = self._lr(next(t for t in usable if t.p == p), step)
-        self.model.load_state_dict(self.initial)
-        config = self._config(p, lr, steps=self.max_epochs * (self.steps_per_epoch or 1), pick=True)
+        steps = self.max_epochs * (self.steps_per_epoch or 1)
+        config = self._config(p, lr, steps=steps, pick=True, spectral=spectral)
         return self._result(config, tests, confirmations)
 
     def _result(self, config: StaceyConfig, tests: list[RangeTest], confirmations: list[Confirmation]) -> FinderResult:
@@ -500,24 +361,28 @@ class _Finder:
         first = next((t for t in tests if t.p == math.inf), None) or next((t for t in tests if t.p == FIRST_P), None)
         first = first or min(tests, key=lambda t: t.lowest)
         others = sorted((t for t in tests if t is not first), key=lambda t: (t.p != FIRST_P, t.lowest))
-        plan: list[tuple[RangeTest, float | None]] = [(first, factor) for factor in FACTORS]
-        plan += [(test, None) for test in others[:CONFIRMED]]
+        plan: list[tuple[RangeTest, float | None, str]] = [(first, factor, "lp") for factor in FACTORS]
+        finite = [(test, None, "lp") for test in others[:CONFIRMED]]
+        if first.p == math.inf and _has_hidden_matrices(self.model):
+            finite[CONFIRMED - 1 :] = [(first, None, "spectral")]
+        plan += finite
         confirmations: list[Confirmation] = []
         factor = FACTORS[-1]
-        for index, (test, planned) in enumerate(plan):
+        for index, (test, planned, norm) in enumerate(plan):
             steps = (self.budget - self.used) // (len(plan) - index)
             if steps < 2:
                 break
-            confirmations.append(self._confirmation(test, planned or factor, steps))
+            confirmations.append(self._confirmation(test, planned or factor, steps, norm))
             self.scale = min(confirmations, key=self._rank).gradient_scale or self.scale
             if index == len(FACTORS) - 1:
                 factor = min(confirmations, key=self._rank).factor
         return confirmations
 
-    def _confirmation(self, test: RangeTest, factor: float, steps: int) -> Confirmation:
+    def _confirmation(self, test: RangeTest, factor: float, steps: int, norm: str = "lp") -> Confirmation:
         step = test.edge_step / factor
         lr = self._lr(test, step)
-        record = self._train(self._config(test.p, lr, steps=steps), lambda _: (steps, lambda k: lr), measure_end=True)
+        config = self._config(test.p, lr, steps=steps, spectral=norm == "spectral")
+        record = self._train(config, lambda _: (steps, lambda k: lr), measure_end=True)
         losses = record.losses
         finite = [value for value in losses if math.isfinite(value)]
         tail = losses[-max(1, len(losses) // 10) :]
@@ -529,10 +394,11 @@ class _Finder:
         score = self._validate() if self.monitor is not None and math.isfinite(final) else final
         confirmation = Confirmation(
             p=test.p, lr=lr, step=step, factor=factor, losses=losses, final=final, stable=stable, score=score,
-            gradient_scale=record.scales[-1][1] if record.scales else None,
+            gradient_scale=record.scales[-1][1] if record.scales else None, norm=norm,
         )  # fmt: skip
         self.progress(
-            f"[stacey-find] confirmation p = {_p_text(test.p)}, lr {lr:.3g} (step {step:.3g} = cliff / {factor:g}): "
+            f"[stacey-find] confirmation p = {confirmation.geometry}, lr {lr:.3g} "
+            f"(step {step:.3g} = cliff / {factor:g}): "
             f"{len(losses)} steps, final training loss {final:.4g}" + ("" if stable else " (unstable)")
             + ("" if self.monitor is None else f", {self.monitor} = {score:.4g}")
         )  # fmt: skip
@@ -547,10 +413,18 @@ class _Finder:
             raise ValueError(f"monitor {self.monitor!r} was never logged in validation: pass the metric the task logs")
         return float(value)
 
-    def _config(self, p: float, lr: float, *, steps: int | None = None, pick: bool = False) -> StaceyConfig:
+    def _config(
+        self, p: float, lr: float, *, steps: int | None = None, pick: bool = False, spectral: bool = False
+    ) -> StaceyConfig:
         """The base config at (p, lr), alpha 0: tau 0 (a range test), or tau_horizon 1 over a run of
-        ``steps`` (tau = 1/steps, written out too, as the pick's ``tau``); a constant lr but in the pick."""
+        ``steps`` (tau = 1/steps, written out too, as the pick's ``tau``); a constant lr but in the pick.
+        ``spectral``: matrices and convolutions in the spectral norm, their update's RMS lr's step."""
         values = {**self.base.to_dict(), "p": p, "lr": lr, "alpha": 0.0, "tau": 0.0, "tau_horizon": None}
+        if spectral:
+            kinds = {kind: dict(overrides) for kind, overrides in values["kinds"].items()}
+            for kind in ("matrix", "conv"):
+                kinds.setdefault(kind, {}).update(norm="spectral", lr_scale=1 / SPECTRAL_RMS)
+            values["kinds"] = kinds
         if not pick:
             values["schedule"] = {"name": "constant"}  # the recorder sets each step's lr
         if steps is not None:
@@ -579,91 +453,20 @@ class _Finder:
             test.gradient_scale = max((s for s in record.scales if s[0] <= at), default=(0, None))[1]
             test.edge_step = record.lrs[at] * coordinate_scale(test.gradient_scale or 1.0, p)
         self.progress(
-            f"[stacey-find] range test p = {_p_text(p)}: {len(record.lrs)} steps, cliff at lr {_number(test.cliff_lr)}"
-            f", step {_number(test.edge_step)}, c99 {_number(test.gradient_scale)}"
+            f"[stacey-find] range test p = {p_text(p)}: {len(record.lrs)} steps, cliff at lr "
+            f"{number_text(test.cliff_lr)}, step {number_text(test.edge_step)}, c99 {number_text(test.gradient_scale)}"
         )
         return test
 
     def _train(self, config: StaceyConfig, plan, *, measure_every=False, measure_end=False, stop_at_cliff=False):
         """One short run from the initial weights; ``plan(steps_per_epoch) -> (steps, lr_of_step)``."""
-        self.model.load_state_dict(self.initial)
-        run.use_optimizer(self.model, run.optimizer_choice("stacey", config))
-        recorder = _Recorder(plan, measure_every=measure_every, measure_end=measure_end, stop_at_cliff=stop_at_cliff)
+        run.use_optimizer(self.model, run.optimizer_choice(STACEY, config))
+        recorder = Recorder(plan, measure_every=measure_every, measure_end=measure_end, stop_at_cliff=stop_at_cliff)
         # Enough epochs for any run within the budget; the recorder stops the run at its planned length.
         epochs = math.ceil(self.runs * self.max_epochs) + 1
         kwargs = {**self.trainer_kwargs, "limit_val_batches": 0, "enable_checkpointing": False}
-        trainer = run.make_trainer(max_epochs=epochs, logger=False, callbacks=[recorder], trainer_kwargs=kwargs)
+        callbacks = [self.snapshot, recorder]
+        trainer = run.make_trainer(max_epochs=epochs, logger=False, callbacks=callbacks, trainer_kwargs=kwargs)
         run.fit(trainer, self.model, self.datamodule, self.seed)
         self.used += trainer.global_step
         return recorder
-
-
-class _Recorder(Callback):
-    """Sets each step's lr (every param group keeps its ratio to the config's lr), records the training
-    loss, measures c99 now and then, and stops the run at its planned length or, in a range test, once
-    the loss has turned: not finite, or its running mean back above where it started, or (after a real
-    gain) above the lowest by ``STOP_SHARE`` of that gain."""
-
-    def __init__(self, plan, *, measure_every=False, measure_end=False, stop_at_cliff=False) -> None:
-        self.plan = plan
-        self.measure_every = measure_every  # c99 every twentieth of the run
-        self.measure_end = measure_end  # c99 at the run's last step
-        self.stop_at_cliff = stop_at_cliff
-        self.lrs: list[float] = []
-        self.losses: list[float] = []
-        self.scales: list[tuple[int, float]] = []  # (step index, c99)
-        self.length = 0
-        self.lr_of_step: Any = None
-        self.lr = 0.0  # of the step the batches in flight belong to
-        self.pending: list[float] = []  # losses of those batches
-        self.base: list[float] = []
-        self.running: float | None = None
-        self.first = math.inf
-        self.lowest = math.inf
-
-    @override
-    def on_train_start(self, trainer: Any, module: Any) -> None:
-        if not math.isfinite(trainer.num_training_batches):
-            raise ValueError(
-                "the geometry finder counts steps per epoch: give the training data a length, or set "
-                "limit_train_batches (--trainer limit_train_batches=N)"
-            )
-        steps_per_epoch = max(1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches))
-        self.length, self.lr_of_step = self.plan(steps_per_epoch)
-        self.base = [group["lr"] for group in trainer.optimizers[0].param_groups]
-
-    @override
-    def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_index: int) -> None:
-        # Steps are optimizer steps: under gradient accumulation, every batch of one step gets its lr.
-        lr = self.lr_of_step(trainer.global_step)
-        reference = self.base[0] or 1.0
-        for group, base in zip(trainer.optimizers[0].param_groups, self.base):
-            group["lr"] = base / reference * lr  # a kind's lr_scale is kept
-        self.lr = lr
-
-    @override
-    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_index: int) -> None:
-        self.pending.append(float(outputs["loss"] if isinstance(outputs, Mapping) else outputs))
-        if trainer.global_step == len(self.losses):  # a batch accumulated towards the next step
-            return
-        loss = sum(self.pending) / len(self.pending)  # the step's loss: the mean over its batches
-        self.pending.clear()
-        self.lrs.append(self.lr)
-        self.losses.append(loss)
-        step = len(self.losses)
-        every = self.measure_every and (step == 1 or step % max(1, self.length // 20) == 0)
-        if every or (self.measure_end and step >= self.length):
-            scale = measure(trainer.optimizers[0])
-            if scale is not None:
-                self.scales.append((step - 1, scale))
-        if step >= self.length or not math.isfinite(loss):
-            trainer.should_stop = True
-            return
-        self.running = loss if self.running is None else _RUNNING * self.running + (1 - _RUNNING) * loss
-        if step == 1:
-            self.first = self.running
-        self.lowest = min(self.lowest, self.running)
-        gain = self.first - self.lowest
-        turned = gain > _REAL_GAIN * abs(self.first) and self.running > self.lowest + STOP_SHARE * gain
-        if self.stop_at_cliff and step >= 5 and turned:
-            trainer.should_stop = True
