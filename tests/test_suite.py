@@ -1,0 +1,193 @@
+"""The workload suite (benchmarks/suite): its split, every workload's task, --list, the summary math, and the
+driver end to end at smoke size, resumed from its workdir."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def repository_on_path(monkeypatch):
+    # `python -m benchmarks.suite` runs from the repository root, which puts it on the import path.
+    monkeypatch.syspath_prepend(str(ROOT))
+
+
+def _workloads():
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.suite.registry import WORKLOADS
+    finally:
+        sys.path.remove(str(ROOT))
+    return WORKLOADS
+
+
+def test_the_split_has_enough_workloads_and_architectures_on_both_sides():
+    from benchmarks.suite.registry import DEV, VALIDATION, WORKLOADS, select
+
+    dev, validation = select(DEV), select(VALIDATION)
+    assert len(dev) >= 6 and len(validation) >= 4
+    assert len(dev) + len(validation) == len(WORKLOADS) >= 10
+    assert len({workload.name for workload in WORKLOADS}) == len(WORKLOADS)
+    dev_kinds, validation_kinds = {w.architecture for w in dev}, {w.architecture for w in validation}
+    assert len(dev_kinds | validation_kinds) >= 5
+    assert len(dev_kinds & validation_kinds) >= 2  # some families on both sides ...
+    assert dev_kinds - validation_kinds and validation_kinds - dev_kinds  # ... and each side has its own
+    for workload in WORKLOADS:
+        assert workload.direction in ("maximize", "minimize")
+        assert workload.monitor.startswith("val_")
+        assert workload.epochs >= 1 and 0 < workload.seconds <= 30
+        assert workload.space in ("default", "language", "vision")
+
+
+def test_select_names_unknown_workloads():
+    from benchmarks.suite.registry import select
+
+    assert [w.name for w in select("all", ["diabetes-mlp", "cancer-mlp"])] == ["cancer-mlp", "diabetes-mlp"]
+    with pytest.raises(ValueError, match="Unknown workload.*diabetes-mlp"):
+        select("dev", ["diabetes-mlp"])  # a validation workload is not in the dev split
+    with pytest.raises(ValueError, match="Invalid split"):
+        select("test")
+
+
+@pytest.mark.parametrize("workload", _workloads(), ids=lambda workload: workload.name)
+def test_every_workload_builds_in_the_task_form_and_logs_its_metric(workload):
+    from benchmarks.suite.run import time_default_run
+    from stacey_lightning import StaceyMixin
+
+    make = workload.make()
+    assert list(inspect.signature(make).parameters)[:2] == ["trial", "seed"]
+    module, datamodule = make(seed=1, **workload.smoke_options)
+    assert isinstance(module, StaceyMixin)
+    again, _ = make(seed=1, **workload.smoke_options)  # the seed alone sets the weights
+    for (name, weight), (_, other) in zip(module.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(weight, other), name
+    datamodule.setup("fit")
+    assert len(datamodule.train_dataloader()) >= 4  # the smoke run's 4 batches are there
+    wall, cpu, final = time_default_run(workload, smoke=True)
+    assert math.isfinite(final) and wall > 0 and cpu > 0
+
+
+def test_the_full_sized_data_is_deterministic_and_split_apart():
+    from benchmarks.suite.datasets import recall, signals, tables, text
+
+    for load in (tables.breast_cancer, tables.diabetes, signals.mnist1d, recall.recall):
+        (train_inputs, train_targets), (validation_inputs, _) = load()
+        (again, again_targets), _ = load()
+        assert torch.equal(train_inputs, again) and torch.equal(train_targets, again_targets)
+        assert len(train_inputs) == len(train_targets) and len(train_inputs) > 3 * len(validation_inputs) > 0
+    (inputs, targets), (validation, _) = text.byte_windows("dev", context=64, max_bytes=40_000)
+    assert inputs.shape[1] == 64 and torch.equal(inputs[:, 1:], targets[:, :-1]) and len(validation) > 0
+    dev_text, _ = text.byte_windows("dev", 64)
+    validation_text, _ = text.byte_windows("validation", 64)
+    assert not set(text.CORPORA["dev"]) & set(text.CORPORA["validation"])
+    assert dev_text[0].shape != validation_text[0].shape
+    # Recall: the queried key is among the pairs, and the answer is the value after it.
+    sequences, answers = recall.recall(50)[0]
+    for sequence, answer in zip(sequences.tolist(), answers.tolist()):
+        keys, values = sequence[0:-1:2], sequence[1:-1:2]
+        assert values[keys.index(sequence[-1])] - recall.KEYS == answer
+
+
+def test_list_prints_one_workload_a_line_without_importing_torch():
+    from benchmarks.suite.registry import WORKLOADS
+
+    script = (
+        "import sys; from benchmarks.suite.__main__ import main; main(['--list']); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    printed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    lines = printed.stdout.splitlines()
+    assert len(lines) == len(WORKLOADS)
+    for line, workload in zip(lines, WORKLOADS):
+        name, split, architecture, seconds = line.split()
+        assert (name, split, architecture, float(seconds)) == (
+            workload.name, workload.split, workload.architecture, workload.seconds,
+        )  # fmt: skip
+
+
+def test_list_takes_the_split():
+    from benchmarks.suite.__main__ import main
+
+    assert {line.split()[1] for line in main(["--list", "--split", "validation"]).splitlines()} == {"validation"}
+
+
+def test_summary_on_a_hand_made_table():
+    from benchmarks.suite.summary import peer_gap, ranks, relative_gap, scores
+
+    table = {
+        "accuracy": {"a": 0.90, "b": 0.898, "c": 0.80},  # best a; b 0.22% behind, c 11% behind
+        "bpc": {"a": 2.00, "b": 1.98, "c": math.nan},  # best b; a 1.01% behind; c diverged
+        "loss": {"a": 1.0, "b": 1.0, "c": 1.004},  # a and b tie; c 0.4% behind
+    }
+    directions = {"accuracy": "maximize", "bpc": "minimize", "loss": "minimize"}
+    result = scores(table, directions, ["a", "b", "c"])
+    assert result["a"].within == pytest.approx(2 / 3) and result["a"].mean_rank == pytest.approx((1 + 2 + 1.5) / 3)
+    assert result["b"].within == 1.0 and result["b"].mean_rank == pytest.approx((2 + 1 + 1.5) / 3)
+    assert result["c"].within == pytest.approx(1 / 3) and result["c"].mean_rank == 3.0
+    assert relative_gap(2.00, 1.98, "minimize") == pytest.approx(0.02 / 1.98)
+    assert relative_gap(math.nan, 1.98, "minimize") == math.inf
+    assert ranks({"a": 1.0, "b": math.nan, "c": 1.0, "d": 0.5}, "minimize") == {"d": 1, "a": 2.5, "c": 2.5, "b": 4}
+    assert peer_gap(table["accuracy"], "a", "maximize") == pytest.approx(0.002 / 0.898)  # ahead of b by this much
+    assert peer_gap(table["accuracy"], "c", "maximize") == pytest.approx(-0.1 / 0.9)
+    # An optimizer missing from a workload has no result there: last, and not within tolerance.
+    missing = scores({"accuracy": {"a": 0.9}}, {"accuracy": "maximize"}, ["a", "z"])
+    assert (missing["z"].within, missing["z"].mean_rank, missing["a"].mean_rank) == (0.0, 2.0, 1.0)
+
+
+def test_run_smoke_writes_the_report_and_resumes_from_its_workdir(tmp_path, monkeypatch, capsys):
+    from benchmarks.suite import run
+    from benchmarks.suite.__main__ import main
+
+    workdir, output = tmp_path / "work", tmp_path / "suite.md"
+    common = ["--run", "--smoke", "--workloads", "cancer-mlp", "--workdir", str(workdir), "--output", str(output)]
+    main([*common, "--optimizers", "stacey,stacey-find"])
+    text = output.read_text()
+    assert "## dev: the workloads that defaults are chosen on" in text and "## validation" not in text
+    assert "| optimizer | workloads within 0.5% of the best | mean rank (1 = best) |" in text
+    assert "### cancer-mlp (mlp), K = 2: val_acc, higher is better" in text
+    folder = workdir / "smoke-study-seed-0" / "cancer-mlp"
+    for name, where in (("stacey", "budget-2/stacey"), ("stacey-find", "stacey-find")):
+        stored = json.loads((folder / where / run.RESULT).read_text())
+        assert stored["seeds"] == 1 and len(stored["outcome"]["finals"]) == 1
+        final = stored["outcome"]["finals"][0]
+        assert math.isfinite(final) and f"\n| {name} | {final:.4f} |" in text
+    assert "finder: " in text and "SMOKE RUN" in text
+
+    # Started again, it trains nothing it has a result for; an optimizer that fails is reported, not fatal.
+    def fails(workload, optimizer, *arguments):
+        if optimizer != "adamw":
+            raise AssertionError(f"{optimizer} trained again")
+        raise ValueError("adamw cannot train this")
+
+    monkeypatch.setattr(run, "_measure", fails)
+    capsys.readouterr()
+    main([*common, "--optimizers", "stacey,stacey-find,adamw"])
+    assert "done before" in capsys.readouterr().out
+    text = output.read_text()
+    assert "| adamw | failed: ValueError: adamw cannot train this |" in text
+    assert "\n| stacey-find | " in text and "(1 of 1)" in text
+    assert not (folder / "budget-2" / "adamw" / run.RESULT).exists()  # tried again next time
+
+
+def test_cli_refuses_bad_arguments(capsys):
+    from benchmarks.suite.__main__ import main
+
+    for argv, message in (
+        (["--run", "--budgets", "0"], "--budgets"),
+        (["--run", "--workloads", "nope"], "--workloads"),
+        (["--run", "--optimizers", "adamw,adamw"], "--optimizers"),
+        (["--run", "--measure"], "--measure goes with --list"),
+    ):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert message in capsys.readouterr().err
