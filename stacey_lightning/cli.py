@@ -106,6 +106,10 @@ def _positive(text: str) -> int:
     return value
 
 
+def _is_config(text: str) -> bool:
+    return text.endswith((".yaml", ".yml"))
+
+
 def _lightning_config(text: str) -> str:
     if not text.endswith((".yaml", ".yml")):
         raise argparse.ArgumentTypeError(f"expected a LightningCLI config file (.yaml), got {text!r}")
@@ -122,6 +126,14 @@ def _add_task_arguments(parser: argparse.ArgumentParser, *, geometry: bool = Tru
         metavar="CONFIG.yaml",
         help="a LightningCLI config (python main.py fit --print_config > config.yaml; model and data as "
         "class_path and init_args) instead of --task; its classes are imported from the current folder",
+    )
+    parser.add_argument(
+        "--lightning-script",
+        default=None,
+        metavar="MAIN.py",
+        help="the LightningCLI script of --lightning-config, read without running its main block: the "
+        "classes and arguments of its LightningCLI(Model, Data, trainer_defaults=..., ...) call; needed when "
+        "the config names no class_path",
     )
     parser.add_argument(
         "--task-option",
@@ -521,7 +533,14 @@ def _command(
     prog: str, parser: Callable[[], argparse.ArgumentParser], work: Callable[[argparse.Namespace], int]
 ) -> Callable[[Sequence[str] | None], int]:
     def main(argv: Sequence[str] | None = None) -> int:
-        args = parser().parse_args(argv)
+        made = parser()
+        args = made.parse_args(argv)
+        if getattr(args, "lightning_script", None) is not None:
+            if not _is_config(args.task):
+                made.error("--lightning-script: goes with --lightning-config CONFIG.yaml, not --task")
+            from stacey_lightning.tasks.lightning_script import LightningFiles
+
+            args.task = LightningFiles(args.task, args.lightning_script)
         _import_from_current_folder()
         return _run(prog, work, args)
 

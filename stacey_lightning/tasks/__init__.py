@@ -10,7 +10,8 @@ folder first on the import path, so ``--task mynet:make`` finds ``mynet.py`` whe
 
 A path ending in .yaml or .yml is a LightningCLI config file (``--lightning-config``; see
 ``tasks.lightning_config``): its make() builds the file's module and datamodule, and the task carries
-the file's Trainer settings, epochs and monitored metric.
+the file's Trainer settings, epochs and monitored metric. ``tasks.lightning_script.LightningFiles(config,
+script)`` is one read with its LightningCLI script (``--lightning-script``), for ``LightningCLI(Model, Data)``.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def resolve_task(task: str | Callable) -> Task:
     from stacey_lightning.tasks.lightning_config import is_lightning_config, load_lightning_config
 
     if is_lightning_config(task):
-        config = load_lightning_config(os.fspath(task))
+        config = load_lightning_config(os.fspath(task), getattr(task, "script", None))
         trainer, epochs = config.trainer_kwargs, config.max_epochs
         return Task(
             config.name, config.make, config.monitor, config.direction, "default",

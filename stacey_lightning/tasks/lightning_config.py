@@ -8,6 +8,11 @@ the module and the datamodule in LightningCLI's subclass form::
     data: {class_path: mynet.Data, init_args: {batch_size: 32}}      # optional
     trainer: {max_epochs: 5, gradient_clip_val: 1.0, callbacks: [...], ...}
 
+With the script (``load_lightning_config(path, script)``, ``--lightning-script main.py``), the file is read
+with the parser the script's own ``LightningCLI(Model, Data, ...)`` call builds (``tasks.lightning_script``):
+``model:`` and ``data:`` may then hold the fixed classes' arguments directly, without ``class_path``, and the
+script's ``trainer_defaults`` count as the file's Trainer settings.
+
 It is parsed by LightningCLI's own parser (jsonargparse), so a file LightningCLI accepts is accepted
 here and a file it refuses is refused here, in one line naming the file and the key, before any
 trial. The classes are imported as LightningCLI imports them; the command-line tools put the current
@@ -51,6 +56,7 @@ import yaml
 
 from stacey_lightning._imports import import_object
 from stacey_lightning._yaml import read_mapping
+from stacey_lightning.tasks.lightning_script import load_lightning_script
 
 __all__ = [
     "LightningConfig",
@@ -98,14 +104,17 @@ class FileCallbacks:
     Trainer settings that hold them stay picklable for worker processes."""
 
     specs: tuple[Mapping[str, Any], ...]
+    # Callbacks a script's LightningCLI(trainer_defaults={"callbacks": [...]}) adds, copied for every run.
+    instances: tuple[Any, ...] = ()
 
     def __iter__(self) -> Iterator[Any]:
         from lightning.pytorch.cli import instantiate_class
 
-        return iter([instantiate_class((), copy.deepcopy(dict(spec))) for spec in self.specs])
+        built = [instantiate_class((), copy.deepcopy(dict(spec))) for spec in self.specs]
+        return iter([*copy.deepcopy(list(self.instances)), *built])
 
     def __len__(self) -> int:
-        return len(self.specs)
+        return len(self.instances) + len(self.specs)
 
 
 class LightningConfig:
@@ -122,16 +131,24 @@ class LightningConfig:
             "val_loss" and "minimize".
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, script: str | os.PathLike | None = None) -> None:
         self.path = os.fspath(path)
         raw = read_mapping(self.path, "a LightningCLI config (model, data, trainer, ...)")
-        self._parser = _parser()
+        self.script = None if script is None else load_lightning_script(script)
+        self._parser = _parser() if self.script is None else self.script.fit_parser()
+        # LightningCLI(Model, ...) reads the module's arguments directly under model:, without class_path.
+        self._fixed_model = self.script is not None and not self.script.subclass_mode("model")
         self._config = self._parse(raw)
-        self.model_class = import_object(self._config.model.class_path, what=f"{self.path}: model.class_path")
+        if self._fixed_model:
+            self.model_class = self.script.model_class
+            self._model_arguments = self._config.model
+        else:
+            self.model_class = import_object(self._config.model.class_path, what=f"{self.path}: model.class_path")
+            self._model_arguments = self._config.model.init_args
         from stacey_lightning.lightning.mixin import StaceyMixin
 
         self.has_mixin = issubclass(self.model_class, StaceyMixin)
-        self.model_arguments = tuple(self._config.model.init_args.as_dict()) if self._config.model.init_args else ()
+        self.model_arguments = tuple(self._model_arguments.as_dict()) if self._model_arguments else ()
         trainer = self._config.trainer.as_dict()
         self.max_epochs = trainer.get("max_epochs")
         self._callback_specs = tuple(_as_list(trainer.get("callbacks")))
@@ -151,13 +168,14 @@ class LightningConfig:
         from jsonargparse import Namespace
 
         config = copy.deepcopy(self._config)
+        arguments = config.model if self._fixed_model else config.model.init_args
         for name, value in model_values(trial).items():
             if name not in self.model_arguments:
                 raise ValueError(
                     f"{MODEL_PREFIX}{name}: not an argument of {self.model_class.__name__} "
                     f"(its arguments: {', '.join(self.model_arguments) or 'none'})"
                 )
-            config.model.init_args[name] = value
+            arguments[name] = value
         parts = Namespace(model=config.model, data=config.get("data"))
         instantiate = getattr(self._parser, "instantiate", None) or self._parser.instantiate_classes  # renamed in 4.49
         built = instantiate(parts)
@@ -169,7 +187,7 @@ class LightningConfig:
         for name in names:
             if name not in self.model_arguments:
                 raise ValueError(
-                    f"search space: {MODEL_PREFIX}{name}: not an argument of {self._config.model.class_path} "
+                    f"search space: {MODEL_PREFIX}{name}: not an argument of {_qualified(self.model_class)} "
                     f"(its arguments: {', '.join(self.model_arguments) or 'none'})"
                 )
 
@@ -193,7 +211,9 @@ class LightningConfig:
         values = model_values(_Params(params))
         replay = {"config": config.to_dict(), "monitor": monitor, "expected": float(value)}
         content: dict[str, Any] = {"seed_everything": seed, "trainer": {"max_epochs": max_epochs}}
-        if values:
+        if values and self._fixed_model:
+            content["model"] = values  # LightningCLI(Model, ...) reads the module's arguments directly
+        elif values:
             content["model"] = {"class_path": self._config.model.class_path, "init_args": values}
         header = [f"best trial #{number}: {monitor} = {value:.6g} (seed {seed}, {max_epochs} epochs)"]
         if self.has_mixin:
@@ -207,7 +227,8 @@ class LightningConfig:
         callbacks = [*self._raw_callbacks, {"class_path": _REPLAY, "init_args": replay}]
         content["trainer"]["callbacks"] = callbacks
         path = Path(output_dir) / BEST_CLI
-        command = f"python main.py fit --config {self.path} --config {path}"
+        script = self.script.path if self.script is not None else "main.py"
+        command = f"python {script} fit --config {self.path} --config {path}"
         lines = [*header, "Train it again with your LightningCLI script, this file after your own:", f"  {command}"]
         path.write_text("".join(f"# {line}\n" for line in lines) + yaml.safe_dump(content, sort_keys=False))
         print(f"[stacey-tune] LightningCLI config written to {path}: {command}", flush=True)
@@ -218,13 +239,21 @@ class LightningConfig:
 
         for section in ("model", "data"):
             spec = raw.get(section)
+            if self.script is not None and not self.script.subclass_mode(section):
+                self._check_fixed_arguments(section, spec)
+                continue
             if section == "model" and spec is None:
                 raise ValueError(f"{self.path}: model: missing (model: {{class_path: package.Module, init_args: ...}})")
             if spec is not None and not (isinstance(spec, Mapping) and "class_path" in spec):
+                if self.script is None:
+                    raise ValueError(
+                        f"{self.path}: {section}.class_path: missing; a config of LightningCLI(Model, Data) names "
+                        "no classes: pass its script too, --lightning-script main.py (else write "
+                        f"{section}: {{class_path: package.Class, init_args: {{...}}}}, LightningCLI's subclass form)"
+                    )
                 raise ValueError(
-                    f"{self.path}: {section}.class_path: missing; write {section}: {{class_path: package.Class, "
-                    "init_args: {...}}, LightningCLI's subclass form (LightningCLI() or subclass_mode_"
-                    f"{'model' if section == 'model' else 'data'}=True read it)"
+                    f"{self.path}: {section}.class_path: missing; {self.script.path} reads {section} in subclass "
+                    f"mode: write {section}: {{class_path: package.Class, init_args: {{...}}}}"
                 )
             if spec is not None:
                 self._check_init_args(section, spec)
@@ -236,15 +265,31 @@ class LightningConfig:
 
     def _check_init_args(self, section: str, spec: Mapping[str, Any]) -> None:
         cls = import_object(str(spec["class_path"]), what=f"{self.path}: {section}.class_path")
-        init_args = spec.get("init_args") or {}
+        self._check_names(f"{section}.init_args", cls, spec.get("init_args") or {}, spec["class_path"])
+
+    def _check_fixed_arguments(self, section: str, spec: Any) -> None:
+        """The arguments under ``section`` of LightningCLI(Model, Data): the fixed class's, without class_path."""
+        cls = self.script.model_class if section == "model" else self.script.datamodule_class
+        if spec is None:
+            return
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"{self.path}: {section}: expected the arguments of {cls.__name__}, got {spec!r}")
+        if "class_path" in spec:
+            raise ValueError(
+                f"{self.path}: {section}.class_path: {self.script.path} fixes {section} to {cls.__name__} "
+                f"(subclass_mode_{'model' if section == 'model' else 'data'}=False): write its arguments directly"
+            )
+        self._check_names(section, cls, spec, _qualified(cls))
+
+    def _check_names(self, key: str, cls: Any, arguments: Mapping[str, Any], class_name: str) -> None:
         parameters = inspect.signature(cls.__init__).parameters
         if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
             return
         known = [name for name in parameters if name != "self"]
-        for name in init_args:
+        for name in arguments:
             if name not in parameters:
                 raise ValueError(
-                    f"{self.path}: {section}.init_args.{name}: not an argument of {spec['class_path']} "
+                    f"{self.path}: {key}.{name}: not an argument of {class_name} "
                     f"(its arguments: {', '.join(known) or 'none'})"
                 )
 
@@ -261,6 +306,10 @@ class LightningConfig:
     def _monitor(self) -> tuple[str, str]:
         from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+        defaults = self.script.trainer_default_callbacks() if self.script is not None else []
+        for callback in defaults:  # LightningCLI puts them first
+            if isinstance(callback, (ModelCheckpoint, EarlyStopping)) and callback.monitor:
+                return callback.monitor, "maximize" if callback.mode == "max" else "minimize"
         for spec in self._callback_specs:
             init_args = spec.get("init_args") or {}
             cls = import_object(spec["class_path"], what=f"{self.path}: trainer.callbacks")
@@ -286,8 +335,12 @@ class LightningConfig:
         ]
         specs = tuple(spec for spec, cls in zip(self._callback_specs, classes) if not issubclass(cls, ProgressBar))
         # Last, as in best_cli.yaml: trials re-seed where LightningCLI's fit of the best one will.
-        kwargs["callbacks"] = FileCallbacks((*specs, {"class_path": _REPLAY, "init_args": {}}))
-        if any(issubclass(cls, ModelCheckpoint) for cls in classes):
+        defaults = self.script.trainer_default_callbacks() if self.script is not None else []
+        instances = tuple(callback for callback in defaults if not isinstance(callback, ProgressBar))
+        kwargs["callbacks"] = FileCallbacks((*specs, {"class_path": _REPLAY, "init_args": {}}), instances)
+        if any(issubclass(cls, ModelCheckpoint) for cls in classes) or any(
+            isinstance(callback, ModelCheckpoint) for callback in instances
+        ):
             kwargs.setdefault("enable_checkpointing", True)  # the tuner's default (False) refuses one
         return kwargs
 
@@ -324,8 +377,10 @@ class LightningConfig:
         raise RuntimeError("the fit that counts the optimizer steps did not start")
 
 
-def load_lightning_config(path: str | os.PathLike) -> LightningConfig:
-    """The parsed file at ``path``, parsed once per process and file version."""
+def load_lightning_config(path: str | os.PathLike, script: str | os.PathLike | None = None) -> LightningConfig:
+    """The parsed file at ``path``, read with the LightningCLI of ``script`` if given (``LightningCLI(Model,
+    Data)``'s config names no classes; see ``tasks.lightning_script``), else as ``LightningCLI()`` reads it;
+    parsed once per process and version of the files."""
     if importlib.util.find_spec("jsonargparse") is None:  # LightningCLI's own parser, an optional dependency
         raise ValueError(
             f"{os.fspath(path)}: reading a LightningCLI config needs jsonargparse, as LightningCLI does: "
@@ -335,12 +390,17 @@ def load_lightning_config(path: str | os.PathLike) -> LightningConfig:
         key = (os.path.abspath(path), os.stat(path).st_mtime_ns)
     except OSError as error:
         raise ValueError(f"{os.fspath(path)}: cannot read the LightningCLI config ({error.strerror})") from None
+    if script is not None:
+        try:
+            key += (os.path.abspath(script), os.stat(script).st_mtime_ns)
+        except OSError as error:
+            raise ValueError(f"{os.fspath(script)}: cannot read the LightningCLI script ({error.strerror})") from None
     if key not in _LOADED:
-        _LOADED[key] = LightningConfig(path)
+        _LOADED[key] = LightningConfig(path, script)
     return _LOADED[key]
 
 
-_LOADED: dict[tuple[str, int], LightningConfig] = {}
+_LOADED: dict[tuple, LightningConfig] = {}
 
 
 @dataclass(frozen=True)
@@ -368,6 +428,10 @@ def _parser() -> Any:
     parser.add_argument("--ckpt_path", type=str | None, default=None)
     parser.add_argument("--weights_only", type=bool | None, default=None)
     return parser
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _condensed(message: str) -> str:
