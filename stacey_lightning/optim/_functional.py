@@ -170,10 +170,26 @@ def _multi_tensor_stacey(
             else:
                 torch._foreach_pow_(base, (2 - p) / (p - 1))
                 s = torch._foreach_mul(c, base)
-        # x_new = (1 - lr * weight_decay) * x + tau * (z - x) - (1 - tau) * lr * s(c)
-        pull = torch._foreach_sub(zs_, xs)
-        torch._foreach_mul_(xs, 1 - lr * weight_decay)
-        torch._foreach_add_(xs, pull, alpha=tau)
-        torch._foreach_add_(xs, s, alpha=-(1 - tau) * lr)
-        torch._foreach_mul_(ms_, beta2)
-        torch._foreach_add_(ms_, gs, alpha=1 - beta2)
+        _foreach_primal_and_momentum(xs, zs_, ms_, gs, s, lr=lr, tau=tau, weight_decay=weight_decay, beta2=beta2)
+
+
+def _foreach_primal_and_momentum(
+    xs: list[Tensor],
+    zs: list[Tensor],
+    ms: list[Tensor],
+    gs: list[Tensor],
+    directions: list[Tensor],
+    *,
+    lr: float,
+    tau: float,
+    weight_decay: float,
+    beta2: float,
+) -> None:
+    """The end of every multi-tensor step, whatever the norm gave the direction d:
+    x = (1 - lr * weight_decay) * x + tau * (z - x) - (1 - tau) * lr * d, then m = beta2 * m + (1 - beta2) * g."""
+    pull = torch._foreach_sub(zs, xs)
+    torch._foreach_mul_(xs, 1 - lr * weight_decay)
+    torch._foreach_add_(xs, pull, alpha=tau)
+    torch._foreach_add_(xs, directions, alpha=-(1 - tau) * lr)
+    torch._foreach_mul_(ms, beta2)
+    torch._foreach_add_(ms, gs, alpha=1 - beta2)

@@ -33,7 +33,7 @@ import sys
 import torch
 from torch import Tensor
 
-from stacey_lightning.optim._functional import group_by_device_and_dtype
+from stacey_lightning.optim._functional import _foreach_primal_and_momentum, group_by_device_and_dtype
 from stacey_lightning.optim._fused import local_shards
 
 __all__ = [
@@ -173,13 +173,7 @@ def _multi_tensor_spectral_stacey(
         torch._foreach_add_(c, gs, alpha=1 - beta1)
         torch._foreach_add_(zs_, c, alpha=-alpha)
         d = _batched_directions(c, [shard_layout[id(x)] for x in xs], ns_steps)
-        # x_new = (1 - lr * weight_decay) * x + tau * (z - x) - (1 - tau) * lr * d
-        pull = torch._foreach_sub(zs_, xs)
-        torch._foreach_mul_(xs, 1 - lr * weight_decay)
-        torch._foreach_add_(xs, pull, alpha=tau)
-        torch._foreach_add_(xs, d, alpha=-(1 - tau) * lr)
-        torch._foreach_mul_(ms_, beta2)
-        torch._foreach_add_(ms_, gs, alpha=1 - beta2)
+        _foreach_primal_and_momentum(xs, zs_, ms_, gs, d, lr=lr, tau=tau, weight_decay=weight_decay, beta2=beta2)
 
 
 def _batched_directions(cs: list[Tensor], layouts: list[tuple | None], ns_steps: int) -> list[Tensor]:

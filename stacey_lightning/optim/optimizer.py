@@ -241,41 +241,22 @@ class Stacey(Optimizer):
             if not params:
                 continue
             beta1, beta2 = group["betas"]
-            if group["norm"] == "spectral":
-                spectral_stacey(
-                    params,
-                    grads,
-                    zs,
-                    ms,
-                    lr=group["lr"],
-                    alpha=self._dual_step(group),
-                    tau=self._tau(group),
-                    beta1=beta1,
-                    beta2=beta2,
-                    weight_decay=group["weight_decay"],
-                    ns_steps=group["ns_steps"],
-                    maximize=group["maximize"],
-                    foreach=group["foreach"],
-                )
-                continue
-            stacey(
-                params,
-                grads,
-                zs,
-                ms,
+            # What every norm's step takes; the direction's own settings are added below.
+            common = dict(
                 lr=group["lr"],
-                p=group["p"],
                 alpha=self._dual_step(group),
                 tau=self._tau(group),
                 beta1=beta1,
                 beta2=beta2,
                 weight_decay=group["weight_decay"],
-                eps=group["eps"],
-                variant=group["variant"],
                 maximize=group["maximize"],
                 foreach=group["foreach"],
-                fused=group["fused"],
             )
+            if group["norm"] == "spectral":
+                spectral_stacey(params, grads, zs, ms, ns_steps=group["ns_steps"], **common)
+            else:
+                stacey(params, grads, zs, ms, p=group["p"], eps=group["eps"], variant=group["variant"],
+                       fused=group["fused"], **common)  # fmt: skip
         return loss
 
 
