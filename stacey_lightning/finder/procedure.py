@@ -27,8 +27,8 @@ an MLP; nothing here is fitted to one of them):
   whose step curvature sets) may be added; the ladder is wide enough to hold its cliff.
 - The spectral norm (Muon's geometry) is a candidate where the model has hidden matrices or
   convolutions: Muon-like (those in the spectral norm, the rest at p = inf) at the step the factor
-  chose, the step read as the spectral update's RMS (the search spaces' rule), in place of the last of
-  the finite p's confirmations.
+  chose, the step read as the spectral update's RMS (the search spaces' rule), as one more confirmation
+  run (the runs share the budget equally, so each is shorter).
 - tau acts as a pull of x towards its initial weights (alpha = 0 gives the gain any useful alpha
   gives): tau = 1/T (``tau_horizon`` 1, one e-fold over the run) helped at p = 4 on every seed and
   hurt nowhere, so the pick carries ``tau_horizon: 1`` and ``alpha: 0``.
@@ -362,10 +362,9 @@ class _Finder:
         first = first or min(tests, key=lambda t: t.lowest)
         others = sorted((t for t in tests if t is not first), key=lambda t: (t.p != FIRST_P, t.lowest))
         plan: list[tuple[RangeTest, float | None, str]] = [(first, factor, "lp") for factor in FACTORS]
-        finite = [(test, None, "lp") for test in others[:CONFIRMED]]
+        plan += [(test, None, "lp") for test in others[:CONFIRMED]]
         if first.p == math.inf and _has_hidden_matrices(self.model):
-            finite[CONFIRMED - 1 :] = [(first, None, "spectral")]
-        plan += finite
+            plan.append((first, None, "spectral"))  # one more run: the finite p keep their confirmations
         confirmations: list[Confirmation] = []
         factor = FACTORS[-1]
         for index, (test, planned, norm) in enumerate(plan):

@@ -54,6 +54,7 @@ def test_a_space_that_can_choose_the_spectral_norm_starts_from_muon_too():
     space = SearchSpace.load("default")
     anchors = anchors_for("stacey", space)
     assert [a.name for a in anchors[:3]] == ["lion-like step 0.001", "muon-like step 0.001", "centre step 0.001"]
+    assert anchors[4].name == "muon-like step 0.003"  # Muon's upper rung within a budget of 8
     config = space.sample_config(optuna.trial.FixedTrial(space.params_for(anchors[1].values)))
     # Muon's geometry on matrices and convolutions, tau = 0, sign-like elsewhere; lr as the spectral step's RMS
     assert config["kinds"]["matrix"]["norm"] == config["kinds"]["conv"]["norm"] == "spectral"

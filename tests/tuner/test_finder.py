@@ -93,6 +93,7 @@ def test_find_geometry_keeps_its_budget_and_gives_the_model_back_as_it_was_given
     assert "| p | steps | cliff lr |" in result.table()
     # The MLP has a hidden matrix: Muon's geometry is confirmed too, at the factor p = inf chose.
     assert [(c.p, c.norm) for c in result.confirmations][2:] == [(4.0, "lp"), (math.inf, "spectral")]
+    assert len(result.confirmations) == 4  # p = inf at two factors, then both others: spectral is one more
     assert any("confirmation p = spectral, rest inf" in line for line in lines)
     # As lr_find: the weights, the optimizer and config as given; the pick is applied only when asked.
     assert _as_it_was(module, before) and module.stacey_config().p == 2.0

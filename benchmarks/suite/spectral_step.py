@@ -1,0 +1,44 @@
+"""The spectral step on the development half: Stacey's Muon-like anchor (spectral matrices, p = inf
+elsewhere, tau = 0) trained whole at coordinate steps 1e-3 (its middle rung), 3e-3 and 9e-3, one seed, on
+the dev workloads named. It decided where Muon's upper rung sits among Stacey's anchors (tuner/anchors.py).
+Prints each workload's validation loss (val_loss, the loss the module logs) per step.
+
+    python -m benchmarks.suite.spectral_step --workloads stdlib-gru,stdlib-transformer-narrow,recall-transformer
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+from benchmarks.suite.registry import DEV, select
+
+STEPS = (1e-3, 3e-3, 9e-3)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", required=True, help="comma-separated dev workloads")
+    arguments = parser.parse_args(argv)
+    import optuna
+    import torch
+
+    from stacey_lightning.compare import compare
+    from stacey_lightning.tuner.anchors import stacey_anchors
+    from stacey_lightning.tuner.search_space import SearchSpace
+
+    torch.set_num_threads(1)
+    for workload in select(DEV, arguments.workloads.split(",")):
+        space = SearchSpace.load(workload.space)
+        muon = next(anchor for anchor in stacey_anchors(space) if anchor.name.startswith("muon-like"))
+        for step in STEPS:
+            values = {**muon.values, "step": step, "lr": step}
+            config = space.sample_config(optuna.trial.FixedTrial(space.params_for(values)))
+            with tempfile.TemporaryDirectory() as folder:
+                result = compare(workload.task, ["stacey"], [0], config=config, max_epochs=workload.epochs,
+                                 monitor="val_loss", direction="minimize", output_dir=folder)  # fmt: skip
+            print(f"{workload.name} muon-like step {step:g}: val_loss {result.runs[0].final_metric:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
