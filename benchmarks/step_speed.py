@@ -255,6 +255,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1M / 11M / 100M sweep")
     parser.add_argument(
+        "--no-spectral",
+        action="store_true",
+        help="skip the spectral rows (torch.optim.Muon's bfloat16 step takes minutes on a CPU at full size)",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="tiny shapes, 2 repetitions, no scaling: checks the script"
     )
     parser.add_argument(
@@ -361,7 +366,8 @@ def _measure_lines(args: argparse.Namespace, device: torch.device) -> list[str]:
             cells.append(f"{name.removeprefix('Stacey ').removesuffix(' default')} {median:.2f}x ({fastest:.2f}x)")
         lines.append(f"  {_thread_label(count) + ':':11s} {', '.join(cells)}")
 
-    lines += _spectral_lines(shapes, device, threads, args)
+    if not args.no_spectral:
+        lines += _spectral_lines(shapes, device, threads, args)
 
     if not args.no_scaling:
         lines.append(f"\nScaling (median step ms; ratio to {REFERENCE} of the same size and thread count):")
