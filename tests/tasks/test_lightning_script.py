@@ -12,12 +12,14 @@ import uuid
 
 import pytest
 import yaml
+from cli_sources import DATA_MODULE_SOURCE
 
 from stacey_lightning import cli
 from stacey_lightning.tasks import resolve_task
 from stacey_lightning.tasks.lightning_script import LightningFiles
 
-MODULE = """
+MODULE = (
+    """
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
@@ -52,23 +54,9 @@ class WithMixin(StaceyMixin, Plain):
     pass
 
 
-class Data(pl.LightningDataModule):
-    def __init__(self, batch_size: int = 16):
-        super().__init__()
-        self.batch_size = batch_size
-
-    def setup(self, stage):
-        generator = torch.Generator().manual_seed(0)
-        x = torch.randn(320, 8, generator=generator)
-        y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
-        self.train_set, self.val_set = TensorDataset(x[:256], y[:256]), TensorDataset(x[256:], y[256:])
-
-    def train_dataloader(self):
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
-
-    def val_dataloader(self):
-        return DataLoader(self.val_set, batch_size=64)
 """
+    + DATA_MODULE_SOURCE
+)
 
 # The docs' first form: fixed classes, Trainer defaults in the script, the call in a function.
 SCRIPT = """
