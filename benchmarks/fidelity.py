@@ -66,7 +66,7 @@ def study_rows(storage: str) -> list[dict[str, Any]]:
     import optuna
     from optuna.trial import TrialState
 
-    from stacey_lightning.tuner.confirm import is_confirmation
+    from stacey_lightning.study.confirm import is_confirmation
 
     rows = []
     for name in optuna.get_all_study_names(storage):

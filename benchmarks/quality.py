@@ -1,6 +1,6 @@
 """Final quality of tuned Stacey against AdamW, SGD with momentum and Lion, each tuned with the same budget.
 
-A thin call to ``stacey_lightning.compare.compare(..., tune_trials=N)`` (what ``stacey-compare
+A thin call to ``stacey_lightning.compare.compare(..., n_trials=N)`` (what ``stacey-compare
 --tune-trials N`` does) per task and budget: every optimizer is tuned with the same number of trials,
 sampler, pruner and epochs per trial, each from its own anchor points (Stacey on the task's preset,
 each baseline on its ``baselines`` preset entry), then retrained at its best configuration with
@@ -92,14 +92,14 @@ def measure(arguments: argparse.Namespace, workdir: Path) -> list[dict[str, Any]
     for name in arguments.tasks:
         settings = TASKS[name]
         options, max_epochs, trainer_kwargs = run_settings(name, arguments.smoke)
-        limits = [(f"{trials}", {"tune_trials": trials}) for trials in arguments.trials]
-        limits += [(f"runs{runs}", {"tune_budget": runs * max_epochs}) for runs in arguments.budgets]
+        limits = [(f"{trials}", {"n_trials": trials}) for trials in arguments.trials]
+        limits += [(f"runs{runs}", {"budget": runs * max_epochs}) for runs in arguments.budgets]
         for label, limit in limits:
             comparison = compare(
                 settings["task"], arguments.optimizers, arguments.seeds, max_epochs=max_epochs,
                 output_dir=workdir / f"{name}-{label}", trainer_kwargs=trainer_kwargs, task_options=options,
                 progress=lambda line, name=name: print(f"[quality] {name}: {line}", flush=True),
-                sampler=arguments.sampler, pruner=arguments.pruner, tune_seed=arguments.seed, **limit,
+                sampler=arguments.sampler, pruner=arguments.pruner, seed=arguments.seed, **limit,
             )  # fmt: skip
             results.append({"name": name, "task": settings["task"], "options": options, "max_epochs": max_epochs,
                             **limit, "comparison": comparison})  # fmt: skip
@@ -125,11 +125,11 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
         direction = resolve_task(result["task"]).direction
         maximize = direction == "maximize"
         better = "higher" if maximize else "lower"
-        if "tune_budget" in result:
-            runs = result["tune_budget"] // result["max_epochs"]
-            budget = f"a tuning budget of {runs} full runs ({result['tune_budget']} epochs) per optimizer"
+        if "budget" in result:
+            runs = result["budget"] // result["max_epochs"]
+            budget = f"a tuning budget of {runs} full runs ({result['budget']} epochs) per optimizer"
         else:
-            budget = f"{result['tune_trials']} tuning trials per optimizer"
+            budget = f"{result['n_trials']} tuning trials per optimizer"
         lines += [
             f"## {result['name']}, {budget}: {monitor} ({better} is better)",
             "",
@@ -161,7 +161,7 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
     lines += [
         "## How it was measured",
         "",
-        "`stacey_lightning.compare.compare(..., tune_trials=N)` (= `stacey-compare --tune-trials N`): every "
+        "`stacey_lightning.compare.compare(..., n_trials=N)` (= `stacey-compare --tune-trials N`): every "
         "optimizer tuned by `stacey_lightning.tune` with the same trials, sampler, pruner and epochs per trial, "
         "each from its anchor points (Stacey: Lion-like and SGD-like points on an lr ladder and the preset's "
         "centre; baselines: their defaults on the same ladder), Stacey on the task's preset, baselines on the "
@@ -169,7 +169,7 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
         "config with seeds 0.. (same initial weights and batch order per seed). Stacey ran with foreach=True (no "
         "torch.compile; the same arithmetic). Tuning epochs: trained over all trials (pruned ones stop early). "
         "`--budgets K` gives every optimizer K times the epochs of one run (`--tune-budget`) instead of a trial "
-        "count. Every study confirms its top candidates on other seeds within its budget (`tuner.confirm`); "
+        "count. Every study confirms its top candidates on other seeds within its budget (`study.confirm`); "
         "the winner's tuning mean is over those seeds.",
     ]
     return "\n".join(lines)

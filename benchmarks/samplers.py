@@ -26,8 +26,8 @@ from _report import add_threads_argument, add_workdir_argument, run_benchmark, t
 from optuna.trial import TrialState
 
 from stacey_lightning import tune
+from stacey_lightning.attributes import DEFAULT_PRUNER, DEFAULT_SAMPLER
 from stacey_lightning.tasks import resolve_task
-from stacey_lightning.tuner.attributes import DEFAULT_PRUNER, DEFAULT_SAMPLER
 
 RESULTS = Path(__file__).resolve().parent / "results" / "samplers.md"
 SAMPLERS = ("tpe", "gp", "cmaes", "random")

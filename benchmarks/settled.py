@@ -1,4 +1,4 @@
-"""What ranks a trial on a noisy metric: its final value, or the mean of its last epochs (tuner.confirm).
+"""What ranks a trial on a noisy metric: its final value, or the mean of its last epochs (study.confirm).
 
 A study ranks its candidates on one seed each. On a metric whose last epochs only move up and down
 (digits' val_acc: a few of 359 images), the final epoch's value carries that epoch's noise, and the
@@ -8,7 +8,7 @@ measures both on a task's anchor configs: a study of ``--configs`` anchors (no p
 confirmation), then every anchor's config trained on ``--seeds`` seeds (``stacey-compare``, seed s is
 the trial's own run on seed s). Per run, each statistic is taken as an estimate of the config's mean
 final value over the *other* seeds; reported: its rms error, its bias, how often the one-seed statistic
-ranks first the config whose mean final is best, and what ``tuner.confirm.curves_settled`` says of
+ranks first the config whose mean final is best, and what ``study.confirm.curves_settled`` says of
 the seed-0 curves (the study's own view: the rule that picks the tail mean or the final value).
 
     python benchmarks/settled.py                        # digits, 4 anchors x 8 seeds (about 2 minutes)
@@ -28,12 +28,12 @@ from typing import Any
 from _report import add_threads_argument, add_workdir_argument, run_benchmark, task_list
 from quality import run_settings
 
+from stacey_lightning.attributes import ANCHOR, TASK_PARAMS
 from stacey_lightning.compare import compare
 from stacey_lightning.compare.outputs import read_curves
+from stacey_lightning.study.confirm import curves_settled, tail
 from stacey_lightning.tasks import resolve_task
 from stacey_lightning.tuner import tune
-from stacey_lightning.tuner.attributes import ANCHOR, TASK_PARAMS
-from stacey_lightning.tuner.confirm import curves_settled, tail
 from stacey_lightning.tuner.trial import trial_options
 
 RESULTS = Path(__file__).resolve().parent / "results" / "settled.md"
@@ -147,7 +147,7 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
             right, seeds = picks_best(configs, statistic, maximize)
             lines.append(f"| {label} | {rms:.4f} | {bias:+.4f} | {right} of {seeds} seeds |")
         rule = "settled: ranks by the mean of the last epochs" if settled else "not settled: ranks by the final value"
-        lines += ["", f"The study's rule on the seed-0 curves (`tuner.confirm.curves_settled`): **{rule}**.", ""]
+        lines += ["", f"The study's rule on the seed-0 curves (`study.confirm.curves_settled`): **{rule}**.", ""]
     return "\n".join(lines)
 
 

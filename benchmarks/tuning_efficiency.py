@@ -32,7 +32,7 @@ import optuna
 from _report import add_threads_argument, run_benchmark
 
 from stacey_lightning import tune
-from stacey_lightning.tuner.samplers import make_sampler
+from stacey_lightning.search.samplers import make_sampler
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tuning_efficiency.md"
 MONITOR = "val_acc"

@@ -41,20 +41,20 @@ LAYERS = [
         "#fdf0d5",
     ),
     (
-        "tuner/",
-        "spec, search_space, anchors, samplers, storage, workers, trial, pruning, outputs",
-        "StudySpec, search spaces from Stacey's dynamics, Optuna studies and trials",
+        "search/  ·  study/  ·  execution/  ·  tuner/",
+        "space, anchors  ·  spec, admission, confirm  ·  storage, supervisor  ·  workers, trial",
+        "what a trial samples, a study's rules, running across hosts, a trial's glue",
         "#f6dede",
     ),
     (
-        "compare/  ·  report.py",
-        "tuned.py, runs.py, results.py, outputs.py  ·  report.py",
-        "stacey-compare (equal budgets, seeds, figure, tables), stacey-report",
+        "compare/  ·  finder/  ·  report.py",
+        "tuned.py, runs.py, outputs.py  ·  procedure.py, result.py  ·  report.py",
+        "stacey-compare (equal budgets, seeds, tables), stacey-find, stacey-report",
         "#e9e0f3",
     ),
     (
-        "cli.py",
-        "stacey-tune, stacey-compare, stacey-report",
+        "cli/",
+        "stacey-tune, stacey-compare, stacey-report, stacey-find",
         "every command's parser; heavy imports only after parsing",
         "#e6e6e6",
     ),
@@ -62,9 +62,9 @@ LAYERS = [
 
 # (step, where it lives, index of its layer in LAYERS).
 TRIAL_PATH = [
-    ("stacey-tune --task digits ...", "cli.py: parse the arguments", 5),
-    ("StudySpec", "tuner/spec.py: every setting checked once", 3),
-    ("Worker", "tuner/workers.py: asks the storage for the next trial", 3),
+    ("stacey-tune --task digits ...", "cli/commands.py: parse the arguments", 5),
+    ("StudySpec", "study/spec.py: every setting checked once", 3),
+    ("admission", "study/admission.py: may a trial start?", 3),
     ("run_trial", "tuner/trial.py: sample a config from the space", 3),
     ("run.build, use_optimizer, fit", "run.py: seed, build the task, set_optimizer_choice", 2),
     ("configure_optimizers", "lightning/mixin.py: groups by kind, schedule, Stacey", 1),

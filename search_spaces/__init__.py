@@ -1,8 +1,8 @@
 """Named search-space presets for the Stacey tuner, shipped as YAML files in the wheel.
 
-A Stacey preset maps each Stacey hyperparameter to a distribution; ``stacey_lightning.tuner.search_space``
+A Stacey preset maps each Stacey hyperparameter to a distribution; ``stacey_lightning.search.space``
 reads and validates it. ``baselines.yaml`` holds the spaces of the optimizers Stacey is compared
-with (``stacey_lightning.tuner.baseline_space``). The format is documented in docs/tuning.md and in
+with (``stacey_lightning.search.baseline_space``). The format is documented in docs/tuning.md and in
 ``default.yaml``.
 """
 

@@ -38,30 +38,30 @@ _EXPORTS = {
     "StaceyMixin": "stacey_lightning.lightning.mixin",
     "StaceyMonitor": "stacey_lightning.lightning.monitor",
     "StaceyPruning": "stacey_lightning.tuner.pruning",
-    "SearchSpace": "stacey_lightning.tuner.search_space",
-    "tune": "stacey_lightning.tuner.study",
+    "SearchSpace": "stacey_lightning.search.space",
+    "tune": "stacey_lightning.tuner.tuning",
     "find_geometry": "stacey_lightning.finder",
     # What a study raises that a caller may catch (stacey-tune prints each as one line).
-    "NoTrialSucceeded": "stacey_lightning.tuner.study",  # every trial of the study failed
-    "TooManyFailures": "stacey_lightning.tuner.workers",  # trials failed, or worker processes died, in a row
-    "StorageUnavailable": "stacey_lightning.tuner.outage",  # the storage stayed out of reach past the limit
-    "StorageError": "stacey_lightning.tuner.storage",  # a storage that cannot be opened (a ValueError)
-    "SearchSpaceError": "stacey_lightning.tuner.distributions",  # a search space that cannot be used (a ValueError)
+    "NoTrialSucceeded": "stacey_lightning.tuner.tuning",  # every trial of the study failed
+    "TooManyFailures": "stacey_lightning.execution.supervisor",  # trials failed, or worker processes died, in a row
+    "StorageUnavailable": "stacey_lightning.execution.outage",  # the storage stayed out of reach past the limit
+    "StorageError": "stacey_lightning.execution.storage",  # a storage that cannot be opened (a ValueError)
+    "SearchSpaceError": "stacey_lightning.search.distributions",  # a search space that cannot be used (a ValueError)
 }
 
 if TYPE_CHECKING:  # the same names for type checkers and IDEs, which do not run __getattr__
+    from stacey_lightning.execution.outage import StorageUnavailable
+    from stacey_lightning.execution.storage import StorageError
+    from stacey_lightning.execution.supervisor import TooManyFailures
     from stacey_lightning.finder import find_geometry
     from stacey_lightning.lightning.config import StaceyConfig
     from stacey_lightning.lightning.mixin import StaceyMixin
     from stacey_lightning.lightning.monitor import StaceyMonitor
     from stacey_lightning.optim.optimizer import Stacey
-    from stacey_lightning.tuner.distributions import SearchSpaceError
-    from stacey_lightning.tuner.outage import StorageUnavailable
+    from stacey_lightning.search.distributions import SearchSpaceError
+    from stacey_lightning.search.space import SearchSpace
     from stacey_lightning.tuner.pruning import StaceyPruning
-    from stacey_lightning.tuner.search_space import SearchSpace
-    from stacey_lightning.tuner.storage import StorageError
-    from stacey_lightning.tuner.study import NoTrialSucceeded, tune
-    from stacey_lightning.tuner.workers import TooManyFailures
+    from stacey_lightning.tuner.tuning import NoTrialSucceeded, tune
 
 
 def __getattr__(name: str):

@@ -30,9 +30,10 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from stacey_lightning.execution.storage import journal_path, mask_password, open_storage
+
 # The tuner opens storages (RDB URLs and journal:PATH) and masks passwords; the report reads the same way.
-from stacey_lightning.tuner.confirm import winner
-from stacey_lightning.tuner.storage import journal_path, mask_password, open_storage
+from stacey_lightning.study.confirm import winner
 
 __all__ = ["report"]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from stacey_lightning.cli import COMMANDS, main, report_parser, tune_main, tune_parser
-from stacey_lightning.tuner import spec as spec_module
-from stacey_lightning.tuner import study as study_module
+from stacey_lightning.study import spec as spec_module
+from stacey_lightning.tuner import tuning as study_module
 
 
 def test_parser_reads_every_flag():

@@ -36,7 +36,7 @@ import yaml
 
 from stacey_lightning import cli
 from stacey_lightning.lightning.config import StaceyConfig
-from stacey_lightning.tuner.search_space import KEYS, SearchSpace
+from stacey_lightning.search.space import KEYS, SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -133,8 +133,8 @@ def tiny_budgets(monkeypatch):
     """In this process: every run 1 epoch of a few batches, every study 2 trials, every comparison 1 seed."""
     from stacey_lightning import run
     from stacey_lightning.compare import runs as compare_runs
-    from stacey_lightning.tuner import spec as spec_module
-    from stacey_lightning.tuner import study as study_module
+    from stacey_lightning.study import spec as spec_module
+    from stacey_lightning.tuner import tuning as study_module
 
     make_trainer, study_spec, compare = run.make_trainer, spec_module.study_spec, compare_runs.compare
 

@@ -22,11 +22,11 @@ _INTERNAL_ERRORS = {"UsageError"}
 
 def test_the_errors_a_study_raises_are_importable_from_the_package():
     from stacey_lightning import NoTrialSucceeded, SearchSpaceError, StorageError, StorageUnavailable, TooManyFailures
-    from stacey_lightning.tuner.distributions import SearchSpaceError as defined_search_space_error
-    from stacey_lightning.tuner.outage import StorageUnavailable as defined_storage_unavailable
-    from stacey_lightning.tuner.storage import StorageError as defined_storage_error
-    from stacey_lightning.tuner.study import NoTrialSucceeded as defined_no_trial_succeeded
-    from stacey_lightning.tuner.workers import TooManyFailures as defined_too_many_failures
+    from stacey_lightning.execution.outage import StorageUnavailable as defined_storage_unavailable
+    from stacey_lightning.execution.storage import StorageError as defined_storage_error
+    from stacey_lightning.execution.supervisor import TooManyFailures as defined_too_many_failures
+    from stacey_lightning.search.distributions import SearchSpaceError as defined_search_space_error
+    from stacey_lightning.tuner.tuning import NoTrialSucceeded as defined_no_trial_succeeded
 
     assert NoTrialSucceeded is defined_no_trial_succeeded and TooManyFailures is defined_too_many_failures
     assert StorageUnavailable is defined_storage_unavailable and StorageError is defined_storage_error

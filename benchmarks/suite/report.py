@@ -126,7 +126,7 @@ def _how() -> list[str]:
     return [
         "## How it was measured",
         "",
-        "Per workload, budget K and optimizer, `stacey_lightning.compare.compare(..., tune_budget=K * epochs)` "
+        "Per workload, budget K and optimizer, `stacey_lightning.compare.compare(..., budget=K * epochs)` "
         "(= `stacey-compare --tune-budget`): Stacey tuned on the workload's search-space preset, each baseline "
         "on its `baselines` preset entry, every study with the same sampler (TPE), pruner (Hyperband), epochs per "
         "trial and study seed, confirming its top candidates on other seeds within its budget; then the winner "

@@ -1,7 +1,7 @@
 """The suite's driver: every optimizer tuned on every workload at equal budgets, its winner retrained on seeds.
 
 Per workload, budget (K full runs' worth of epochs) and optimizer, one call of
-``stacey_lightning.compare.compare(..., tune_budget=K * epochs)``, what ``stacey-compare --tune-budget`` and
+``stacey_lightning.compare.compare(..., budget=K * epochs)``, what ``stacey-compare --tune-budget`` and
 ``benchmarks/quality.py --budgets`` do: Stacey tuned on the workload's search-space preset, a baseline on its
 ``baselines`` preset entry, each study with the same sampler, pruner, epochs per trial and study seed, then
 its winner trained on seeds 0 .. seeds - 1 (the same initial weights and batch order per seed for every
@@ -127,8 +127,8 @@ def _measure(
     if optimizer == FINDER:
         return _find_then_train(workload, seeds, folder, say, common)
     comparison = compare(
-        workload.make(), [optimizer], seeds, output_dir=folder, tune_budget=budget * epochs, space=workload.space,
-        tune_seed=tune_seed, **common,
+        workload.make(), [optimizer], seeds, output_dir=folder, budget=budget * epochs, space=workload.space,
+        seed=tune_seed, **common,
     )  # fmt: skip
     tuned = comparison.tuned[optimizer]
     return Outcome(

@@ -1,6 +1,6 @@
 """The spectral step on the development half: Stacey's Muon-like anchor (spectral matrices, p = inf
 elsewhere, tau = 0) trained whole at coordinate steps 1e-3 (its middle rung), 3e-3 and 9e-3, one seed, on
-the dev workloads named. It decided where Muon's upper rung sits among Stacey's anchors (tuner/anchors.py).
+the dev workloads named. It decided where Muon's upper rung sits among Stacey's anchors (search/anchors.py).
 Prints each workload's validation loss (val_loss, the loss the module logs) per step.
 
     python -m benchmarks.suite.spectral_step --workloads stdlib-gru,stdlib-transformer-narrow,recall-transformer
@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from stacey_lightning.compare import compare
-    from stacey_lightning.tuner.anchors import stacey_anchors
-    from stacey_lightning.tuner.search_space import SearchSpace
+    from stacey_lightning.search.anchors import stacey_anchors
+    from stacey_lightning.search.space import SearchSpace
 
     torch.set_num_threads(1)
     for workload in select(DEV, arguments.workloads.split(",")):

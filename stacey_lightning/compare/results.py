@@ -21,7 +21,7 @@ class Tuned:
     study_name: str
     options: dict[str, Any]
     task_params: dict[str, Any]
-    best_value: float  # the winner's mean over the seeds its study confirmed it on (tuner.confirm)
+    best_value: float  # the winner's mean over the seeds its study confirmed it on (study.confirm)
     complete: int
     pruned: int
     failed: int

@@ -46,8 +46,8 @@ from stacey_lightning.compare.results import Comparison, RunResult, Tuned
 from stacey_lightning.compare.tuned import tune_each
 from stacey_lightning.lightning.choice import OptimizerChoice
 from stacey_lightning.lightning.config import StaceyConfig, task_params
-from stacey_lightning.tasks import check_task_options, resolve_task
-from stacey_lightning.tuner.spec import DEFAULT_STORAGE_OUTAGE_S, check_trainer_kwargs, study_spec
+from stacey_lightning.study.spec import study_spec
+from stacey_lightning.tasks import resolve_task
 
 __all__ = ["compare", "StepClock", "RunPlan", "RunResult", "Comparison"]
 
@@ -120,27 +120,12 @@ def compare(
     optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
     seeds: int | Sequence[int] = 3,
     *,
-    max_epochs: int | None = None,
     config: Any = None,
-    monitor: str | None = None,
-    direction: str | None = None,
-    output_dir: str | os.PathLike = "stacey-compare",
-    trainer_kwargs: Mapping[str, Any] | None = None,
     optimizer_options: Mapping[str, Mapping[str, Any]] | None = None,
-    task_options: Mapping[str, Any] | None = None,
+    output_dir: str | os.PathLike = "stacey-compare",
     progress: Callable[[str], None] | None = None,
-    geometry: bool = False,
-    tune_trials: int = 0,
-    tune_budget: int | None = None,
-    space: Any = None,
     baseline_space: Any = None,
-    storage: Any = None,
-    sampler: Any = None,
-    pruner: Any = None,
-    tune_seed: int = 0,
-    anchors: bool = True,
-    confirm: bool = True,
-    storage_outage_s: float = DEFAULT_STORAGE_OUTAGE_S,
+    **settings: Any,
 ) -> Comparison:
     """Train ``task`` with every optimizer and seed, and write TensorBoard runs, a figure and tables.
 
@@ -148,44 +133,32 @@ def compare(
         task: a built-in task name, "package.module:callable", a LightningCLI config file (.yaml), or a
             task callable ``make(trial=None, seed=0) -> (LightningModule, LightningDataModule)``; a module
             without StaceyMixin is given it at run time (``lightning.adopt``).
-        optimizers: "stacey", baseline names ("adamw", "sgd", "lion") and optimizer class paths
-            ("torch.optim.RAdam"). Default: stacey, adamw, sgd, lion. Every one is built by the
+        optimizers: "stacey", baseline names ("adamw", "sgd", "lion", "muon", "schedulefree") and optimizer
+            class paths ("torch.optim.RAdam"). Default: stacey, adamw, sgd, lion. Every one is built by the
             module's ``configure_optimizers`` from the same parameter groups by kind.
         seeds: how many seeds (0, 1, ..., seeds - 1) or the seeds themselves. Default 3.
-        max_epochs: epochs per run. Default: the task's own (a LightningCLI config's), else 10.
         config: Stacey's config: a dict, a ``StaceyConfig`` or a YAML path such as the tuner's
             best.yaml, whose ``task`` section (the task's own sampled parameters) goes to ``make``.
             None keeps the config the task's module was built with.
-        monitor: the logged metric to compare; default the task's own (val_loss for custom tasks).
-        direction: "maximize" or "minimize" ``monitor`` when tuning; default the task's.
-        output_dir: where everything is written. Runs already there under the same names are replaced.
-        trainer_kwargs: extra ``lightning.Trainer`` arguments (accelerator, devices, limit_train_batches,
-            ...). The logger is set by compare; ``log_every_n_steps`` defaults to 1 for full curves.
         optimizer_options: per optimizer name, options that override its defaults, for example
             ``{"adamw": {"lr": 1e-3}, "stacey": {"p": 3.0}}`` ("stacey" entries update ``config``).
-        task_options: keyword arguments for the task's ``make``, for example ``{"foreach": True}``
-            for digits (Stacey without torch.compile).
+        output_dir: where everything is written. Runs already there under the same names are replaced.
         progress: called with one line after every run (the CLI prints them). Default: silent.
-        geometry: add ``StaceyMonitor`` to Stacey's runs. Default False.
-        tune_trials: if above 0, first tune every optimizer with this many trials (``tuned.tune_each``:
-            Stacey on ``space``, baselines on ``baseline_space``, all with ``sampler``, ``pruner``,
-            ``max_epochs`` and ``tune_seed``, studies kept in ``storage``, by default
-            ``sqlite:///<output_dir>/studies.db``), then compare each at its best config.
-        tune_budget: tune every optimizer with this many epochs in all (``tune(budget=...)``; with
-            ``tune_trials``, whichever ends first), then compare each at its best config.
-        anchors: with ``tune_trials``, start every study from its anchor points (see ``tuner.anchors``).
-        confirm: with tuning, every study confirms its top candidates on other seeds (``tuner.confirm``).
-        storage_outage_s: with ``tune_trials``, how long the studies wait for their database.
+        baseline_space: with tuning, the baselines' search space (default: each one's ``baselines`` preset
+            entry); Stacey's is the ``space`` setting.
+        settings: the study settings of ``study_spec`` (one spec, checked there, before the first run).
+            ``max_epochs``, ``monitor``, ``direction``, ``trainer_kwargs`` (``log_every_n_steps`` defaults
+            to 1 for full curves; the logger is compare's), ``task_options`` and ``geometry`` apply to every
+            run. With ``n_trials`` or ``budget`` (epochs), every optimizer is first tuned by such a study
+            (``tuned.tune_each``: the same ``sampler``, ``pruner``, ``seed``, ``anchors``, ``confirm``),
+            kept in ``storage`` (default ``sqlite:///<output_dir>/studies.db``), then compared at its best.
 
     Returns:
         A ``Comparison`` with every ``RunResult`` and the paths of the files written.
 
     Raises:
-        ValueError: a bad argument, option or config, before the first run.
+        ValueError: a bad argument, setting, option or config, before the first run.
     """
-    resolved = resolve_task(task)
-    monitor = monitor or resolved.monitor
-    max_epochs = max_epochs if max_epochs is not None else resolved.max_epochs or 10
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(seed) for seed in seeds]
     if not seed_list:
         raise ValueError("seeds: need at least one seed")
@@ -193,21 +166,18 @@ def compare(
         raise ValueError("optimizers: need at least one optimizer")
     if len(set(optimizers)) != len(optimizers):
         raise ValueError(f"optimizers: {list(optimizers)} names an optimizer twice")
-    if tune_trials < 0:
-        raise ValueError(f"tune_trials: must be >= 0, got {tune_trials}")
-    trainer_kwargs = {"log_every_n_steps": 1, **resolved.trainer_kwargs, **(trainer_kwargs or {})}
-    if "logger" in trainer_kwargs:
+    if "logger" in (settings.get("trainer_kwargs") or {}):
         raise ValueError("trainer_kwargs: 'logger' is set by compare (TensorBoard runs under output_dir); remove it")
-    check_trainer_kwargs(trainer_kwargs)
-    task_options = dict(task_options or {})
-    check_task_options(resolved, task_options)
+    tuning = settings.get("n_trials") is not None or settings.get("budget") is not None
+    if tuning and config is not None:
+        raise ValueError("config: give Stacey's config or tune it (n_trials, budget), not both")
+    storage = settings.pop("storage", None) or f"sqlite:///{Path(output_dir).resolve()}/studies.db"
+    spec = study_spec(task, output_dir=Path(output_dir) / "tuning", storage=storage, **settings)
+    resolved = resolve_task(task)
     optimizer_options = dict(optimizer_options or {})
     unused = set(optimizer_options) - set(optimizers)
     if unused:
         raise ValueError(f"optimizer_options: {sorted(unused)} are not among the optimizers {list(optimizers)}")
-    tuning = bool(tune_trials or tune_budget)
-    if tuning and config is not None:
-        raise ValueError("config: give Stacey's config or tune it (tune_trials, tune_budget), not both")
     # Resolve every option before the first run, so a typo fails in seconds, not after an hour of training.
     choices = {
         name: _choice(name, config if name == STACEY else None, optimizer_options.get(name)) for name in optimizers
@@ -216,38 +186,21 @@ def compare(
     fixed_tasks = dict.fromkeys(optimizers, fixed_task)
     tuned: dict[str, Tuned] = {}
     if tuning:
-        spec = study_spec(
-            task,
-            n_trials=tune_trials or None,
-            budget=tune_budget,
-            max_epochs=max_epochs,
-            storage=storage if storage is not None else f"sqlite:///{Path(output_dir).resolve()}/studies.db",
-            monitor=monitor,
-            direction=direction,
-            output_dir=Path(output_dir) / "tuning",
-            sampler=sampler,
-            pruner=pruner,
-            trainer_kwargs=trainer_kwargs,
-            seed=tune_seed,
-            task_options=task_options,
-            anchors=anchors,
-            confirm=confirm,
-            storage_outage_s=storage_outage_s,
-        )
-        tuned = tune_each(spec, optimizers, space=space, baseline_space=baseline_space)
+        tuned = tune_each(spec, optimizers, space=spec.space, baseline_space=baseline_space)
         for name, result in tuned.items():
             choices[name] = _choice(name, result.options, optimizer_options.get(name))
             fixed_tasks[name] = _task_trial(result.task_params)
 
     output_dir = os.fspath(output_dir)
+    monitor = spec.monitor
     plan = RunPlan(
         make=resolved.make,
-        task_options=task_options,
-        max_epochs=max_epochs,
+        task_options=spec.task_options,
+        max_epochs=spec.max_epochs,
         monitor=monitor,
         tensorboard_dir=os.path.join(output_dir, "tensorboard"),
-        trainer_kwargs=trainer_kwargs,
-        geometry=geometry,
+        trainer_kwargs={"log_every_n_steps": 1, **spec.trainer_kwargs},
+        geometry=spec.geometry,
     )
     runs = []
     total = len(optimizers) * len(seed_list)

@@ -15,12 +15,12 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from stacey_lightning.attributes import TASK_PARAMS
 from stacey_lightning.baselines import STACEY
 from stacey_lightning.compare.results import Tuned
-from stacey_lightning.tuner.attributes import TASK_PARAMS
-from stacey_lightning.tuner.budget import epochs_spent
-from stacey_lightning.tuner.confirm import winner
-from stacey_lightning.tuner.spec import StudySpec, for_optimizer
+from stacey_lightning.study.budget import epochs_spent
+from stacey_lightning.study.confirm import winner
+from stacey_lightning.study.spec import StudySpec, for_optimizer
 from stacey_lightning.tuner.trial import trial_options
 
 __all__ = ["tune_each"]
@@ -34,7 +34,7 @@ def tune_each(
     ``<task>-<optimizer>`` and written under ``spec.output_dir / optimizer``. Returns each one's result
     by name."""
     from stacey_lightning.tasks import resolve_task
-    from stacey_lightning.tuner.study import NoTrialSucceeded, run_study
+    from stacey_lightning.tuner.tuning import NoTrialSucceeded, run_study
 
     name = resolve_task(spec.task).name
     results = {}

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from stacey_lightning.tuner.calibration import measure
+from stacey_lightning.search.calibration import measure
 
 __all__ = ["Recorder", "STOP_SHARE"]
 

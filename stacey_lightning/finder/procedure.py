@@ -61,8 +61,8 @@ from stacey_lightning.lightning.choice import STACEY
 from stacey_lightning.lightning.config import StaceyConfig, tau_for_horizon
 from stacey_lightning.lightning.param_groups import output_head, parameters_by_kind
 from stacey_lightning.optim._spectral import SPECTRAL_RMS
-from stacey_lightning.tuner.anchors import LION_STEP
-from stacey_lightning.tuner.search_space import DEFAULT_GRADIENT_SCALE, coordinate_scale
+from stacey_lightning.search.anchors import LION_STEP
+from stacey_lightning.search.space import DEFAULT_GRADIENT_SCALE, coordinate_scale
 
 __all__ = [
     "find_geometry",
@@ -216,8 +216,8 @@ def find_for_task(
     judged by the task's monitor (or ``monitor``, in ``direction``, default the task's); writes
     ``best.yaml`` and ``finder.png`` to ``output_dir``. Returns the result and the paths written. Every
     argument is checked first (ValueError, one line)."""
+    from stacey_lightning.study.spec import check_trainer_kwargs
     from stacey_lightning.tasks import check_task_options, resolve_task
-    from stacey_lightning.tuner.spec import check_trainer_kwargs
 
     resolved = resolve_task(task)
     if max_epochs is None:  # the task's own (a LightningCLI file's trainer.max_epochs), else 10

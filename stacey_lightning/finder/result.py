@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from stacey_lightning.lightning.config import StaceyConfig
-from stacey_lightning.tuner.search_space import coordinate_scale
+from stacey_lightning.search.space import coordinate_scale
 
 __all__ = ["FinderResult", "RangeTest", "Confirmation"]
 

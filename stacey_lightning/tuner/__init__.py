@@ -1,14 +1,12 @@
-"""Tuning: Optuna studies over Stacey's geometry and step sizes (or a baseline's options), one Lightning
-run per trial.
+"""Tuning: ``tune``, the door to an Optuna study over Stacey's geometry and step sizes (or a baseline
+optimizer's options), and one trial's Lightning glue.
 
-Modules, lowest first: ``attributes`` (what a study records), ``distributions``, ``search_space`` and
-``baseline_space`` (what a trial samples), ``anchors``, ``samplers`` (samplers and pruners by name),
-``spec`` (``StudySpec``: one study, checked once), ``budget`` (budgets in epochs), ``confirm`` (the top
-candidates on other seeds; the winner), ``calibration``, ``outage`` (riding out a storage outage),
-``storage`` (opening studies, counting trials, dead workers), ``pruning`` (the Lightning callback),
-``ddp`` (rank 0 owns the trial), ``best_checkpoint`` (best.ckpt: which trial's model is kept),
-``trial`` (one trial), ``outputs`` (progress, best.yaml, tables), ``workers`` and ``study`` (``tune``,
-``run_study``: the orchestration).
+Modules: ``tuning`` (``tune``, ``run_study``: the orchestration), ``workers`` (the loop that asks
+``study.admission`` which trial may start and trains it), ``trial`` (one trial: sample, train, record),
+``pruning`` (the Lightning callback), ``best_checkpoint`` (best.ckpt: which trial's model is kept) and
+``outputs`` (progress lines, best.yaml, tables). What a trial samples is in ``stacey_lightning.search``,
+the study's rules in ``stacey_lightning.study``, running across processes and hosts in
+``stacey_lightning.execution``.
 
 The names below are imported on first use: the command line reads ``attributes`` without loading Optuna.
 """
@@ -34,23 +32,23 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "tune": "study",
-    "NoTrialSucceeded": "study",
-    "SearchSpace": "search_space",
-    "BaselineSpace": "baseline_space",
-    "SearchSpaceError": "distributions",
-    "StaceyPruning": "pruning",
-    "summary_table": "outputs",
-    "mask_password": "storage",
-    "StorageError": "storage",
-    "StorageUnavailable": "outage",
-    "HEARTBEAT_INTERVAL_S": "storage",
-    "HEARTBEAT_GRACE_S": "storage",
-    "TooManyFailures": "workers",
+    "tune": "stacey_lightning.tuner.tuning",
+    "NoTrialSucceeded": "stacey_lightning.tuner.tuning",
+    "SearchSpace": "stacey_lightning.search.space",
+    "BaselineSpace": "stacey_lightning.search.baseline_space",
+    "SearchSpaceError": "stacey_lightning.search.distributions",
+    "StaceyPruning": "stacey_lightning.tuner.pruning",
+    "summary_table": "stacey_lightning.tuner.outputs",
+    "mask_password": "stacey_lightning.execution.storage",
+    "StorageError": "stacey_lightning.execution.storage",
+    "StorageUnavailable": "stacey_lightning.execution.outage",
+    "HEARTBEAT_INTERVAL_S": "stacey_lightning.execution.storage",
+    "HEARTBEAT_GRACE_S": "stacey_lightning.execution.storage",
+    "TooManyFailures": "stacey_lightning.execution.supervisor",
 }
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

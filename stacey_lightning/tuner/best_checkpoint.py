@@ -35,10 +35,10 @@ from filelock import FileLock
 from lightning.pytorch import Callback, LightningModule, Trainer
 from typing_extensions import override
 
-from stacey_lightning.tuner import confirm
-from stacey_lightning.tuner.confirm import Winner
+from stacey_lightning.study import confirm
+from stacey_lightning.study.confirm import Winner
+from stacey_lightning.study.spec import StudySpec
 from stacey_lightning.tuner.pruning import StaceyPruning
-from stacey_lightning.tuner.spec import StudySpec
 
 __all__ = ["BEST", "FinalCheckpoint", "trial_checkpoint", "settle", "kept_trial", "kept_study"]
 
@@ -93,7 +93,7 @@ def settle(study: optuna.Study, spec: StudySpec) -> Winner | None:
     with FileLock(output_dir / CHECKPOINTS / _LOCK):  # across processes: flock on POSIX, msvcrt on Windows
         trials = study.get_trials(deepcopy=False)
         chosen = confirm.winner(study)
-        needed = confirm.open_candidates(study, spec, trials) | ({chosen.trial.number} if chosen is not None else set())
+        needed = confirm.open_candidates(spec, trials) | ({chosen.trial.number} if chosen is not None else set())
         holder = kept_trial(output_dir, study.study_name)
         if chosen is not None and chosen.trial.number != holder:
             candidate = trial_checkpoint(output_dir, study.study_name, chosen.trial.number)

@@ -21,13 +21,13 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from stacey_lightning.attributes import ANCHOR, CONFIRMS, FAIL_REASON, SURPLUS, TASK_PARAMS, TRIAL_SEED
 from stacey_lightning.lightning.config import CHECKPOINT_SECTION, CONFIRMATION_SECTION, TASK_SECTION
+from stacey_lightning.study.budget import epochs_spent
+from stacey_lightning.study.confirm import search_trials, winner
+from stacey_lightning.study.places import finished
+from stacey_lightning.study.spec import StudySpec
 from stacey_lightning.tuner import best_checkpoint
-from stacey_lightning.tuner.attributes import ANCHOR, CONFIRMS, FAIL_REASON, SURPLUS, TASK_PARAMS, TRIAL_SEED
-from stacey_lightning.tuner.budget import epochs_spent
-from stacey_lightning.tuner.confirm import search_trials, winner
-from stacey_lightning.tuner.spec import StudySpec
-from stacey_lightning.tuner.storage import finished
 from stacey_lightning.tuner.trial import Outcome, flat_config, trial_options
 
 __all__ = ["progress_line", "spent_text", "write_best", "check_folder_owner", "summary_table", "quiet_libraries"]

@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from typing_extensions import override
 
-from stacey_lightning.tuner.attributes import EPOCHS, STOP_REASON
+from stacey_lightning.attributes import EPOCHS, STOP_REASON
 
 __all__ = ["StaceyPruning"]
 _CONTINUE, _PRUNE, _NONFINITE, _MISSING = "continue", "prune", "nonfinite", "missing"

@@ -12,8 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from stacey_lightning import run
-from stacey_lightning.lightning.config import read_number
-from stacey_lightning.tuner.attributes import (
+from stacey_lightning.attributes import (
     CONFIG,
     CONFIRMS,
     FAIL_REASON,
@@ -24,14 +23,17 @@ from stacey_lightning.tuner.attributes import (
     TRACEBACK,
     TRIAL_SEED,
 )
+from stacey_lightning.execution.ddp import RankZero
+from stacey_lightning.execution.deaths import requeue
+from stacey_lightning.execution.optuna_private import storage_of, trial_id
+from stacey_lightning.execution.outage import StorageUnavailable
+from stacey_lightning.execution.storage import Heartbeat
+from stacey_lightning.lightning.config import read_number
+from stacey_lightning.search.calibration import measure, study_gradient_scale
+from stacey_lightning.study.confirm import is_confirmation
+from stacey_lightning.study.spec import StudySpec
 from stacey_lightning.tuner.best_checkpoint import FinalCheckpoint, trial_checkpoint
-from stacey_lightning.tuner.calibration import measure, study_gradient_scale
-from stacey_lightning.tuner.confirm import is_confirmation
-from stacey_lightning.tuner.ddp import RankZero
-from stacey_lightning.tuner.outage import StorageUnavailable
 from stacey_lightning.tuner.pruning import StaceyPruning
-from stacey_lightning.tuner.spec import StudySpec
-from stacey_lightning.tuner.storage import Heartbeat, requeue
 
 __all__ = ["Outcome", "run_trial", "train_as_follower", "options_attribute", "trial_options", "flat_config"]
 
@@ -98,7 +100,7 @@ def run_trial(
     try:
         # Optuna (5.1) has no public accessor for a study's storage or a trial's storage id, and runs
         # heartbeats only inside Study.optimize, which ask-and-tell workers do not use.
-        with Heartbeat(study._storage, trial._trial_id):
+        with Heartbeat(storage_of(study), trial_id(trial)):
             confirmation = is_confirmation(trial)
             seed = trial.user_attrs.get(TRIAL_SEED, spec.seed)
             # A confirmation run's enqueued parameters are recorded by sampling them, but it trains with its
@@ -129,7 +131,7 @@ def run_trial(
             # From the storage: under ddp_spawn rank 0 ran in another process, and Trial.user_attrs
             # is this process's cached copy. Optuna's only public re-read is Study.get_trials, which
             # loads every trial of the study; the storage reads this one.
-            stop_reason = study._storage.get_trial_user_attrs(trial._trial_id).get(STOP_REASON)
+            stop_reason = storage_of(study).get_trial_user_attrs(trial_id(trial)).get(STOP_REASON)
     except KeyboardInterrupt:
         _fail(study, trial, "interrupted (Ctrl-C)")
         requeue(study, trial)

@@ -14,7 +14,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from stacey_lightning.cli import _parse_setting, compare_main, tune_main
+from stacey_lightning.cli import compare_main, tune_main
+from stacey_lightning.cli.commands import _parse_setting
 from stacey_lightning.compare import compare
 from stacey_lightning.compare.outputs import Curves, plot, write_tables
 from stacey_lightning.compare.results import Comparison, RunResult, summarize

@@ -1,5 +1,5 @@
 """``find_geometry`` under FSDP2: Lightning's ModelParallelStrategy with 2 CPU processes (gloo), ``fully_shard``
-in ``configure_model``. Used by tests/tuner/test_finder.py; a script because the strategy re-runs it in every
+in ``configure_model``. Used by tests/finder/test_finder.py; a script because the strategy re-runs it in every
 process.
 
     python tests/helpers/fsdp_find.py --out DIR

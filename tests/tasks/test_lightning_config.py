@@ -15,8 +15,8 @@ from cli_sources import DATA_MODULE_SOURCE
 from lightning.pytorch.cli import LightningCLI
 
 from stacey_lightning import Stacey, cli
+from stacey_lightning.study.spec import study_spec
 from stacey_lightning.tasks import resolve_task
-from stacey_lightning.tuner.spec import study_spec
 
 MODULE = (
     """

@@ -12,10 +12,11 @@ from best_model import checkpoints, kept, quiet_trainer, validated
 from optuna.trial import TrialState
 from tuning_tasks import FAST, TINY
 
+from stacey_lightning.attributes import CONFIRMS, HOSTNAME, PID
+from stacey_lightning.study import confirm
+from stacey_lightning.study.spec import StudySpec
 from stacey_lightning.tasks.digits import DigitsModule, make_digits
-from stacey_lightning.tuner import best_checkpoint, confirm, tune
-from stacey_lightning.tuner.attributes import CONFIRMS, HOSTNAME, PID
-from stacey_lightning.tuner.spec import StudySpec
+from stacey_lightning.tuner import best_checkpoint, tune
 
 HELPERS = Path(__file__).parents[1] / "helpers"
 
@@ -104,8 +105,8 @@ def test_settle_follows_the_confirmed_winner_and_keeps_the_candidates_until_it_i
     assert [path.name for path in waiting.iterdir()] == ["trial-2.ckpt"]  # the other candidate
 
     for _ in range(2):
-        confirm.enqueue_run(study, *confirm.missing_run(study, spec, study.get_trials(deepcopy=False)))
-    assert confirm.missing_run(study, spec, study.get_trials(deepcopy=False)) is None
+        confirm.enqueue_run(study, *confirm.missing_run(spec, study.get_trials(deepcopy=False)))
+    assert confirm.missing_run(spec, study.get_trials(deepcopy=False)) is None
     of_1, of_2 = study.ask(), study.ask()
     assert [of_1.user_attrs[CONFIRMS], of_2.user_attrs[CONFIRMS]] == [1, 2]
     study.tell(of_2, 0.8)  # trial 2 confirmed first: it leads while trial 1's run is still to come

@@ -12,14 +12,17 @@ from optuna.trial import TrialState
 from tuning_tasks import FAST, TINY
 
 from stacey_lightning.cli import tune_main
-from stacey_lightning.tuner import storage as tuner_storage
-from stacey_lightning.tuner.search_space import SearchSpace
-from stacey_lightning.tuner.study import tune
+from stacey_lightning.execution import storage as execution_storage
+from stacey_lightning.execution.deaths import fail_dead_trials
+from stacey_lightning.execution.storage import open_storage
+from stacey_lightning.search.space import SearchSpace
+from stacey_lightning.study.places import finished
+from stacey_lightning.tuner.tuning import tune
 
 
 def _finished(study):
     """Trials that count towards n_trials, as the tuner counts them."""
-    return tuner_storage.finished(study.get_trials(deepcopy=False))
+    return finished(study.get_trials(deepcopy=False))
 
 
 def _wait_for_running_trial(worker, storage, marker):
@@ -111,7 +114,7 @@ def test_ctrl_c_keeps_finished_trials_requeues_the_running_one_and_resumes(tmp_p
 )
 def test_heartbeat_fails_and_requeues_a_dead_trial_of_another_host(tmp_path, monkeypatch):
     grace_s = 1
-    monkeypatch.setattr(tuner_storage, "HEARTBEAT_GRACE_S", grace_s)  # read when tune() opens its storage
+    monkeypatch.setattr(execution_storage, "HEARTBEAT_GRACE_S", grace_s)  # read when tune() opens its storage
     url = f"sqlite:///{tmp_path.resolve()}/optuna.db"
     storage = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=grace_s)
     study = optuna.create_study(storage=storage, study_name="digits", direction="maximize")
@@ -139,8 +142,8 @@ def test_heartbeat_fails_and_requeues_a_dead_trial_of_another_host(tmp_path, mon
 )
 def test_a_config_whose_heartbeat_stops_twice_is_not_tried_a_third_time(tmp_path, monkeypatch, capsys):
     grace_s = 1
-    monkeypatch.setattr(tuner_storage, "HEARTBEAT_GRACE_S", grace_s)
-    storage = tuner_storage.open_storage(f"sqlite:///{tmp_path.resolve()}/optuna.db")
+    monkeypatch.setattr(execution_storage, "HEARTBEAT_GRACE_S", grace_s)
+    storage = open_storage(f"sqlite:///{tmp_path.resolve()}/optuna.db")
     study = optuna.create_study(storage=storage, direction="maximize")
     # The retry of a trial whose worker, on another host, died once already.
     study.enqueue_trial({"x": 1.0}, user_attrs={"retry_of": 7, "worker_deaths": [None]})
@@ -148,7 +151,7 @@ def test_a_config_whose_heartbeat_stops_twice_is_not_tried_a_third_time(tmp_path
     dead.set_user_attr("hostname", "another-host.invalid")
     storage.record_heartbeat(dead._trial_id)
     time.sleep(grace_s + 1.5)  # SQLite's clock counts whole seconds
-    tuner_storage.fail_dead_trials(study)
+    fail_dead_trials(study)
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL], "a third try was enqueued"
     assert "trial 0 FAIL: died twice: out of memory, or a crash in compiled code?; not tried again" in (
         capsys.readouterr().out

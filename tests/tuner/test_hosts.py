@@ -1,6 +1,6 @@
 """Two "machines" (processes with their own hostnames, through `unshare -u`) sharing one PostgreSQL study:
 every trial runs once, none is lost, and the study ends with exactly n_trials finished trials, its
-confirmation runs (tuner/confirm.py) among them, each once although four workers raced to enqueue them."""
+confirmation runs (study/confirm.py) among them, each once although four workers raced to enqueue them."""
 
 import os
 import shutil
@@ -11,8 +11,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from stacey_lightning.tuner.attributes import CONFIRMS, TRIAL_SEED
-from stacey_lightning.tuner.storage import open_storage
+from stacey_lightning.attributes import CONFIRMS, TRIAL_SEED
+from stacey_lightning.execution.storage import open_storage
 
 N_TRIALS = 6
 

@@ -1,6 +1,6 @@
 """Configurations that take their worker process down, as the kernel's OOM killer does (SIGKILL): one
 command finishes the study, and no configuration is tried more than twice (issue 26; the rules are
-storage.py's, the supervision of worker processes workers.py's)."""
+execution/deaths.py's, the supervision of worker processes execution/supervisor.py's)."""
 
 import collections
 import subprocess
@@ -10,10 +10,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from stacey_lightning.attributes import FAIL_REASON, SURPLUS
 from stacey_lightning.cli import tune_main
+from stacey_lightning.execution.storage import open_storage
 from stacey_lightning.tuner import TooManyFailures, tune
-from stacey_lightning.tuner.attributes import FAIL_REASON, SURPLUS
-from stacey_lightning.tuner.storage import open_storage
 
 # p = inf trials (the Lion-like and Muon-like anchors) SIGKILL their process in their first training step.
 _TASK = "dying_tasks:make_killed_at_p_inf"

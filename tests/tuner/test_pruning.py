@@ -5,7 +5,7 @@ import optuna
 from optuna.trial import TrialState
 from tuning_tasks import FAST, TINY
 
-from stacey_lightning.tuner.study import tune
+from stacey_lightning.tuner.tuning import tune
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):

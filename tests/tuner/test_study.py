@@ -8,9 +8,9 @@ import pytest
 from optuna.trial import TrialState
 from tuning_tasks import FAST, TINY
 
+from stacey_lightning.attributes import SURPLUS
 from stacey_lightning.lightning.config import StaceyConfig
 from stacey_lightning.tuner import TooManyFailures, mask_password, tune
-from stacey_lightning.tuner.attributes import SURPLUS
 
 
 def _states(study):
@@ -149,7 +149,7 @@ def test_two_workers_share_journal_and_postgres_storages(tmp_path, capsys, share
         task_options={"rendezvous_dir": str(rendezvous)}, **{**FAST, "max_epochs": 1},
     )  # fmt: skip
     # Two workers that look at a study with one place left at the same moment both ask for a trial; the
-    # later one is failed as surplus before it trains (workers.py), so the study holds exactly 3 trained.
+    # later one is failed as surplus before it trains (study/admission.py), so the study holds exactly 3 trained.
     trained = [t for t in study.trials if not t.user_attrs.get(SURPLUS)]
     surplus = [t for t in study.trials if t.user_attrs.get(SURPLUS)]
     assert len(trained) == 3 and all(t.state.is_finished() for t in trained)

@@ -32,7 +32,8 @@ def test_torchrun_study_runs_each_trial_once_on_both_ranks(tmp_path, subprocess_
 def test_a_follower_rank_that_starts_first_can_open_the_default_storage(tmp_path, monkeypatch):
     """Under torchrun rank 1 may reach the storage before rank 0 has made the output folder: it must open
     sqlite:///<output>/optuna.db all the same (it once failed with "unable to open database file")."""
-    from stacey_lightning.tuner import ddp, study
+    from stacey_lightning.execution import ddp
+    from stacey_lightning.tuner import tuning as study
 
     opened = []
     monkeypatch.setenv("RANK", "1")

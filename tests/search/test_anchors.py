@@ -1,0 +1,64 @@
+"""Anchor points: enqueued once per study, run first, clipped into the space, named in the outputs."""
+
+import math
+
+import optuna
+import pytest
+from tuning_tasks import FAST, TINY
+
+from stacey_lightning.search.anchors import anchors_for
+from stacey_lightning.search.baseline_space import BaselineSpace
+from stacey_lightning.search.space import SearchSpace
+from stacey_lightning.tuner.tuning import tune
+
+SPACE = {
+    "p": {"distribution": "p_exponent", "low": 2.0, "high": ".inf"},
+    "lr": {"distribution": "log_uniform", "low": 1e-4, "high": 1.0},
+    "alpha": {"distribution": "log_uniform", "low": 0.1, "high": 10.0, "times": "lr"},
+    "tau_horizon": {"distribution": "horizon", "low": 0.3, "high": ".inf"},
+}
+
+
+def test_lion_like_and_sgd_like_anchors_are_those_optimizers_in_the_space():
+    space = SearchSpace.load(SPACE)
+    anchors = {anchor.name: space.params_for(anchor.values) for anchor in anchors_for("stacey", space)}
+    lion = anchors["lion-like step 0.001"]
+    assert (lion["r"], lion["tau_rate"], lion["lr"]) == (0.0, 0.0, 1e-3)  # p = inf, tau = 0: Lion
+    config = space.sample_config(optuna.trial.FixedTrial(lion))
+    assert config["p"] == "inf" and config["tau_horizon"] == "inf"
+    sgd = anchors["sgd-like step 0.0003"]
+    assert (sgd["r"], sgd["tau_rate"]) == (1.0, 0.0)  # p = 2, tau = 0; its lr (this space's) in the middle
+    narrow = SearchSpace.load({**SPACE, "p": {"distribution": "p_exponent", "low": 2.0, "high": 8.0}})
+    clipped = narrow.params_for(anchors_for("stacey", narrow)[0].values)
+    assert clipped["r"] == 1 / 7  # the most sign-like p the space allows
+    adamw = BaselineSpace.load("adamw")
+    assert [adamw.params_for(a.values)["lr"] for a in anchors_for("adamw", adamw)] == pytest.approx([1e-3, 3e-3, 9e-3])
+
+
+def test_anchors_run_first_once_per_study_and_not_again_on_resume(tmp_path, capsys):
+    study = tune("digits", space=SPACE, n_trials=2, output_dir=tmp_path, task_options=TINY, **FAST)
+    anchors = [t.user_attrs.get("anchor") for t in study.trials]
+    assert anchors == ["lion-like step 0.001", "centre step 0.001"]  # as many as the budget reaches: each geometry
+    assert study.user_attrs["anchors_enqueued"] == 2 and all(t.state.is_finished() for t in study.trials)
+    out = capsys.readouterr().out
+    assert "(#0 COMPLETE, anchor lion-like step 0.001" in out and "| trial | anchor | p |" in out
+    study = tune("digits", space=SPACE, n_trials=3, output_dir=tmp_path, task_options=TINY, **FAST)
+    assert [t.user_attrs.get("anchor") for t in study.trials] == [*anchors, "sgd-like step 0.0003"]  # the next one
+    assert study.trials[2].state.is_finished() and study.user_attrs["anchors_enqueued"] == 3
+    study = tune("digits", space=SPACE, n_trials=3, output_dir=tmp_path, task_options=TINY, **FAST)
+    assert len(study.trials) == 3  # a resume with nothing left to do enqueues nothing
+    assert math.isinf(float(study.trials[0].user_attrs["stacey_config"]["p"]))
+
+
+def test_a_space_that_can_choose_the_spectral_norm_starts_from_muon_too():
+    space = SearchSpace.load("default")
+    anchors = anchors_for("stacey", space)
+    assert [a.name for a in anchors[:3]] == ["lion-like step 0.001", "muon-like step 0.001", "centre step 0.001"]
+    assert anchors[4].name == "muon-like step 0.003"  # Muon's upper rung within a budget of 8
+    config = space.sample_config(optuna.trial.FixedTrial(space.params_for(anchors[1].values)))
+    # Muon's geometry on matrices and convolutions, tau = 0, sign-like elsewhere; lr as the spectral step's RMS
+    assert config["kinds"]["matrix"]["norm"] == config["kinds"]["conv"]["norm"] == "spectral"
+    assert config["tau_horizon"] == "inf" and config["p"] == "inf"
+    assert config["kinds"]["matrix"]["lr_scale"] * config["lr"] == pytest.approx(1e-3 / 0.2)
+    # A space without a norm to choose has no Muon-like anchor (it would repeat the Lion-like one).
+    assert not any("muon" in a.name for a in anchors_for("stacey", SearchSpace.load(SPACE)))

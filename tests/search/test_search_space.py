@@ -1,0 +1,142 @@
+import math
+
+import optuna
+import pytest
+import yaml
+
+from search_spaces import PRESETS, preset_path
+from stacey_lightning.lightning.config import StaceyConfig
+from stacey_lightning.search.space import SearchSpace, SearchSpaceError
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_sample_valid_configs(name):
+    space = SearchSpace.load(name)
+    assert space.source == str(preset_path(name))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        config = space.suggest(trial)
+        StaceyConfig.from_source(config)
+        study.tell(trial, 0.0)
+    assert "r" in trial.params and "p" not in trial.params
+
+
+def test_p_is_sampled_through_r():
+    space = SearchSpace.load({"p": {"distribution": "p_exponent", "low": 2.0, "high": math.inf}})
+    assert space.distributions["p"].r_range() == (0.0, 1.0)
+    assert space.suggest(optuna.trial.FixedTrial({"r": 0.0}))["p"] == math.inf
+    assert space.suggest(optuna.trial.FixedTrial({"r": 1.0}))["p"] == 2.0
+    assert space.suggest(optuna.trial.FixedTrial({"r": 0.5}))["p"] == 3.0
+    extended = SearchSpace.load({"p": {"distribution": "p_exponent", "low": 1.5, "high": 5.0}})
+    assert extended.distributions["p"].r_range() == (0.25, 2.0)
+    assert extended.suggest(optuna.trial.FixedTrial({"r": 2.0}))["p"] == 1.5
+
+
+def test_kinds_betas_and_fixed_values_reach_the_config():
+    space = SearchSpace.load(
+        {
+            "lr": 0.01,
+            "betas": [0.9, 0.99],
+            "variant": {"distribution": "categorical", "choices": ["p2", "pp"]},
+            "kinds": {"matrix": {"p": {"distribution": "p_exponent", "low": 2, "high": 8}, "weight_decay": 0.0}},
+            "schedule": {"name": "constant"},
+        }
+    )
+    config = space.suggest(optuna.trial.FixedTrial({"variant": "pp", "kinds.matrix.r": 0.5}))
+    assert config == {
+        "lr": 0.01,
+        "betas": [0.9, 0.99],
+        "variant": "pp",
+        "kinds": {"matrix": {"p": 3.0, "weight_decay": 0.0}},
+        "schedule": {"name": "constant"},
+    }
+
+
+@pytest.mark.parametrize(
+    "spec, key, words",
+    [
+        ({"learning_rate": 0.1}, "learning_rate", "unknown key"),
+        ({"lr": {"distribution": "uniform", "low": 0.1, "high": 0.01}}, "lr", "inverted"),
+        ({"lr": {"distribution": "uniform", "low": 0.1, "high": 0.1}}, "lr", "empty"),
+        ({"p": {"distribution": "p_exponent", "low": 1.0, "high": 4}}, "p", "p must be > 1"),
+        ({"p": 0.5}, "p", "p must be > 1"),
+        ({"alpha": {"distribution": "log_uniform", "low": 0.0, "high": 1.0}}, "alpha", "above 0"),
+        ({"tau": {"distribution": "gaussian", "low": 0.0, "high": 1.0}}, "tau", "bad distribution"),
+        ({"tau": {"distribution": "uniform", "low": 0.0, "high": 2.0}}, "tau", "outside"),
+        ({"betas": {"beta1": 0.9}}, "betas", "missing beta2"),
+        ({"kinds": {"bias": {"p": 2}}}, "kinds.bias", "unknown kind"),
+        ({"variant": "pp", "p": {"distribution": "p_exponent", "low": 2, "high": ".inf"}}, "p", "pp variant"),
+        ({"kinds": {"vector": {"norm": "spectral"}}}, "kinds.vector.norm", "vectors take norm 'lp'"),
+        (
+            {"kinds": {"matrix": {"norm": {"distribution": "categorical", "choices": ["lp", "l1"]}}}},
+            "kinds.matrix.norm",
+            "not a norm",
+        ),
+    ],
+)
+def test_bad_spaces_name_file_and_key(tmp_path, spec, key, words):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SearchSpaceError) as error:
+        SearchSpace.load(path)
+    assert str(path) in str(error.value) and f": {key}:" in str(error.value) and words in str(error.value)
+
+
+def test_unknown_preset_or_missing_file():
+    with pytest.raises(SearchSpaceError, match="neither a preset"):
+        SearchSpace.load("no-such-space.yaml")
+
+
+def test_tau_horizon_and_alpha_per_lr_are_sampled_as_the_dynamics_want():
+    """tau through the rate 1/tau_horizon (0 included: tau = 0), alpha as a multiple of the trial's lr."""
+    space = SearchSpace.load({
+        "lr": {"distribution": "log_uniform", "low": 1e-4, "high": 1.0},
+        "alpha": {"distribution": "log_uniform", "low": 0.1, "high": 30.0, "times": "lr"},
+        "tau_horizon": {"distribution": "horizon", "low": 0.3, "high": ".inf"},
+    })  # fmt: skip
+    assert space.param_names() == {"lr", "alpha_per_lr", "tau_rate"}
+    assert space.distributions["tau_horizon"].r_range() == (0.0, 1 / 0.3)
+    config = space.sample_config(optuna.trial.FixedTrial({"lr": 0.02, "alpha_per_lr": 5.0, "tau_rate": 0.0}))
+    assert config["alpha"] == pytest.approx(0.1) and config["tau_horizon"] == "inf"
+    assert space.sample_config(optuna.trial.FixedTrial({"lr": 0.02, "alpha_per_lr": 5.0, "tau_rate": 2.0}))[
+        "tau_horizon"
+    ] == pytest.approx(0.5)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):  # every sample is a valid config
+        StaceyConfig.from_source(space.suggest(study.ask()))
+
+
+@pytest.mark.parametrize(
+    "spec, key, words",
+    [
+        ({"tau_horizon": {"distribution": "horizon", "low": 0.0, "high": 10}}, "tau_horizon", "above 0"),
+        ({"tau": {"distribution": "horizon", "low": 0.1, "high": 10}}, "tau", "horizon is only for tau_horizon"),
+        ({"lr": {"distribution": "log_uniform", "low": 1e-3, "high": 1, "times": "alpha"}}, "lr", "unknown field"),
+        ({"alpha": {"distribution": "log_uniform", "low": 0.1, "high": 1, "times": "p"}}, "alpha", "times: 'p'"),
+        ({"tau_horizon": -1.0}, "tau_horizon", "must be > 0"),
+        ({"tau_follows_lr": "maybe"}, "tau_follows_lr", "Invalid tau_follows_lr"),
+    ],
+)
+def test_the_new_keys_are_checked_naming_file_and_key(tmp_path, spec, key, words):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SearchSpaceError) as error:
+        SearchSpace.load(path)
+    assert str(path) in str(error.value) and f": {key}:" in str(error.value) and words in str(error.value)
+
+
+def test_a_spectral_kind_steps_at_the_sampled_step_as_its_rms_and_the_head_keeps_the_global_lr():
+    import torch
+
+    from stacey_lightning import StaceyConfig
+    from stacey_lightning.lightning.param_groups import param_groups
+
+    space = SearchSpace.load("default")
+    trial = optuna.trial.FixedTrial({**space.params_for({"p": 4.0, "step": 2e-3}), "kinds.matrix.norm": "spectral"})
+    config = StaceyConfig.from_source(space.suggest(trial, gradient_scale=1e-3))
+    assert config.lr == pytest.approx(2e-3 / 1e-3 ** (1 / 3))  # the l_p step at p = 4
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    groups = {group["name"]: group for group in param_groups(model, config)}
+    assert groups["matrix"]["norm"] == "spectral" and groups["matrix"]["lr"] == pytest.approx(2e-3 / 0.2)
+    assert (groups["head"]["norm"], groups["head"]["p"], groups["head"]["lr"]) == ("lp", 4.0, config.lr)
