@@ -5,45 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from stacey_lightning.cli import COMMANDS, main, report_parser, tune_main, tune_parser
+from stacey_lightning.cli import COMMANDS, compare_main, main, report_parser, tune_main, tune_parser
 from stacey_lightning.study import spec as spec_module
 from stacey_lightning.tuner import tuning as study_module
-
-
-def test_parser_reads_every_flag():
-    args = tune_parser().parse_args(
-        [
-            "--task",
-            "digits",
-            "--n-trials",
-            "3",
-            "--max-epochs",
-            "2",
-            "--space",
-            "vision",
-            "--storage",
-            "journal:j.log",
-            "--study-name",
-            "s",
-            "--output",
-            "out",
-            "--workers",
-            "2",
-            "--accelerator",
-            "cpu",
-            "--devices",
-            "2",
-            "--strategy",
-            "ddp",
-            "--monitor",
-            "val_loss",
-            "--direction",
-            "minimize",
-            "--task-option",
-            "hidden=8",
-        ]
-    )
-    assert (args.n_trials, args.devices, args.direction, args.task_option) == (3, 2, "minimize", [("hidden", 8)])
 
 
 def test_tune_main_runs_a_study(tmp_path, capsys):
@@ -70,7 +34,8 @@ def test_tune_main_runs_a_study(tmp_path, capsys):
 def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert tune_main(["--task", "nope", "--output", str(tmp_path)]) == 2
     assert "Unknown task 'nope'" in capsys.readouterr().err
-    assert main(["frobnicate"]) == 2 and "tune" in COMMANDS
+    assert main(["frobnicate"]) == 2
+    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
 
 
 def test_python_dash_m_dispatches_to_tune():
@@ -114,8 +79,9 @@ def test_help_answers_without_importing_torch_lightning_optuna_or_matplotlib(arg
 def test_python_dash_m_describes_every_command():
     result = subprocess.run([sys.executable, "-m", "stacey_lightning", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
+    shown = " ".join(result.stdout.split())  # argparse wraps the descriptions
     for name, (_, description) in COMMANDS.items():
-        assert name in result.stdout and description.split()[0] in result.stdout
+        assert f"{name} {' '.join(description.split())}" in shown, name
 
 
 def test_tune_main_hands_every_flag_to_the_study_spec(monkeypatch):
@@ -217,3 +183,32 @@ def test_console_script_imports_a_task_from_the_current_folder(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trial 1 of 1 (#0 COMPLETE" in result.stdout
+
+
+def test_compare_main_hands_its_study_flags_to_the_same_settings(monkeypatch):
+    """stacey-compare's tuning flags reach compare() as study_spec's settings, by study_spec's names."""
+    import stacey_lightning.compare
+
+    seen = {}
+    monkeypatch.setattr(
+        stacey_lightning.compare,
+        "compare",
+        lambda task, optimizers, seeds, **kwargs: (
+            seen.update(task=task, optimizers=optimizers, seeds=seeds, **kwargs)
+            or (_ for _ in ()).throw(KeyboardInterrupt)
+        ),
+    )
+    argv = (
+        "--task t:make --optimizers stacey,muon --seeds 2 --seed 5 --tune-trials 6 --tune-budget 40 --max-epochs 4 "
+        "--space language --baseline-space b.yaml --storage journal:j.log --sampler gp --pruner none --no-confirm "
+        "--metric val_loss --direction minimize --task-option hidden=8 --trainer limit_train_batches=3 "
+        "--output out --storage-outage 9"
+    ).split()
+    assert compare_main(argv) == 130
+    assert seen == dict(
+        task="t:make", optimizers=["stacey", "muon"], seeds=[5, 6], config=None, optimizer_options={},
+        output_dir="out", progress=print, baseline_space="b.yaml", n_trials=6, budget=40, seed=5, max_epochs=4,
+        space="language", storage="journal:j.log", sampler="gp", pruner="none", confirm=False, anchors=True,
+        monitor="val_loss", direction="minimize", task_options={"hidden": 8}, trainer_kwargs={"limit_train_batches": 3},
+        geometry=False, storage_outage_s=9.0,
+    )  # fmt: skip

@@ -225,6 +225,8 @@ def test_cli_end_to_end_with_one_seed(tmp_path, capsys):
                 "hidden=8",
                 "--set",
                 "torch.optim.RAdam.lr=0.01",
+                "--trainer",
+                "limit_train_batches=4",
                 "--output",
                 str(tmp_path),
             ]
@@ -242,6 +244,7 @@ def test_cli_end_to_end_with_one_seed(tmp_path, capsys):
 def test_best_yaml_and_seed_rebuild_the_best_trial_exactly(tmp_path, capsys):
     tune_argv = "--task tuning_tasks:make_sampling_hidden --n-trials 2 --max-epochs 1 --pruner none --seed 3 "
     tune_argv += f"--metric val_acc --direction maximize --output {tmp_path / 'tune'}"
+    tune_argv += " --trainer limit_train_batches=5 --trainer limit_val_batches=2"
     assert tune_main(tune_argv.split()) == 0
     study = optuna.load_study(study_name="make_sampling_hidden", storage=f"sqlite:///{tmp_path / 'tune' / 'optuna.db'}")
     best = yaml.safe_load((tmp_path / "tune" / "best.yaml").read_text())
@@ -249,6 +252,7 @@ def test_best_yaml_and_seed_rebuild_the_best_trial_exactly(tmp_path, capsys):
     StaceyConfig.from_source(tmp_path / "tune" / "best.yaml")  # still a Stacey config file
     compare_argv = "--task tuning_tasks:make_sampling_hidden --optimizers stacey --seeds 1 --seed 3 --max-epochs 1 "
     compare_argv += f"--metric val_acc --config {tmp_path / 'tune' / 'best.yaml'} --output {tmp_path / 'compare'}"
+    compare_argv += " --trainer limit_train_batches=5 --trainer limit_val_batches=2"
     assert compare_main(compare_argv.split()) == 0
     with open(tmp_path / "compare" / "runs.csv") as stream:
         (row,) = list(csv.DictReader(stream))
@@ -258,7 +262,7 @@ def test_best_yaml_and_seed_rebuild_the_best_trial_exactly(tmp_path, capsys):
 def test_tune_trials_tunes_every_optimizer_with_the_same_budget_and_resumes(tmp_path, capsys):
     argv = (
         "--task digits --optimizers stacey,sgd --tune-trials 2 --seeds 2 --max-epochs 1 --task-option hidden=8 "
-        f"--task-option foreach=true --output {tmp_path}"
+        f"--task-option foreach=true --output {tmp_path} --trainer limit_train_batches=5 --trainer limit_val_batches=2"
     ).split()
     assert compare_main(argv) == 0
     out = capsys.readouterr().out
