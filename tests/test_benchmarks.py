@@ -1,9 +1,13 @@
 """The benchmark scripts run end to end with --smoke and write their Markdown tables."""
 
 import importlib
+import math
+import statistics
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.trial import TrialState
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -15,48 +19,108 @@ def benchmark(monkeypatch):
     return lambda name: importlib.import_module(name)
 
 
-def test_tuning_efficiency_smoke(benchmark, tmp_path):
+def _spy(monkeypatch, script, name: str) -> list[tuple[tuple, dict, object]]:
+    """Every call of the script's function ``name`` as (args, kwargs, what it returned), the call unchanged."""
+    calls = []
+    real = getattr(script, name)
+
+    def spy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append((args, kwargs, result))
+        return result
+
+    monkeypatch.setattr(script, name, spy)
+    return calls
+
+
+def _table(text: str, header: str) -> list[list[str]]:
+    """The cells of each row of the Markdown table whose header line starts with ``header``."""
+    lines = text.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith(header)) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def _complete(trials) -> list:
+    return [trial for trial in trials if trial.state == TrialState.COMPLETE]
+
+
+def test_tuning_efficiency_smoke(benchmark, tmp_path, monkeypatch):
+    script = benchmark("tuning_efficiency")
+    rendered = _spy(monkeypatch, script, "render")
     output = tmp_path / "tuning_efficiency.md"
-    benchmark("tuning_efficiency").main(["--smoke", "--output", str(output)])
+    script.main(["--smoke", "--output", str(output)])
     text = output.read_text()
-    for row in (
-        "Grid: 2 p x 1 lr x 1 tau = 2 points",
-        "| sampler seed |",
-        "Fraction of the grid's training epochs needed",
-        "| inf |",
-        "Command: `python benchmarks/tuning_efficiency.py",
-        "Machine: ",
-    ):
-        assert row in text
+    (((_, result), _, _),) = rendered
+    # The grid: p 2 and inf at one lr and tau, one epoch each; its best and what a study must reach.
+    grid = result["grid"].trials
+    assert [float(trial.user_attrs["stacey_config"]["p"]) for trial in grid] == [2.0, math.inf]
+    assert sum(len(trial.intermediate_values) for trial in grid) == 2
+    for p, label in ((2.0, "2"), (math.inf, "inf")):
+        (value,) = [t.value for t in _complete(grid) if float(t.user_attrs["stacey_config"]["p"]) == p]
+        assert [label, f"{value:.4f}"] in [row[:2] for row in _table(text, "| p | best val_acc |")]
+    threshold = max(trial.value for trial in _complete(grid)) - 0.005  # the default tolerance: 0.5 pp
+    # The study's row: its epochs in trial order, up to the first completed trial within the tolerance.
+    study = result["studies"][0]["study"]
+    spent, reached = 0, None
+    for trial in sorted(study.trials, key=lambda trial: trial.number):
+        spent += len(trial.intermediate_values)
+        if reached is None and trial.state == TrialState.COMPLETE and trial.value >= threshold:
+            reached = f"{spent} (trial #{trial.number})", f"{spent / 2:.1%}"
+    ((seed, _, epochs, _, best, to_target, fraction),) = _table(text, "| sampler seed |")
+    assert (seed, epochs, best) == ("0", str(spent), f"{max(t.value for t in _complete(study.trials)):.4f}")
+    if reached is None:
+        assert to_target == "not reached" and fraction.startswith("not reached")
+    else:
+        assert to_target == reached[0] and fraction.startswith(reached[1])
 
 
-def test_quality_smoke(benchmark, tmp_path):
+def test_quality_smoke(benchmark, tmp_path, monkeypatch):
+    script = benchmark("quality")
+    rendered = _spy(monkeypatch, script, "render")
     output = tmp_path / "quality.md"
-    benchmark("quality").main(["--smoke", "--output", str(output)])
+    script.main(["--smoke", "--optimizers", "stacey,sgd", "--output", str(output)])
     text = output.read_text()
-    digits, textlm = text.split("## digits, 2 tuning trials")[1].split("## textlm, 2 tuning trials")
-    for section, monitor in ((digits, "val_acc"), (textlm, "val_bpc")):
-        assert f"| optimizer | final {monitor} (mean ± std) | tuned config |" in section
-        for name in ("stacey", "adamw", "sgd", "lion"):
-            assert f"\n| {name} | " in section
-        assert "Stacey against the best baseline" in section
-    assert " ± " in digits and "Command: `python benchmarks/quality.py --smoke" in text
+    (((_, results), _, _),) = rendered
+    assert [result["name"] for result in results] == ["digits", "textlm"]
+    for result, maximize in zip(results, (True, False)):  # val_acc is maximized, val_bpc minimized
+        comparison = result["comparison"]
+        section = text.split(f"## {result['name']}, 2 tuning trials")[1].split("\n## ")[0]
+        rows = {row[0]: row for row in _table(section, "| optimizer |")}
+        means = {}
+        for name in ("stacey", "sgd"):
+            finals = [run.final_metric for run in comparison.runs if run.optimizer == name]
+            finite = [value for value in finals if math.isfinite(value)]
+            assert len(finals) == 2 and finite
+            means[name] = statistics.fmean(finite)
+            spread = f" ± {statistics.stdev(finite):.4f}" if len(finite) == 2 else ""
+            assert rows[name][1].startswith(f"{means[name]:.4f}{spread}"), (name, rows[name])
+        best = (max if maximize else min)(means, key=means.get)
+        gap = (means["stacey"] - means["sgd"]) * (1 if maximize else -1)
+        assert f"Best mean {comparison.monitor}: **{best}**. Stacey against the best baseline (sgd): {gap:+.4f}" in (
+            section
+        )
 
 
-def test_samplers_smoke(benchmark, tmp_path):
+def test_samplers_smoke(benchmark, tmp_path, monkeypatch):
+    script = benchmark("samplers")
+    studies = _spy(monkeypatch, script, "tune")
     output = tmp_path / "samplers.md"
-    benchmark("samplers").main(["--smoke", "--output", str(output)])
-    text = output.read_text()
-    for row in (
-        "## digits: best val_acc found",
-        "## textlm: best val_bpc found",
-        "| tpe | hyperband |",
-        "| gp | hyperband |",
-        "| cmaes | hyperband |",
-        "| tpe | none |",
-        "Command: `python benchmarks/samplers.py",
-    ):
-        assert row in text
+    script.main(["--smoke", "--tasks", "digits", "--output", str(output)])
+    # Every sampler with the default pruner, then every other pruner with the default sampler: one study each.
+    ran = [(kwargs["sampler"], kwargs["pruner"]) for _, kwargs, _ in studies]
+    assert ran == [("tpe", "hyperband"), ("gp", "hyperband"), ("cmaes", "hyperband"), ("random", "hyperband"),
+                   ("tpe", "median"), ("tpe", "none")]  # fmt: skip
+    assert all(args == ("digits",) and kwargs["n_trials"] == 2 for args, kwargs, _ in studies)
+    rows = _table(output.read_text(), "| sampler | pruner |")
+    assert [tuple(row[:2]) for row in rows] == ran
+    for row, (_, _, study) in zip(rows, studies):  # each cell: that study's best value and epochs trained
+        epochs = sum(len(trial.intermediate_values) for trial in study.trials)
+        assert row[2].startswith(f"{study.best_value:.4f} / {epochs} / "), row
 
 
 def test_fidelity_ranks_a_made_up_study(benchmark, tmp_path):
@@ -71,14 +135,24 @@ def test_fidelity_ranks_a_made_up_study(benchmark, tmp_path):
     assert fidelity.spearman([1, 2, 3], [3, 2, 1]) == -1.0
 
 
-def test_settled_smoke(benchmark, tmp_path):
-    output = tmp_path / "settled.md"
+def test_settled_smoke(benchmark, tmp_path, monkeypatch):
     settled = benchmark("settled")
-    settled.main(["--smoke", "--output", str(output)])
+    rendered = _spy(monkeypatch, settled, "render")
+    output, workdir = tmp_path / "settled.md", tmp_path / "work"
+    settled.main(["--smoke", "--workdir", str(workdir), "--output", str(output)])
     text = output.read_text()
-    assert "## digits: val_acc (higher is better), 4 epochs, 3 seeds per config" in text
-    assert "| lion-like step 0.001 | " in text and "| mean of the last 2 epochs | " in text
-    assert "The study's rule on the seed-0 curves" in text and "Command: `python benchmarks/settled.py --smoke" in text
+    (((_, (result,)), _, _),) = rendered
+    # Seed s of a config is the study trial's own run on seed s: seed 0's curve is the trial's, exactly.
+    storage = f"sqlite:///{workdir / 'digits' / 'study' / 'optuna.db'}"
+    (name,) = optuna.get_all_study_names(storage)
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    assert len(result["configs"]) == len(trials) == 2
+    for config, trial in zip(result["configs"], trials):
+        assert len(config["curves"]) == 3 and config["curves"][0] == list(trial.intermediate_values.values())
+    rows = {row[0]: row for row in _table(text, "| config | final val_acc")}
+    for config in result["configs"]:
+        finals = [curve[-1] for curve in config["curves"]]
+        assert rows[config["name"]][1] == f"{statistics.fmean(finals):.4f} ± {statistics.stdev(finals):.4f}"
     # Two configs on three seeds: seed 0 of the first against the mean final of its seeds 1 and 2.
     configs = [{"curves": [[0.0, 0.5], [0.0, 0.7], [0.0, 0.9]]}, {"curves": [[0.0, 0.6], [0.0, 0.6], [0.0, 0.6]]}]
     rms, bias = settled.estimates(configs, settled._final)
@@ -88,11 +162,21 @@ def test_settled_smoke(benchmark, tmp_path):
     assert settled.picks_best(configs, settled._tail_mean, maximize=False) == (2, 3)
 
 
-def test_schedules_smoke(benchmark, tmp_path):
+def test_schedules_smoke(benchmark, tmp_path, monkeypatch):
+    schedules = benchmark("schedules")
+    rendered = _spy(monkeypatch, schedules, "render")
     output, figure = tmp_path / "schedules.md", tmp_path / "schedules.png"
-    benchmark("schedules").main(["--smoke", "--output", str(output), "--figure", str(figure)])
-    text = output.read_text()
-    assert "| p 4, tau 1/T | " in text and "| adamw | " in text and "warmup_cosine, tau follows lr" in text
+    schedules.main(["--smoke", "--output", str(output), "--figure", str(figure)])
+    (((_, runs), _, _),) = rendered
+    constant, tau_constant, tau_follows = schedules.SCHEDULES
+    expected = {name: [constant, tau_constant, tau_follows] for name in schedules.CONFIGS}
+    assert {name: list(runs[name]) for name in runs} == {**expected, "adamw": [constant, tau_constant],
+                                                         "lion": [constant, tau_constant]}  # fmt: skip
+    rows = {row[0]: row[1:] for row in _table(output.read_text(), "| configuration |")}
+    for name, by_schedule in runs.items():
+        finals = {schedule: curve[-1] for schedule, (curve,) in by_schedule.items()}
+        assert len(set(finals.values())) == len(finals), (name, finals)  # each schedule changed the run
+        assert rows[name] == [f"{finals[s]:.4f}" if s in finals else "" for s in schedules.SCHEDULES]
     assert figure.stat().st_size > 0
 
 

@@ -3,6 +3,7 @@ lr_find does), its figure, the files it writes and who can read them."""
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,11 @@ def _trained_p(module, data) -> set[float]:
     return {group["p"] for group in trainer.optimizers[0].param_groups}
 
 
+def _spectral(config: StaceyConfig) -> bool:
+    """Whether the config puts the hidden matrices in the spectral norm."""
+    return config.kinds.get("matrix", {}).get("norm") == "spectral"
+
+
 def test_find_geometry_keeps_its_budget_and_gives_the_model_back_as_it_was_given(tmp_path):
     module, data, before = _digits_at_p2()
     lines = []
@@ -87,10 +93,21 @@ def test_find_geometry_keeps_its_budget_and_gives_the_model_back_as_it_was_given
     assert result.steps_per_epoch == 4 and result.budget == math.floor(RUNS * 3 * 4)
     assert 0 < result.steps_used <= result.budget
     assert [test.p for test in result.range_tests] == [math.inf, 4.0]  # p = inf first: it measures c99
-    assert result.p in (4.0, math.inf) and result.lr > 0 and result.config.tau_horizon == 1.0
-    assert result.config.alpha == 0.0
+    assert result.config.tau_horizon == 1.0 and result.config.alpha == 0.0
     assert any("range test p = inf" in line for line in lines) and any("confirmation" in line for line in lines)
-    assert "| p | steps | cliff lr |" in result.table()
+    # The pick is the best confirmation: a stable run before an unstable one, then the higher val_acc (the
+    # earlier run on a tie), at the step it ran (half of it where it was unstable).
+    scored = [c for c in result.confirmations if math.isfinite(c.score)]
+    best = max([c for c in scored if c.stable] or scored, key=lambda confirmation: confirmation.score)
+    assert (result.p, _spectral(result.config)) == (best.p, best.norm == "spectral")
+    (picked,) = [test for test in result.range_tests if test.p == best.p]
+    assert picked.pick_step == best.step / (1 if best.stable else 2)
+    if best.p == math.inf:  # lr is the step itself at p = inf
+        assert result.lr == pytest.approx(picked.pick_step)
+    table = result.table()  # a row per range test and per confirmation, and the steps spent
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| p |")]
+    assert len(rows) == len(result.range_tests) + len(result.confirmations) == 6
+    assert f"{result.steps_used} optimizer steps of a budget of {result.budget}" in table
     # The MLP has a hidden matrix: Muon's geometry is confirmed too, at the factor p = inf chose.
     assert [(c.p, c.norm) for c in result.confirmations][2:] == [(4.0, "lp"), (math.inf, "spectral")]
     assert len(result.confirmations) == 4  # p = inf at two factors, then both others: spectral is one more
@@ -234,12 +251,15 @@ def test_stacey_find_writes_a_best_yaml_that_the_config_and_compare_read(tmp_pat
     )  # fmt: skip
     assert status == 0
     printed = capsys.readouterr().out
-    assert "pick: p " in printed and "optimizer steps of a budget of 12" in printed
+    assert "optimizer steps of a budget of 12" in printed
     best = output / "best.yaml"
     assert (output / "finder.png").stat().st_size > 0
     assert best.read_text().startswith("# geometry finder on task 'digits'")
     config = StaceyConfig.from_source(best)
-    assert config.tau_horizon == 1.0 and config.p in (4.0, math.inf)
+    # The file holds the pick the command printed: its p, whether matrices are spectral, its lr.
+    p, spectral, lr = re.search(r"pick: p (\S+?)(, matrix spectral)?(?:, conv spectral)?, lr (\S+),", printed).groups()
+    assert (config.p, _spectral(config), f"{config.lr:.3g}") == (float(p), spectral is not None, lr)
+    assert config.tau_horizon == 1.0
     content = yaml.safe_load(best.read_text())
     assert content == config.to_dict()  # the tuner's best.yaml format: StaceyConfig.to_dict()
 
@@ -317,14 +337,31 @@ def test_stacey_find_help_imports_nothing_heavy():
 
 def test_the_finder_benchmark_runs_end_to_end(tmp_path, monkeypatch):
     import importlib
-    from pathlib import Path
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    script = importlib.import_module("finder")
+    seen = {}
+
+    def record(name):  # the script's call of ``name``, unchanged, and what it returned
+        real = getattr(script, name)
+        monkeypatch.setattr(script, name, lambda *args, **kwargs: seen.setdefault(name, real(*args, **kwargs)))
+
+    record("find_for_task")
+    record("compare")
     output = tmp_path / "finder.md"
-    importlib.import_module("finder").main(["--smoke", "--tasks", "digits", "--output", str(output)])
-    text = output.read_text()
-    assert "| task | pick | optimizer steps used / budget" in text and "| digits (val_acc) |" in text
-    assert "Command: `python benchmarks/finder.py --smoke" in text and (tmp_path / "finder_digits.png").is_file()
+    script.main(["--smoke", "--tasks", "digits", "--output", str(output)])
+    found, comparison = seen["find_for_task"][0], seen["compare"]
+    # The pick is what was trained for the final metric, and the summary row reports both.
+    (run,) = comparison.runs
+    assert (run.options["p"], run.options["lr"]) == (found.p, pytest.approx(found.lr))
+    row = next(line for line in output.read_text().splitlines() if line.startswith("| digits (val_acc) |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    p = "inf" if found.p == math.inf else f"{found.p:g}"
+    assert cells[1] == f"p {p}, lr {found.lr:.3g}, tau_horizon 1, alpha 0"
+    assert cells[2] == f"{found.steps_used} / {found.budget}" and cells[5] == f"{run.final_metric:.4f}"
+    gap = run.final_metric - script.TASKS["digits"]["study"][0]
+    assert cells[7] == f"{gap:+.4f}" and cells[8].startswith("yes" if gap >= -0.005 else "no")
+    assert (tmp_path / "finder_digits.png").is_file()
 
 
 def test_a_start_point_given_to_a_study_that_exists_joins_it(tmp_path, capsys):

@@ -104,6 +104,26 @@ def test_the_modules_own_checkpoint_hook_still_runs():
     assert checkpoint["net"] == "saved by Net" and checkpoint["stacey_config"]["p"] == 4.0
 
 
+def _callables_on_the_instance(module) -> list[str]:
+    """What the instance itself holds that can be called: a method set on it, shadowing its class's."""
+    return sorted(name for name, value in vars(module).items() if callable(value))
+
+
+def test_adopting_training_and_replaying_set_no_method_on_the_users_module():
+    """A method set on an instance is lost or breaks when the module is pickled (ddp_spawn, workers) or
+    copied: adopt changes the class and the config is data, through a whole fit and through the replay's own
+    adoption (tests/test_architecture.py checks the optimizer-choice door the same way)."""
+    adopted = adopt(Net())
+    adopted.set_stacey_config({"p": 3.0})
+    trainer = _trainer()
+    trainer.fit(adopted, _loader())
+    replayed = Net()
+    _trainer(callbacks=[StaceyReplay(config={"p": 2.5})]).fit(replayed, _loader())  # adopted by the callback
+    assert isinstance(trainer.optimizers[0], Stacey) and isinstance(replayed, StaceyMixin)  # the doors were used
+    for module in (adopted, replayed):
+        assert _callables_on_the_instance(module) == [], type(module).__name__
+
+
 def test_replay_gives_the_config_and_reseeds_before_training(monkeypatch):
     monkeypatch.setenv("PL_GLOBAL_SEED", "3")
     seen = []
@@ -129,11 +149,25 @@ def test_replay_leaves_lightning_clis_injected_optimizer_alone():
     assert isinstance(trainer.optimizers[0], torch.optim.SGD) and not isinstance(module, StaceyMixin)
 
 
+class _RecordOptimizer(pl.Callback):
+    """Writes, in every process that trains, the class of its module and optimizer and the optimizer's p."""
+
+    def __init__(self, folder) -> None:
+        self.folder = folder
+
+    def on_train_start(self, trainer, pl_module):
+        optimizer = trainer.optimizers[0]
+        seen = f"{type(pl_module).__name__} {type(optimizer).__name__} {optimizer.param_groups[0].get('p')}"
+        (self.folder / f"rank{trainer.global_rank}-pid{os.getpid()}").write_text(seen)
+
+
 @pytest.mark.slow
-def test_an_adopted_module_trains_under_ddp_spawn():
+def test_an_adopted_module_trains_under_ddp_spawn(tmp_path):
     """ddp_spawn pickles the module into each process: it arrives adopted, with its config."""
     module = adopt(Net())
     module.set_stacey_config({"p": 2.5})
-    trainer = _trainer(strategy="ddp_spawn", devices=2)
+    trainer = _trainer(strategy="ddp_spawn", devices=2, callbacks=[_RecordOptimizer(tmp_path)])
     trainer.fit(module, _loader())
-    assert trainer.state.finished and isinstance(module, StaceyMixin)
+    seen = {path.name.split("-")[0]: path.read_text() for path in tmp_path.iterdir()}
+    assert seen == {"rank0": "Net Stacey 2.5", "rank1": "Net Stacey 2.5"}
+    assert not any(path.name.endswith(f"pid{os.getpid()}") for path in tmp_path.iterdir())  # trained elsewhere

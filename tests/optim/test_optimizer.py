@@ -74,15 +74,16 @@ def test_step_returns_closure_loss_and_skips_params_without_grad():
     model = _model()
     frozen = torch.nn.Parameter(torch.ones(3))
     optimizer = Stacey([*model.parameters(), frozen], foreach=False)
+    losses = []
 
     def closure():
         optimizer.zero_grad()
         loss = model(torch.ones(2, 4)).sum()
         loss.backward()
+        losses.append(loss)
         return loss
 
-    loss = optimizer.step(closure)
-    assert isinstance(loss, torch.Tensor) and loss.ndim == 0
+    assert optimizer.step(closure) is losses[-1] and len(losses) == 1  # the closure's own loss, computed once
     assert optimizer.step() is None
     assert torch.equal(frozen, torch.ones(3)) and frozen not in optimizer.state
 
