@@ -1,14 +1,18 @@
 """The spectral step on the development half: Stacey's Muon-like anchor (spectral matrices, p = inf
 elsewhere, tau = 0) trained whole at coordinate steps 1e-3 (its middle rung), 3e-3 and 9e-3, one seed, on
 the dev workloads named. It decided where Muon's upper rung sits among Stacey's anchors (search/anchors.py).
-Prints each workload's validation loss (val_loss, the loss the module logs) per step.
+With ``--horizons``, each step also with Stacey's pull towards z (tau_horizon H: tau * T = 1 / H, alpha as
+the anchor's). Prints each workload's validation loss (val_loss, the loss the module logs) per step.
 
     python -m benchmarks.suite.spectral_step --workloads stdlib-gru,stdlib-transformer-narrow,recall-transformer
+    python -m benchmarks.suite.spectral_step --workloads stdlib-gru --steps 1e-3,3e-3 --horizons inf,0.5
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import tempfile
 
 from benchmarks.suite.registry import DEV, select
@@ -16,9 +20,16 @@ from benchmarks.suite.registry import DEV, select
 STEPS = (1e-3, 3e-3, 9e-3)
 
 
+def _numbers(text: str) -> list[float]:
+    return [float(value) for value in text.split(",") if value.strip()]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", required=True, help="comma-separated dev workloads")
+    parser.add_argument("--steps", type=_numbers, default=list(STEPS), help="coordinate steps")
+    parser.add_argument("--horizons", type=_numbers, default=[math.inf], help="tau_horizon values (inf: tau = 0)")
+    parser.add_argument("--seeds", type=int, default=1)
     arguments = parser.parse_args(argv)
     import optuna
     import torch
@@ -31,13 +42,17 @@ def main(argv: list[str] | None = None) -> None:
     for workload in select(DEV, arguments.workloads.split(",")):
         space = SearchSpace.load(workload.space)
         muon = next(anchor for anchor in stacey_anchors(space) if anchor.name.startswith("muon-like"))
-        for step in STEPS:
-            values = {**muon.values, "step": step, "lr": step}
+        for step, horizon, seed in itertools.product(arguments.steps, arguments.horizons, range(arguments.seeds)):
+            values = {**muon.values, "step": step, "lr": step, "tau_horizon": horizon}
+            if math.isfinite(horizon):
+                values.pop("tau")  # from the horizon and the run's steps
             config = space.sample_config(optuna.trial.FixedTrial(space.params_for(values)))
             with tempfile.TemporaryDirectory() as folder:
-                result = compare(workload.task, ["stacey"], [0], config=config, max_epochs=workload.epochs,
+                result = compare(workload.task, ["stacey"], [seed], config=config, max_epochs=workload.epochs,
                                  monitor="val_loss", direction="minimize", output_dir=folder)  # fmt: skip
-            print(f"{workload.name} muon-like step {step:g}: val_loss {result.runs[0].final_metric:.4f}", flush=True)
+            final = result.runs[0].final_metric
+            print(f"{workload.name} muon-like step {step:g} tau_horizon {horizon:g} seed {seed}: val_loss {final:.4f}",
+                  flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
