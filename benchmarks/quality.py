@@ -1,4 +1,5 @@
-"""Final quality of tuned Stacey against AdamW, SGD with momentum and Lion, each tuned with the same budget.
+"""Final quality of tuned Stacey against the optimizers a user would pick (AdamW, SGD with momentum, Lion; Muon
+and Schedule-Free with --optimizers), each tuned with the same budget.
 
 A thin call to ``stacey_lightning.compare.compare(..., n_trials=N)`` (what ``stacey-compare
 --tune-trials N`` does) per task and budget: every optimizer is tuned with the same number of trials,
@@ -163,9 +164,10 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
         "",
         "`stacey_lightning.compare.compare(..., n_trials=N)` (= `stacey-compare --tune-trials N`): every "
         "optimizer tuned by `stacey_lightning.tune` with the same trials, sampler, pruner and epochs per trial, "
-        "each from its anchor points (Stacey: Lion-like and SGD-like points on an lr ladder and the preset's "
-        "centre; baselines: their defaults on the same ladder), Stacey on the task's preset, baselines on the "
-        "`baselines` preset (lr and weight decay; SGD momentum 0.9). Then every optimizer retrained at its best "
+        "each from its anchor points (Stacey: every geometry at its middle step first, Lion-, Muon- and SGD-like "
+        "and the preset's centre, then the ladders' other rungs, `search.anchors`; baselines: their defaults on an "
+        "lr ladder of 1/3, 1 and 3 times), Stacey on the task's preset, baselines on the `baselines` preset (lr "
+        "and weight decay; SGD momentum 0.9). Then every optimizer retrained at its best "
         "config with seeds 0.. (same initial weights and batch order per seed). Stacey ran with foreach=True (no "
         "torch.compile; the same arithmetic). Tuning epochs: trained over all trials (pruned ones stop early). "
         "`--budgets K` gives every optimizer K times the epochs of one run (`--tune-budget`) instead of a trial "
@@ -177,7 +179,7 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print the report and write it to ``--output``; return the report."""
-    title = "Optimizer quality: Stacey against AdamW, SGD and Lion, tuned with equal budgets"
+    title = "Optimizer quality: Stacey against the optimizers a user would pick, tuned with equal budgets"
     return run_benchmark("quality.py", title, argv, parse_arguments, measure, render)
 
 

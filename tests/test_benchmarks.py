@@ -208,3 +208,21 @@ def test_geometry_refuses_an_unknown_experiment(geometry, capsys):
     with pytest.raises(SystemExit):
         geometry.main(["--run", "exp99"])
     assert "invalid choice: 'exp99'" in capsys.readouterr().err
+
+
+def test_spectral_coupling_smoke(benchmark, tmp_path):
+    """Each row is the Muon-like anchor at its step and horizon (tau follows the horizon: the coupled run is
+    another run), or torch's Muon at its lr, and its cell is that run's final value."""
+    script = benchmark("spectral_coupling")
+    output = tmp_path / "coupling.md"
+    script.main(["--smoke", "--output", str(output)])
+    rows = {row[0]: row for row in _table(output.read_text(), "| configuration |")}
+    uncoupled, coupled = (rows[f"stacey muon-like step 0.001, tau_horizon {h}"] for h in ("inf", "1"))
+    muon = rows["muon lr 0.003"]
+    assert uncoupled[1] != coupled[1]  # the pull towards z changed the run
+    config = script.stacey_config(1e-3, math.inf, "language")  # tau_horizon inf: tau = 0, Muon's special case
+    assert (config["tau_horizon"], config["kinds"]["matrix"]["norm"], config["lr"]) == ("inf", "spectral", 1e-3)
+    assert script.stacey_config(1e-3, 1.0, "language")["tau_horizon"] == 1.0
+    for row in (uncoupled, coupled, muon):
+        assert float(row[2]) == float(row[1])  # one seed: the mean is the run's final value
+        assert float(row[3]) == pytest.approx(float(row[1]) - float(muon[1]), abs=2e-4)
