@@ -44,6 +44,15 @@ def stacey_config(step: float, horizon: float, space: str) -> dict[str, Any]:
     return loaded.sample_config(optuna.trial.FixedTrial(loaded.params_for(values)))
 
 
+def _embedding_scaled(config: dict[str, Any], scale: float) -> dict[str, Any]:
+    """``config`` with its embeddings' step ``scale`` times their own (the kind's lr_scale)."""
+    embedding = config["kinds"]["embedding"]
+    return {
+        **config,
+        "kinds": {**config["kinds"], "embedding": {**embedding, "lr_scale": embedding["lr_scale"] * scale}},
+    }
+
+
 def measure(arguments: argparse.Namespace, workdir: Path) -> dict[str, list[float]]:
     from stacey_lightning.compare import compare
     from stacey_lightning.tasks import resolve_task
@@ -56,6 +65,10 @@ def measure(arguments: argparse.Namespace, workdir: Path) -> dict[str, list[floa
         runs = [(f"stacey muon-like step {step:g}, tau_horizon {horizon:g}", "stacey",
                  {"config": stacey_config(step, horizon, space)}) for step in arguments.steps
                 for horizon in arguments.horizons]  # fmt: skip
+        runs += [(f"stacey muon-like step {step:g}, tau_horizon {horizon:g}, embedding step x{scale:g}", "stacey",
+                  {"config": _embedding_scaled(stacey_config(step, horizon, space), scale)})
+                 for step in arguments.steps for horizon in arguments.horizons
+                 for scale in arguments.embedding_scales]  # fmt: skip
         runs += [(f"muon lr {lr:g}", "muon", {"optimizer_options": {"muon": {"lr": lr}}}) for lr in arguments.muon_lrs]
         for label, optimizer, chosen in runs:
             with tempfile.TemporaryDirectory(dir=workdir) as folder:
@@ -94,6 +107,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--horizons", type=_numbers, default=[math.inf, 1.0, 0.33], help="tau_horizon values")
     parser.add_argument(
         "--muon-lrs", type=_numbers, default=[3e-3, 9e-3], help='torch Muon\'s learning rates; "" for none'
+    )
+    parser.add_argument(
+        "--embedding-scales", type=_numbers, default=[], help="also each config with its embeddings' step times these"
     )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
