@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=_numbers, default=list(STEPS), help="coordinate steps")
     parser.add_argument("--horizons", type=_numbers, default=[math.inf], help="tau_horizon values (inf: tau = 0)")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--embedding-scales", type=_numbers, default=[1.0], help="the embeddings' step, times the step")
     arguments = parser.parse_args(argv)
     import optuna
     import torch
@@ -42,17 +43,22 @@ def main(argv: list[str] | None = None) -> None:
     for workload in select(DEV, arguments.workloads.split(",")):
         space = SearchSpace.load(workload.space)
         muon = next(anchor for anchor in stacey_anchors(space) if anchor.name.startswith("muon-like"))
-        for step, horizon, seed in itertools.product(arguments.steps, arguments.horizons, range(arguments.seeds)):
+        grid = itertools.product(
+            arguments.steps, arguments.horizons, arguments.embedding_scales, range(arguments.seeds)
+        )
+        for step, horizon, scale, seed in grid:
             values = {**muon.values, "step": step, "lr": step, "tau_horizon": horizon}
             if math.isfinite(horizon):
                 values.pop("tau")  # from the horizon and the run's steps
             config = space.sample_config(optuna.trial.FixedTrial(space.params_for(values)))
+            if scale != 1.0 and "embedding" in config["kinds"]:
+                config["kinds"]["embedding"]["lr_scale"] *= scale
             with tempfile.TemporaryDirectory() as folder:
                 result = compare(workload.task, ["stacey"], [seed], config=config, max_epochs=workload.epochs,
                                  monitor="val_loss", direction="minimize", output_dir=folder)  # fmt: skip
             final = result.runs[0].final_metric
-            print(f"{workload.name} muon-like step {step:g} tau_horizon {horizon:g} seed {seed}: val_loss {final:.4f}",
-                  flush=True)  # fmt: skip
+            print(f"{workload.name} muon-like step {step:g} tau_horizon {horizon:g} embedding x{scale:g} seed {seed}: "
+                  f"val_loss {final:.4f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
