@@ -191,3 +191,22 @@ def test_cli_refuses_bad_arguments(capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert message in capsys.readouterr().err
+
+
+def test_spectral_step_trains_each_step_horizon_and_embedding_scale_it_is_given(capsys):
+    """One line per (step, horizon, embedding scale, seed), each a run of its own: the coupled run and the
+    larger step end elsewhere than the Muon-like point."""
+    from benchmarks.suite import spectral_step
+
+    torch_threads = torch.get_num_threads()
+    try:
+        spectral_step.main(["--workloads", "cancer-mlp", "--steps", "1e-3,3e-3", "--horizons", "inf,0.5"])
+    finally:
+        torch.set_num_threads(torch_threads)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("cancer-mlp muon-like")]
+    finals = {line.split(": val_loss ")[0]: float(line.split(": val_loss ")[1]) for line in lines}
+    assert list(finals) == [
+        f"cancer-mlp muon-like step {step} tau_horizon {horizon} embedding x1 seed 0"
+        for step in ("0.001", "0.003") for horizon in ("inf", "0.5")
+    ]  # fmt: skip
+    assert len(set(finals.values())) == 4  # every step and horizon changed the run
