@@ -113,6 +113,7 @@ class Worker:
 def work_left(spec: StudySpec, study: optuna.Study) -> bool:
     """Whether the study may still want a trial that the workers running now will not start. Running trials
     hold their places: if their workers die too, those are replaced then."""
+    # As a worker that may wait: a search whose last trials still run has work left (its confirmation runs).
     now = Circumstances(elapsed=time.monotonic() - spec.started, heartbeats=True)
     return admission(study.get_trials(deepcopy=False), spec, now=now).verdict != Verdict.DONE
 
