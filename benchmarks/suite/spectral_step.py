@@ -2,7 +2,10 @@
 elsewhere, tau = 0) trained whole at coordinate steps 1e-3 (its middle rung), 3e-3 and 9e-3, one seed, on
 the dev workloads named. It decided where Muon's upper rung sits among Stacey's anchors (search/anchors.py).
 With ``--horizons``, each step also with Stacey's pull towards z (tau_horizon H: tau * T = 1 / H, alpha as
-the anchor's). Prints each workload's validation loss (val_loss, the loss the module logs) per step.
+the anchor's). With ``--rest-scales K``, everything outside the spectral matrices (embeddings, head, vectors)
+steps K times the matrices' step, as Muon's AdamW does at its lr (five times its matrices' update RMS); with
+``--beta2s``, the momentum's beta2 (Muon's momentum is 0.95, the presets' beta2 0.99). Prints each
+workload's validation loss (val_loss, the loss the module logs) per step.
 
     python -m benchmarks.suite.spectral_step --workloads stdlib-gru,stdlib-transformer-narrow,recall-transformer
     python -m benchmarks.suite.spectral_step --workloads stdlib-gru --steps 1e-3,3e-3 --horizons inf,0.5
@@ -31,6 +34,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--horizons", type=_numbers, default=[math.inf], help="tau_horizon values (inf: tau = 0)")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--embedding-scales", type=_numbers, default=[1.0], help="the embeddings' step, times the step")
+    parser.add_argument(
+        "--rest-scales", type=_numbers, default=[1.0], help="the step outside the spectral kinds, times the step"
+    )
+    parser.add_argument("--beta2s", type=_numbers, default=[], help="the momentum's beta2 (default: the preset's)")
     arguments = parser.parse_args(argv)
     import optuna
     import torch
@@ -44,21 +51,28 @@ def main(argv: list[str] | None = None) -> None:
         space = SearchSpace.load(workload.space)
         muon = next(anchor for anchor in stacey_anchors(space) if anchor.name.startswith("muon-like"))
         grid = itertools.product(
-            arguments.steps, arguments.horizons, arguments.embedding_scales, range(arguments.seeds)
-        )
-        for step, horizon, scale, seed in grid:
-            values = {**muon.values, "step": step, "lr": step, "tau_horizon": horizon}
+            arguments.steps, arguments.horizons, arguments.embedding_scales, arguments.rest_scales,
+            arguments.beta2s or [None], range(arguments.seeds),
+        )  # fmt: skip
+        for step, horizon, scale, rest, beta2, seed in grid:
+            values = {**muon.values, "step": step * rest, "lr": step * rest, "tau_horizon": horizon}
             if math.isfinite(horizon):
                 values.pop("tau")  # from the horizon and the run's steps
             config = space.sample_config(optuna.trial.FixedTrial(space.params_for(values)))
+            for kind in config["kinds"].values():
+                if kind.get("norm") == "spectral":
+                    kind["lr_scale"] /= rest  # the matrices' step stays the step
             if scale != 1.0 and "embedding" in config["kinds"]:
                 config["kinds"]["embedding"]["lr_scale"] *= scale
+            if beta2 is not None:
+                config["betas"] = [config["betas"][0], beta2]
             with tempfile.TemporaryDirectory() as folder:
                 result = compare(workload.task, ["stacey"], [seed], config=config, max_epochs=workload.epochs,
                                  monitor="val_loss", direction="minimize", output_dir=folder)  # fmt: skip
             final = result.runs[0].final_metric
-            print(f"{workload.name} muon-like step {step:g} tau_horizon {horizon:g} embedding x{scale:g} seed {seed}: "
-                  f"val_loss {final:.4f}", flush=True)  # fmt: skip
+            extra = (f" rest x{rest:g}" if rest != 1.0 else "") + (f" beta2 {beta2:g}" if beta2 is not None else "")
+            print(f"{workload.name} muon-like step {step:g} tau_horizon {horizon:g} embedding x{scale:g}{extra} "
+                  f"seed {seed}: val_loss {final:.4f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
