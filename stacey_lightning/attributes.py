@@ -17,6 +17,9 @@ __all__ = [
     "TRACEBACK",
     "STOP_REASON",
     "ANCHOR",
+    "LADDER",
+    "LADDER_STEP",
+    "LADDER_REST",
     "SURPLUS",
     "GRADIENT_SCALE",
     "EPOCHS",
@@ -48,6 +51,9 @@ FAIL_REASON = "fail_reason"  # why the trial failed, in one line
 TRACEBACK = "traceback"  # the task's traceback when it raised
 STOP_REASON = "stop_reason"  # why the run stopped early (pruned, non-finite loss); absent if it did not
 ANCHOR = "anchor"  # the name of the anchor point the trial runs (see anchors.py)
+LADDER = "ladder"  # the ladder an anchor is a rung of ("muon-like"; search/ladder.py climbs it)
+LADDER_STEP = "ladder_step"  # that rung's step (a baseline's: its lr)
+LADDER_REST = "ladder_rest"  # a Muon-like rung's step of the rest of the model, times its step (1: alike)
 SURPLUS = "surplus"  # asked for by a racing worker after the study was full: failed before training
 EPOCHS = "epochs"  # the epochs the trial trained, recorded when its fit ends (budget.py)
 CONFIRMS = "confirms"  # a confirmation run: the number of the trial it trains again on another seed (confirm.py)

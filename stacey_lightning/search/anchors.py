@@ -3,44 +3,52 @@
 Stacey contains other optimizers (docs/algorithm.md, tested in tests/optim/test_special_cases.py and
 test_spectral.py): at p = inf and tau = 0 it is Lion; at p = 2 and tau = 0, SGD with Lion's two-beta
 momentum; with its matrices in the spectral norm and tau = 0, Muon (with a sign-like step, not AdamW's,
-on the rest). A study starts from those (Muon-like where its space can choose the spectral norm), on a
-short lr ladder, and from the middle of its space, so that at equal budget a
-tuned Stacey is never worse than the best of them, and the sampler models a space whose good corners
-it has already seen. A baseline's study starts from its default options on the same ladder, so that
-the comparison gives both sides the same head start.
+on the rest). A study starts from those (Muon-like where its space can choose the spectral norm) and
+from the middle of its space, each at its middle step, then climbs the winner's ladder of steps
+(``search.ladder``), so that at equal budget a tuned Stacey is never worse than the best of them, and the
+sampler models a space whose good corners it has already seen. A baseline's study starts from its
+default options and climbs its lr the same way, so that the comparison gives both sides the same head
+start.
 
 Anchors are written in config terms and mapped into a space's own trial parameters: a value outside
 the space's range is clipped into it (a space whose p stops at 8 gets its most sign-like corner),
 and a key the space does not sample takes the middle of its range. Each is enqueued once per study,
 in order, as far as the study's budget reaches: a 2-trial study gets the first two, and resuming it
 to 3 trials enqueues the third (``ANCHORS_ENQUEUED`` counts them). Each anchor trial records its name
-(``ANCHOR``), which the progress lines and the table show.
+(``ANCHOR``), which the progress lines and the table show, and a rung its ladder and step.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
-from stacey_lightning.attributes import ANCHOR, ANCHORS_ENQUEUED
+from stacey_lightning.attributes import ANCHOR, ANCHORS_ENQUEUED, LADDER, LADDER_REST, LADDER_STEP
+from stacey_lightning.search.space import STEP_SCALE
 
 __all__ = [
     "Anchor",
+    "Ladder",
+    "stacey_ladders",
+    "baseline_ladders",
+    "ladders_for",
     "stacey_anchors",
     "baseline_anchors",
     "anchors_for",
     "enqueue_anchors",
+    "enqueue_rung",
     "config_anchor",
-    "LADDER",
+    "RUNG",
     "LION_STEP",
     "SGD_STEP",
 ]
 
-# The ladder of steps around each anchor's own.
-LADDER = (1 / 3, 1.0, 3.0)
+# The factor between one rung of a ladder and the next (search/ladder.py climbs them).
+RUNG = 3.0
 # Lion's step is lr * sign(c): its lr is the step every coordinate makes, whatever the model. 1e-3 is the
 # middle of what works from small models (digits: 1e-3) to small language models (3e-3) and large
 # ones (1e-4 to 3e-4). Where the space samples lr as a coordinate step (the presets do), the same
@@ -48,43 +56,81 @@ LADDER = (1 / 3, 1.0, 3.0)
 LION_STEP = 1e-3
 # At p = 2 the step lr * c follows the gradient's size, and what works is smaller than Lion's step.
 SGD_STEP = 3e-4
+# The momentum's beta2 of each: Lion's default is 0.99; Stacey at tau = 0 is Muon with nesterov momentum mu at
+# betas (mu^2, mu), and torch's Muon has mu = 0.95 (its beta1, 0.9025, is the presets' fixed 0.9 within 0.3%).
+LION_BETA2 = 0.99
+MUON_BETAS = {"beta1": 0.95**2, "beta2": 0.95}
 
 
 @dataclass(frozen=True)
 class Anchor:
     """A named point: config values (``p``, ``lr`` or ``step``, ``tau_horizon``, ``alpha_per_lr``, ...) or a
-    baseline's options."""
+    baseline's options; a rung of a ``Ladder`` names it (``ladder``), its ``step`` and its ``rest``."""
 
     name: str
     values: dict[str, Any]
+    ladder: str | None = None
+    step: float | None = None
+    rest: float = 1.0
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """A geometry at every step: ``values(step)`` are its config values there, ``middle`` the step of the
+    rung a study tries first; its name and ``label`` name each rung ("muon-like step 0.003"). A ladder
+    with ``rest`` has a second coordinate: the step of the rest of the model (all but the spectral kinds),
+    times the step, ``values(step, rest)``."""
+
+    name: str
+    middle: float
+    values: Callable[..., dict[str, Any]]
+    label: str = "step"
+    rest: bool = False
+
+    def rung(self, step: float, rest: float = 1.0) -> Anchor:
+        name = f"{self.name} {self.label} {step:.1g}" + (f", rest x{rest:.2g}" if rest != 1.0 else "")
+        values = self.values(step, rest) if self.rest else self.values(step)
+        return Anchor(name, values, self.name, step, rest)
+
+
+def stacey_ladders(space: Any = None) -> list[Ladder]:
+    """Lion-like (p = inf, tau = 0, Lion's beta2) from ``LION_STEP``; where ``space`` can put a kind in the
+    spectral norm, Muon-like (spectral matrices and convolutions, tau = 0, Muon's momentum) from the same
+    step; the middle of the space from it; SGD-like (p = 2, tau = 0, Lion's momentum) from ``SGD_STEP``.
+    ``SearchSpace.params_for`` maps them into a space."""
+    ladders = [Ladder("lion-like", LION_STEP, _lion_like)]
+    if _can_be_spectral(space):
+        rest = any(f"kinds.{kind}.{STEP_SCALE}" in getattr(space, "distributions", {}) for kind in _SPECTRAL_KINDS)
+        ladders.append(Ladder("muon-like", LION_STEP, _muon_like, rest=rest))
+    ladders.append(Ladder("centre", LION_STEP, lambda step: {"step": step, **_ALIKE}))
+    ladders.append(Ladder("sgd-like", SGD_STEP, lambda step: {**_lion_like(step), "p": 2.0, "lr": None}))
+    return ladders
 
 
 def stacey_anchors(space: Any = None) -> list[Anchor]:
-    """Lion-like (p = inf, tau = 0) on the step ladder around ``LION_STEP``, SGD-like (p = 2, tau = 0) at
-    ``SGD_STEP``, and the middle of the space at Lion's step and three times it; where ``space`` can put
-    a kind in the spectral norm, Muon-like (spectral matrices and convolutions, tau = 0) and the middle of
-    the space in the spectral norm too. ``SearchSpace.params_for`` maps them into a space.
-
-    Every geometry first, at its middle step, then the ladders' other rungs: a study with places for
-    only a few anchors (a budget of 4 runs has 4) still tries a finite p, where the old order (Lion's
-    whole ladder first) made it a study of Lion (benchmarks/results/quality.md, budget 4)."""
-    lion = [Anchor(f"lion-like step {LION_STEP * k:.1g}", _lion_like(LION_STEP * k)) for k in LADDER]
-    sgd = Anchor(f"sgd-like step {SGD_STEP:.1g}", {**_lion_like(SGD_STEP), "p": 2.0, "lr": None})
-    centre = [Anchor(f"centre step {LION_STEP * k:.1g}", {"step": LION_STEP * k}) for k in LADDER[1:]]
-    if not _can_be_spectral(space):
-        return [lion[1], centre[0], sgd, lion[2], centre[1], lion[0]]
-    muon = [
-        Anchor(f"muon-like step {LION_STEP * k:.1g}", {**_lion_like(LION_STEP * k), **_SPECTRAL}) for k in LADDER[1:]
-    ]
-    spectral_centre = Anchor(f"spectral centre step {LION_STEP:.1g}", {"step": LION_STEP, **_SPECTRAL})
-    # Muon's upper rung before Lion's: on two of the development half's three sequence workloads the spectral
-    # step wanted 3-9x the middle one (1.5-2 points of val_loss better), on the third it diverged there, so
-    # both rungs run within a budget of 8 (benchmarks/results/suite.md, "The spectral step on the dev half").
-    return [lion[1], muon[0], centre[0], sgd, muon[1], lion[2], spectral_centre, centre[1], lion[0]]
+    """Every geometry of ``stacey_ladders`` at its middle step: a study with places for only a few anchors
+    (a budget of 4 runs has 4) still tries every one, where an order by ladder (Lion's whole ladder first)
+    made it a study of Lion (benchmarks/results/quality.md, budget 4). The winner's ladder is climbed after
+    them (search/ladder.py), where a fixed second rung for each geometry used to be: the step the
+    development half's models wanted ranged from 1e-3 to 9e-3 for the same geometry
+    (benchmarks/results/suite.md, "The spectral step on the dev half")."""
+    return [ladder.rung(ladder.middle) for ladder in stacey_ladders(space)]
 
 
 # The kinds a Muon-like anchor puts in the spectral norm (those the space can; Muon's hidden matrices).
-_SPECTRAL = {"kinds.matrix.norm": "spectral", "kinds.conv.norm": "spectral"}
+_SPECTRAL_KINDS = ("matrix", "conv")
+_SPECTRAL = {f"kinds.{kind}.norm": "spectral" for kind in _SPECTRAL_KINDS}
+# Every kind at the trial's step, where the space lets a kind step apart (its step_scale).
+_ALIKE = {f"kinds.{kind}.{STEP_SCALE}": 1.0 for kind in _SPECTRAL_KINDS}
+
+
+def _muon_like(step: float, rest: float = 1.0) -> dict[str, Any]:
+    """Spectral matrices at ``step`` (their update's RMS), Muon's momentum, tau = 0, and the rest of the model
+    sign-like at ``rest`` times that step: Muon gives the rest AdamW at its lr, up to five times its matrices'
+    update RMS (0.2 lr), and the rest's best step was 1 to 3 times the matrices' on the development half's
+    sequence models (benchmarks/results/spectral_coupling.md)."""
+    scaled = {f"kinds.{kind}.{STEP_SCALE}": 1.0 / rest for kind in _SPECTRAL_KINDS}
+    return {**_lion_like(step * rest), **_SPECTRAL, **MUON_BETAS, **scaled}
 
 
 def _can_be_spectral(space: Any) -> bool:
@@ -95,18 +141,33 @@ def _can_be_spectral(space: Any) -> bool:
 def _lion_like(step: float) -> dict[str, Any]:
     # At p = inf lr is the step itself, for a space that samples lr directly too.
     return {"p": math.inf, "step": step, "lr": step, "tau_horizon": math.inf, "tau": 0.0, "alpha_per_lr": 0.0,
-            "alpha": 0.0}  # fmt: skip
+            "alpha": 0.0, "beta2": LION_BETA2, **_ALIKE}  # fmt: skip
 
 
-def baseline_anchors(space: Any) -> list[Anchor]:
-    """The baseline's defaults (``baselines.BASELINES``) with its lr on the ladder."""
+def baseline_ladders(space: Any) -> list[Ladder]:
+    """The baseline's defaults (``baselines.BASELINES``) on a ladder of lr from its default lr; none for an
+    optimizer without an lr."""
     from stacey_lightning.baselines import baseline_options
 
     defaults = baseline_options(space.optimizer)
     if "lr" not in defaults:
-        return [Anchor("defaults", defaults)]
-    return [Anchor(f"defaults lr {defaults['lr'] * step:.1g}", {**defaults, "lr": defaults["lr"] * step})
-            for step in LADDER]  # fmt: skip
+        return []
+    return [Ladder("defaults", defaults["lr"], lambda lr: {**defaults, "lr": lr}, label="lr")]
+
+
+def baseline_anchors(space: Any) -> list[Anchor]:
+    """The baseline's defaults, the middle of its ladder: the same start and the same climb as Stacey's."""
+    from stacey_lightning.baselines import baseline_options
+
+    ladders = baseline_ladders(space)
+    return [ladder.rung(ladder.middle) for ladder in ladders] or [Anchor("defaults", baseline_options(space.optimizer))]
+
+
+def ladders_for(optimizer: str, space: Any) -> list[Ladder]:
+    """The ladders of a study of ``optimizer`` over ``space``."""
+    from stacey_lightning.baselines import STACEY
+
+    return stacey_ladders(space) if optimizer == STACEY else baseline_ladders(space)
 
 
 def anchors_for(optimizer: str, space: Any) -> list[Anchor]:
@@ -123,12 +184,12 @@ def config_anchor(config: Any, name: str = "start config", gradient_scale: float
     before its first trial has measured one (its first trial trains it at exactly its lr); for a study that
     exists, the scale it has measured (its next trial does)."""
     from stacey_lightning.lightning.config import StaceyConfig
-    from stacey_lightning.search.space import DEFAULT_GRADIENT_SCALE, coordinate_scale
+    from stacey_lightning.search.space import DEFAULT_GRADIENT_SCALE, coordinate_scale, stepping_alike
 
     resolved = StaceyConfig.from_source(config)
-    lr, (beta1, beta2) = resolved.lr, resolved.betas
+    lr, (beta1, beta2), scale = resolved.lr, resolved.betas, gradient_scale or DEFAULT_GRADIENT_SCALE
     values: dict[str, Any] = {
-        "p": resolved.p, "lr": lr, "step": lr * coordinate_scale(gradient_scale or DEFAULT_GRADIENT_SCALE, resolved.p),
+        "p": resolved.p, "lr": lr, "step": lr * coordinate_scale(scale, resolved.p),
         "alpha": resolved.alpha, "alpha_per_lr": resolved.alpha / lr if lr > 0 else 0.0, "tau": resolved.tau,
         "tau_horizon": resolved.tau_horizon, "weight_decay": resolved.weight_decay,
         "weight_decay_times_lr": resolved.weight_decay * lr, "beta1": beta1, "beta2": beta2,
@@ -136,7 +197,10 @@ def config_anchor(config: Any, name: str = "start config", gradient_scale: float
     }  # fmt: skip
     for kind, overrides in resolved.kinds.items():
         values.update({f"kinds.{kind}.{key}": value for key, value in overrides.items()})
-    return Anchor(name, values)
+        alike = stepping_alike(scale, resolved.p, overrides.get("p"), overrides.get("norm"))
+        # A space that lets the kind step apart gets its lr_scale as the step it makes, times the config's.
+        values[f"kinds.{kind}.{STEP_SCALE}"] = overrides.get("lr_scale", alike) / alike
+    return Anchor(name, {**_ALIKE, **values})
 
 
 def enqueue_anchors(study: optuna.Study, anchors: list[Anchor], space: Any, n_trials: int) -> int:
@@ -148,10 +212,19 @@ def enqueue_anchors(study: optuna.Study, anchors: list[Anchor], space: Any, n_tr
     done = int(done or 0)
     wanted = anchors[done : max(done, min(len(anchors), n_trials))]
     for anchor in wanted:
-        # skip_if_exists: a second host creating the same study at the same moment adds no duplicates.
-        study.enqueue_trial(space.params_for(anchor.values), user_attrs={ANCHOR: anchor.name}, skip_if_exists=True)
+        enqueue_rung(study, anchor, space)
     study.set_user_attr(ANCHORS_ENQUEUED, done + len(wanted))
     return len(wanted)
+
+
+def enqueue_rung(study: optuna.Study, anchor: Anchor, space: Any) -> None:
+    """Enqueue ``anchor`` as ``space``'s trial parameters, with its name and, for a ladder's rung, its ladder
+    and step (what search/ladder.py reads back)."""
+    attrs: dict[str, Any] = {ANCHOR: anchor.name}
+    if anchor.ladder is not None:
+        attrs.update({LADDER: anchor.ladder, LADDER_STEP: anchor.step, LADDER_REST: anchor.rest})
+    # skip_if_exists: a second host creating the same study at the same moment adds no duplicates.
+    study.enqueue_trial(space.params_for(anchor.values), user_attrs=attrs, skip_if_exists=True)
 
 
 def add_start_point(study: optuna.Study, anchor: Anchor, space: Any) -> int | None:

@@ -13,6 +13,7 @@ Format (each value a distribution; a plain value means "fixed")::
     variant: {distribution: categorical, choices: [p2, pp]}
     kinds: {matrix: {p: {distribution: p_exponent, low: 2, high: 8}, lr_scale: 1.0}}
     kinds: {matrix: {norm: {distribution: categorical, choices: [lp, spectral]}}}  # or a fixed norm
+    kinds: {matrix: {step_scale: {distribution: log_uniform, low: 0.1, high: 1.0}}}  # its step, times lr's
     schedule: {name: warmup_cosine, warmup_fraction: 0.05}  # passed through to the config, not tuned
     eps: 1.0e-8                                              # fixed only
     model: {hidden: {distribution: int_log_uniform, low: 32, high: 256}}  # the module's own arguments
@@ -23,6 +24,9 @@ whole validated config (``StaceyConfig.to_dict()``). Trial parameter names are t
 that p is sampled as ``r`` (``kinds.<kind>.r``), so the geometry from p = 2 (r = 1) to p = inf (r = 0)
 is covered evenly. Which values are allowed is ``StaceyConfig``'s to say (``check_value``). Where lr is a
 coordinate step, a kind in the spectral norm gets the lr_scale that makes its step's RMS that step.
+A kind's ``step_scale`` (the space's key, not Stacey's) makes its step that many times the trial's: the
+lr_scale it would have, times ``step_scale``; so the matrices can step apart from the rest of the model,
+as Muon's matrices do from the AdamW it gives the rest.
 
 The ``model`` section samples the module's own ``__init__`` arguments, for a task given as a
 LightningCLI config (``tasks.lightning_config``): ``suggest`` draws them on the trial as parameters
@@ -50,10 +54,14 @@ __all__ = [
     "KEYS",
     "load_yaml",
     "coordinate_scale",
+    "stepping_alike",
+    "STEP_SCALE",
     "DEFAULT_GRADIENT_SCALE",
 ]
 
 KEYS = (*HYPERPARAMETERS, "kinds", "schedule", "model")
+# A kind's key of the space's own: its step, times the trial's (suggest turns it into lr_scale).
+STEP_SCALE = "step_scale"
 _BETA_KEYS = ("beta1", "beta2")
 # c99 where a study has measured none yet: between the small transformer's 2e-4 and the MLP's 2e-3.
 DEFAULT_GRADIENT_SCALE = 6e-4
@@ -63,6 +71,16 @@ def coordinate_scale(gradient_scale: float, p: float) -> float:
     """|s(c)| of a coordinate of size ``gradient_scale``: gradient_scale ** (1/(p-1)), 1 at p = inf. A step
     lr * coordinate_scale is what a large coordinate moves, the same for every p at a given lr of Lion's."""
     return 1.0 if p == math.inf else gradient_scale ** (1.0 / (p - 1.0))
+
+
+def stepping_alike(gradient_scale: float, p: float, own_p: float | None = None, norm: str | None = None) -> float:
+    """The lr_scale at which a kind of its own p or norm makes the coordinate step the config's p makes."""
+    if norm == "spectral":
+        # A spectral step's RMS is SPECTRAL_RMS * lr: the coordinate step is its RMS.
+        return coordinate_scale(gradient_scale, p) / SPECTRAL_RMS
+    if own_p is not None:
+        return coordinate_scale(gradient_scale, p) / coordinate_scale(gradient_scale, own_p)
+    return 1.0
 
 
 def load_yaml(space: str | os.PathLike) -> tuple[Mapping[str, Any], str]:
@@ -112,14 +130,13 @@ class SearchSpace(SpaceParser):
             scale = gradient_scale or DEFAULT_GRADIENT_SCALE
             values["lr"] = values["lr"] / coordinate_scale(scale, p)
             for kind in KINDS:  # every kind's coordinates step alike, whatever its own p or norm
-                own_p = values.get(f"kinds.{kind}.p")
-                if f"kinds.{kind}.lr_scale" in values:
-                    continue
-                if values.get(f"kinds.{kind}.norm") == "spectral":
-                    # A spectral step's RMS is SPECTRAL_RMS * lr: the coordinate step is its RMS.
-                    values[f"kinds.{kind}.lr_scale"] = coordinate_scale(scale, p) / SPECTRAL_RMS
-                elif own_p is not None:
-                    values[f"kinds.{kind}.lr_scale"] = coordinate_scale(scale, p) / coordinate_scale(scale, own_p)
+                own_p, norm = values.get(f"kinds.{kind}.p"), values.get(f"kinds.{kind}.norm")
+                if f"kinds.{kind}.lr_scale" not in values and (own_p is not None or norm == "spectral"):
+                    values[f"kinds.{kind}.lr_scale"] = stepping_alike(scale, p, own_p, norm)
+        for kind in KINDS:
+            step_scale = values.pop(f"kinds.{kind}.{STEP_SCALE}", None)
+            if step_scale is not None:
+                values[f"kinds.{kind}.lr_scale"] = values.get(f"kinds.{kind}.lr_scale", 1.0) * step_scale
         lr = values.get("lr", defaults.lr)
         for name, distribution in self.distributions.items():
             if distribution.times == "lr":  # alpha as a multiple of this trial's lr
@@ -234,14 +251,24 @@ class SearchSpace(SpaceParser):
         for kind, overrides in value.items():
             if kind not in KINDS:
                 raise self.error(f"kinds.{kind}", f"unknown kind (choose from {', '.join(KINDS)})")
+            allowed = ", ".join((*KIND_KEYS, STEP_SCALE))
             if not isinstance(overrides, Mapping):
-                raise self.error(f"kinds.{kind}", f"expected a mapping with keys from {', '.join(KIND_KEYS)}")
+                raise self.error(f"kinds.{kind}", f"expected a mapping with keys from {allowed}")
+            if STEP_SCALE in overrides and "lr_scale" in overrides:
+                raise self.error(f"kinds.{kind}.{STEP_SCALE}", "give lr_scale or step_scale, not both")
             for key, spec in overrides.items():
                 name = f"kinds.{kind}.{key}"
-                if key not in KIND_KEYS:
-                    raise self.error(name, f"unknown key (allowed keys: {', '.join(KIND_KEYS)})")
+                if key not in (*KIND_KEYS, STEP_SCALE):
+                    raise self.error(name, f"unknown key (allowed keys: {allowed})")
                 special = "p_exponent" if key == "p" else None
-                self.distributions[name] = self.distribution(name, spec, self._check, special=special)
+                check = self._check_step_scale if key == STEP_SCALE else self._check
+                self.distributions[name] = self.distribution(name, spec, check, special=special)
+
+    def _check_step_scale(self, key: str, value: Any) -> float:
+        value = self.number(key, value)
+        if not value > 0:
+            raise self.error(key, f"a step scale must be > 0, got {value}")
+        return value
 
     def _check(self, key: str, value: Any) -> Any:
         """One possible value of the config key ``key`` ("lr", "betas.beta1", "kinds.matrix.p"), checked by

@@ -45,12 +45,14 @@ class Verdict(enum.Enum):
 @dataclass(frozen=True)
 class Admission:
     """A verdict; ``reason`` says why (SURPLUS: the trial's fail reason; DONE: what ended the study);
-    ``run`` is CONFIRM's (candidate, seed); ``requeue``: SURPLUS's enqueued parameters wait for a place."""
+    ``run`` is CONFIRM's (candidate, seed); ``requeue``: SURPLUS's enqueued parameters wait for a place;
+    ``searching``: ADMIT's trial is the search's (not a confirmation run), whose parameters are open."""
 
     verdict: Verdict
     reason: str | None = None
     run: tuple[FrozenTrial, int] | None = None
     requeue: bool = False
+    searching: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def admission(
         return Admission(Verdict.DONE, f"its budget of {spec.budget} epochs is spent")
     searching = confirm.search_trials(trials)
     if not _search_over(trials, spec, search):
-        return Admission(Verdict.ADMIT)
+        return Admission(Verdict.ADMIT, searching=True)
     if not confirm.ready_to_confirm(trials):  # the candidates are known when the search ends
         if _may_wait(searching, now):
             return Admission(Verdict.WAIT, "the search's last trials still run")

@@ -27,6 +27,8 @@ from stacey_lightning.execution.optuna_private import storage_of
 from stacey_lightning.execution.outage import StorageUnavailable, ride_out
 from stacey_lightning.execution.storage import describe
 from stacey_lightning.execution.supervisor import STORAGE_GAVE_UP, Crew, Supervisor, TooManyFailures, worker_devices
+from stacey_lightning.search.anchors import enqueue_rung, ladders_for
+from stacey_lightning.search.ladder import next_rung
 from stacey_lightning.study import confirm
 from stacey_lightning.study.admission import Circumstances, Verdict, admission
 from stacey_lightning.study.open_study import open_study
@@ -84,6 +86,16 @@ class Worker:
         heartbeats = bool(getattr(storage_of(self.study), "get_heartbeat_interval", lambda: None)())
         return Circumstances(time.monotonic() - self.spec.started, socket.gethostname(), heartbeats)
 
+    def _climb(self) -> None:
+        """Enqueue the winner's next rung (``search.ladder``) where no enqueued search point waits."""
+        spec, searching = self.spec, confirm.search_trials(self.study.get_trials(deepcopy=False))
+        if any(t.state == TrialState.WAITING for t in searching):
+            return
+        ladders = ladders_for(spec.optimizer, spec.space)
+        rung = next_rung(searching, ladders, spec.space, minimize=spec.direction == "minimize")
+        if rung is not None:
+            enqueue_rung(self.study, rung, spec.space)
+
     def _next_trial(self) -> optuna.Trial | None:
         """The next trial to train, or None when the study is done. A trial that a racing worker made
         surplus is failed before training (its enqueued parameters, if any, are queued again)."""
@@ -97,6 +109,8 @@ class Worker:
                 continue
             if before.verdict == Verdict.CONFIRM:
                 confirm.enqueue_run(self.study, *before.run)
+            elif before.searching and self.spec.anchors:
+                self._climb()
             trial = self.study.ask()
             trial.set_user_attr(HOSTNAME, socket.gethostname())
             trial.set_user_attr(PID, os.getpid())

@@ -32,7 +32,8 @@ def test_lion_like_and_sgd_like_anchors_are_those_optimizers_in_the_space():
     clipped = narrow.params_for(anchors_for("stacey", narrow)[0].values)
     assert clipped["r"] == 1 / 7  # the most sign-like p the space allows
     adamw = BaselineSpace.load("adamw")
-    assert [adamw.params_for(a.values)["lr"] for a in anchors_for("adamw", adamw)] == pytest.approx([1e-3, 3e-3, 9e-3])
+    # A baseline starts from its default lr (AdamW's 3e-3), whose ladder it climbs then (test_ladder.py).
+    assert [adamw.params_for(a.values)["lr"] for a in anchors_for("adamw", adamw)] == pytest.approx([3e-3])
 
 
 def test_anchors_run_first_once_per_study_and_not_again_on_resume(tmp_path, capsys):
@@ -54,11 +55,31 @@ def test_a_space_that_can_choose_the_spectral_norm_starts_from_muon_too():
     space = SearchSpace.load("default")
     anchors = anchors_for("stacey", space)
     assert [a.name for a in anchors[:3]] == ["lion-like step 0.001", "muon-like step 0.001", "centre step 0.001"]
-    assert anchors[4].name == "muon-like step 0.003"  # Muon's upper rung within a budget of 8
+    assert [a.name for a in anchors[3:]] == ["sgd-like step 0.0003"]  # every geometry once; then the ladder
     config = space.sample_config(optuna.trial.FixedTrial(space.params_for(anchors[1].values)))
     # Muon's geometry on matrices and convolutions, tau = 0, sign-like elsewhere; lr as the spectral step's RMS
     assert config["kinds"]["matrix"]["norm"] == config["kinds"]["conv"]["norm"] == "spectral"
     assert config["tau_horizon"] == "inf" and config["p"] == "inf"
     assert config["kinds"]["matrix"]["lr_scale"] * config["lr"] == pytest.approx(1e-3 / 0.2)
+    # Muon's momentum (beta2 = mu = 0.95; beta1 = mu^2 clipped to the preset's fixed 0.9), Lion's for Lion-like.
+    assert config["betas"] == pytest.approx([0.9, 0.95])
+    lion = space.sample_config(optuna.trial.FixedTrial(space.params_for(anchors[0].values)))
+    assert lion["betas"] == pytest.approx([0.9, 0.99])
     # A space without a norm to choose has no Muon-like anchor (it would repeat the Lion-like one).
     assert not any("muon" in a.name for a in anchors_for("stacey", SearchSpace.load(SPACE)))
+
+
+def test_a_start_config_whose_matrices_step_apart_is_started_where_it_is():
+    """config_anchor reads a kind's lr_scale back as its step_scale: a best.yaml of a rung whose rest steps three
+    times its matrices' (search/ladder.py) trains again at the same lr and lr_scale."""
+    from stacey_lightning.search.anchors import config_anchor, stacey_ladders
+    from stacey_lightning.search.space import DEFAULT_GRADIENT_SCALE
+
+    space = SearchSpace.load("default")
+    muon = next(ladder for ladder in stacey_ladders(space) if ladder.name == "muon-like")
+    best = space.sample_config(optuna.trial.FixedTrial(space.params_for(muon.rung(1e-3, rest=3.0).values)))
+    assert best["kinds"]["matrix"]["lr_scale"] * best["lr"] * 0.2 == pytest.approx(1e-3)  # the matrices' RMS
+    start = config_anchor(best, gradient_scale=DEFAULT_GRADIENT_SCALE)
+    again = space.sample_config(optuna.trial.FixedTrial(space.params_for(start.values)))
+    assert again["lr"] == pytest.approx(best["lr"]) and again["betas"] == pytest.approx(best["betas"])
+    assert again["kinds"]["matrix"]["lr_scale"] == pytest.approx(best["kinds"]["matrix"]["lr_scale"])

@@ -116,6 +116,8 @@ def test_tau_horizon_and_alpha_per_lr_are_sampled_as_the_dynamics_want():
         ({"alpha": {"distribution": "log_uniform", "low": 0.1, "high": 1, "times": "p"}}, "alpha", "times: 'p'"),
         ({"tau_horizon": -1.0}, "tau_horizon", "must be > 0"),
         ({"tau_follows_lr": "maybe"}, "tau_follows_lr", "Invalid tau_follows_lr"),
+        ({"kinds": {"matrix": {"step_scale": -1.0}}}, "kinds.matrix.step_scale", "must be > 0"),
+        ({"kinds": {"matrix": {"step_scale": 0.5, "lr_scale": 2.0}}}, "kinds.matrix.step_scale", "not both"),
     ],
 )
 def test_the_new_keys_are_checked_naming_file_and_key(tmp_path, spec, key, words):
@@ -133,10 +135,15 @@ def test_a_spectral_kind_steps_at_the_sampled_step_as_its_rms_and_the_head_keeps
     from stacey_lightning.lightning.param_groups import param_groups
 
     space = SearchSpace.load("default")
-    trial = optuna.trial.FixedTrial({**space.params_for({"p": 4.0, "step": 2e-3}), "kinds.matrix.norm": "spectral"})
-    config = StaceyConfig.from_source(space.suggest(trial, gradient_scale=1e-3))
+    values = {"p": 4.0, "step": 2e-3, "kinds.matrix.step_scale": 1.0, "kinds.matrix.norm": "spectral"}
+    config = StaceyConfig.from_source(space.suggest(optuna.trial.FixedTrial(space.params_for(values)), 1e-3))
     assert config.lr == pytest.approx(2e-3 / 1e-3 ** (1 / 3))  # the l_p step at p = 4
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
     groups = {group["name"]: group for group in param_groups(model, config)}
     assert groups["matrix"]["norm"] == "spectral" and groups["matrix"]["lr"] == pytest.approx(2e-3 / 0.2)
     assert (groups["head"]["norm"], groups["head"]["p"], groups["head"]["lr"]) == ("lp", 4.0, config.lr)
+    # step_scale: the matrices' step, times the trial's; the head and the rest keep the trial's.
+    scaled = {**values, "kinds.matrix.step_scale": 0.25}
+    config = StaceyConfig.from_source(space.suggest(optuna.trial.FixedTrial(space.params_for(scaled)), 1e-3))
+    groups = {group["name"]: group for group in param_groups(model, config)}
+    assert groups["matrix"]["lr"] == pytest.approx(0.25 * 2e-3 / 0.2) and groups["head"]["lr"] == config.lr

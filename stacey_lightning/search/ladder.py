@@ -1,0 +1,108 @@
+"""Climbing the winner's ladder: after the anchors, the best geometry's step, a factor ``RUNG`` at a time.
+
+A study's anchors try every geometry at its middle step (``search.anchors``). Which step a geometry wants
+is the model's: on the development half's sequence models the Muon-like point was best at 1e-3 on one,
+3e-3 on another and 9e-3 on a third (benchmarks/results/suite.md), and tuned Muon's lr on textlm was a TPE
+draw beyond its own ladder. A fixed ladder of three rungs misses both ends; the sampler, with the few
+trials a budget of 4 to 8 runs leaves it, seldom reaches them. So when the best finished trial is a rung,
+the next trial is its ladder's next rung: a step up while going up has paid, then one down, until both
+neighbours of the best rung are known to be worse (pruned or failed counts as worse). A Muon-like ladder
+then does the same for the step of the rest of the model (embeddings, head, vectors), from the matrices'
+step up to ten times it, where the space lets the matrices step apart (their ``step_scale``): Muon's
+AdamW moves the rest by up to five times its matrices' update RMS. Then the sampler goes on. Line searches
+on the coordinates that moved most between models, around the geometry that won.
+
+``next_rung`` is a pure function of the search's trials (confirmation runs left out by the caller): a
+resumed study, or another worker, computes the same next rung. While any rung still runs or waits, the
+winner is not known yet and it proposes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from stacey_lightning.attributes import LADDER, LADDER_REST, LADDER_STEP, SURPLUS
+from stacey_lightning.search.anchors import RUNG, Anchor, Ladder
+from stacey_lightning.search.space import STEP_SCALE
+
+__all__ = ["next_rung", "step_bounds", "rest_bounds"]
+
+# A rung clipped into the space this close to the rung it comes from repeats it.
+_LEAST_RATIO = 1.5
+
+
+def next_rung(trials: Sequence[FrozenTrial], ladders: Sequence[Ladder], space: Any, minimize: bool) -> Anchor | None:
+    """The next rung to train, or None: the best complete trial is no rung, a rung is still to finish, or
+    the best rung's neighbours are all tried (or outside ``space``'s ranges)."""
+    trials = [t for t in trials if not t.user_attrs.get(SURPLUS)]
+    rungs = [t for t in trials if t.user_attrs.get(LADDER) is not None]
+    if any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in rungs):
+        return None
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and _finite(t.value)]
+    if not complete:
+        return None
+    best = (min if minimize else max)(complete, key=lambda t: t.value)
+    ladder = next((ladder for ladder in ladders if ladder.name == best.user_attrs.get(LADDER)), None)
+    bounds = step_bounds(space)
+    if ladder is None or bounds is None:
+        return None
+    step, rest = _coordinates(best)
+    tried = [_coordinates(t) for t in rungs if t.user_attrs[LADDER] == ladder.name]
+    here = space.params_for(ladder.rung(step, rest).values)
+    for neighbour in _neighbours(ladder, step, rest, bounds, space):
+        if any(all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(neighbour, t)) for t in tried):
+            continue
+        rung = ladder.rung(*neighbour)
+        # A space that samples lr itself, not a coordinate step, leaves the SGD-like point's lr in its middle.
+        if space.params_for(rung.values) != here:
+            return rung
+    return None
+
+
+def _neighbours(ladder: Ladder, step: float, rest: float, bounds: tuple[float, float], space: Any) -> list:
+    """The rungs next to (step, rest), in the order they are tried: the step up and down while the rest steps
+    alike (the first line search), then the rest's step up and down (the second, at the best step)."""
+    low, high = bounds
+    found = []
+    if rest == 1.0:
+        found += [(min(step * RUNG, high), rest), (max(step / RUNG, low), rest)]
+        found = [(s, r) for s, r in found if max(s, step) / min(s, step) >= _LEAST_RATIO]
+    scale = rest_bounds(space) if ladder.rest else None
+    if scale is not None:
+        # The rest's step is step * rest (within the space's steps) and the spectral kinds' scale 1 / rest.
+        found += [
+            (step, r) for r in (rest * RUNG, rest / RUNG)
+            if scale[0] * (1 - 1e-9) <= 1 / r <= scale[1] * (1 + 1e-9) and low <= step * r <= high
+        ]  # fmt: skip
+    return found
+
+
+def rest_bounds(space: Any) -> tuple[float, float] | None:
+    """The range of the spectral kinds' ``step_scale`` in ``space`` (their step, times the rest's), or None."""
+    distributions = getattr(space, "distributions", {})
+    for kind in ("matrix", "conv"):
+        distribution = distributions.get(f"kinds.{kind}.{STEP_SCALE}")
+        if distribution is not None and distribution.kind in ("log_uniform", "uniform"):
+            return float(distribution.low), float(distribution.high)
+    return None
+
+
+def _coordinates(trial: FrozenTrial) -> tuple[float, float]:
+    return float(trial.user_attrs[LADDER_STEP]), float(trial.user_attrs.get(LADDER_REST, 1.0))
+
+
+def step_bounds(space: Any) -> tuple[float, float] | None:
+    """The range of steps ``space`` samples (its lr's, as a coordinate step or an lr), or None if it samples
+    no lr on a range: then a ladder has nowhere to go."""
+    distribution = getattr(space, "distributions", {}).get("lr")
+    if distribution is None or distribution.kind not in ("coordinate_step", "log_uniform", "uniform"):
+        return None
+    return float(distribution.low), float(distribution.high)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

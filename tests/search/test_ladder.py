@@ -1,0 +1,157 @@
+"""The winner's ladder: after the anchors, the best rung's neighbours, up first, until both are known."""
+
+import math
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+from tuning_tasks import FAST, TINY
+
+from stacey_lightning.search.anchors import baseline_ladders, stacey_ladders
+from stacey_lightning.search.baseline_space import BaselineSpace
+from stacey_lightning.search.ladder import next_rung
+from stacey_lightning.search.space import SearchSpace
+from stacey_lightning.tuner.tuning import tune
+
+DEFAULT = SearchSpace.load("default")  # steps from 1e-4 to 1e-2, the spectral norm on matrices
+LADDERS = stacey_ladders(DEFAULT)
+
+
+def rung(ladder, step, value=None, state=TrialState.COMPLETE, rest=1.0, **attrs):
+    user_attrs = {"anchor": f"{ladder} step {step:.1g}", "ladder": ladder, "ladder_step": step, "ladder_rest": rest}
+    return trial(value, state, {**user_attrs, **attrs})
+
+
+def trial(value=None, state=TrialState.COMPLETE, user_attrs=None):
+    value = value if state == TrialState.COMPLETE else None
+    distributions = {"x": FloatDistribution(0, 1)}
+    return create_trial(state=state, value=value, params={"x": 0.5}, distributions=distributions,
+                        user_attrs=user_attrs or {})  # fmt: skip
+
+
+def climb(trials, minimize=True, space=DEFAULT, ladders=LADDERS):
+    found = next_rung(trials, ladders, space, minimize)
+    return None if found is None else (found.ladder, pytest.approx(found.step), found.name)
+
+
+FIRST_ROUND = [rung("lion-like", 1e-3, 3.2), rung("muon-like", 1e-3, 2.8), rung("centre", 1e-3, 3.3),
+               rung("sgd-like", 3e-4, state=TrialState.PRUNED)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "trials, expected",
+    [
+        # The winner's step up first.
+        (FIRST_ROUND, ("muon-like", 3e-3, "muon-like step 0.003")),
+        # Going up paid: up again.
+        (FIRST_ROUND + [rung("muon-like", 3e-3, 2.6)], ("muon-like", 9e-3, "muon-like step 0.009")),
+        # Up was worse: one down.
+        (FIRST_ROUND + [rung("muon-like", 3e-3, 2.9)], ("muon-like", 1e-3 / 3, "muon-like step 0.0003")),
+        # Pruned or failed counts as worse.
+        (FIRST_ROUND + [rung("muon-like", 3e-3, state=TrialState.PRUNED)], ("muon-like", 1e-3 / 3, None)),
+        (FIRST_ROUND + [rung("muon-like", 3e-3, state=TrialState.FAIL)], ("muon-like", 1e-3 / 3, None)),
+        # Both neighbours worse: the step's line search is done; the rest of the model's step, three times.
+        (
+            FIRST_ROUND + [rung("muon-like", 3e-3, 2.9), rung("muon-like", 1e-3 / 3, 3.0)],
+            ("muon-like", 1e-3, "muon-like step 0.001, rest x3"),
+        ),
+        # Lion-like has no second coordinate: every kind steps alike there.
+        ([rung("lion-like", 1e-3, 2.0), rung("lion-like", 3e-3, 2.9), rung("lion-like", 1e-3 / 3, 3.0)], None),
+        # The space's top step (1e-2) is too close above 9e-3 to be a rung of its own, and the rest cannot step
+        # three times 9e-3 in it: the ladder is done.
+        (FIRST_ROUND + [rung("muon-like", 3e-3, 2.6), rung("muon-like", 9e-3, 2.5)], None),
+        # Going up paid on the rest too: up again (the rest at 9e-3); then a third of it is outside the range
+        # (the matrices would step more than the rest) and 27 times too, so a worse x9 ends it.
+        (
+            FIRST_ROUND
+            + [rung("muon-like", 3e-3, 2.9), rung("muon-like", 1e-3 / 3, 3.0), rung("muon-like", 1e-3, 2.5, rest=3.0)],
+            ("muon-like", 1e-3, "muon-like step 0.001, rest x9"),
+        ),
+        (
+            FIRST_ROUND
+            + [
+                rung("muon-like", 3e-3, 2.9),
+                rung("muon-like", 1e-3 / 3, 3.0),
+                rung("muon-like", 1e-3, 2.5, rest=3.0),
+                rung("muon-like", 1e-3, 2.55, rest=9.0),
+            ],
+            None,
+        ),
+        # A rung still running: the winner is not known.
+        (FIRST_ROUND + [rung("muon-like", 3e-3, state=TrialState.RUNNING)], None),
+        # The best is the sampler's, not a rung: no ladder to climb.
+        (FIRST_ROUND + [trial(2.0)], None),
+        # A surplus trial (failed before training) is no rung tried.
+        (FIRST_ROUND + [rung("muon-like", 3e-3, state=TrialState.FAIL, surplus=True)], ("muon-like", 3e-3, None)),
+        # A diverged winner (inf) is no winner.
+        ([rung("lion-like", 1e-3, math.inf), rung("centre", 1e-3, 3.0)], ("centre", 3e-3, "centre step 0.003")),
+        # Nothing finished yet.
+        ([rung("lion-like", 1e-3, state=TrialState.PRUNED)], None),
+    ],
+)
+def test_the_best_rungs_neighbours_up_first_then_down(trials, expected):
+    found = climb(trials)
+    if expected is not None and expected[2] is None:
+        found = found and found[:2]
+        expected = expected[:2]
+    assert found == expected
+
+
+def test_the_rung_at_the_top_of_the_range_is_clipped_into_it():
+    trials = [rung("muon-like", 1e-3, 2.8), rung("muon-like", 3e-3, 2.6), rung("muon-like", 6e-3, 2.5)]
+    assert climb(trials)[:2] == ("muon-like", pytest.approx(1e-2))  # 1.8e-2 clipped to the space's 1e-2
+
+
+def test_a_rung_with_the_rest_at_three_times_keeps_the_matrices_step():
+    found = next_rung(
+        FIRST_ROUND + [rung("muon-like", 3e-3, 2.9), rung("muon-like", 1e-3 / 3, 3.0)], LADDERS, DEFAULT, True
+    )
+    config = DEFAULT.sample_config(optuna.trial.FixedTrial(DEFAULT.params_for(found.values)))
+    assert config["p"] == "inf" and config["lr"] == pytest.approx(3e-3)  # the rest: sign steps of 3e-3
+    assert config["kinds"]["matrix"]["norm"] == "spectral"
+    assert 0.2 * config["lr"] * config["kinds"]["matrix"]["lr_scale"] == pytest.approx(1e-3)  # RMS: the step
+    assert config["betas"] == pytest.approx([0.9, 0.95])  # Muon's momentum still
+
+
+def test_direction_picks_the_winner():
+    trials = [rung("lion-like", 1e-3, 0.9), rung("centre", 1e-3, 0.95)]
+    assert climb(trials, minimize=False)[0] == "centre"
+    assert climb(trials, minimize=True)[0] == "lion-like"
+
+
+def test_a_space_that_samples_lr_itself_leaves_the_sgd_like_point_where_it_is():
+    plain = SearchSpace.load({"p": {"distribution": "p_exponent", "low": 2.0, "high": ".inf"},
+                              "lr": {"distribution": "log_uniform", "low": 1e-4, "high": 1.0}})  # fmt: skip
+    ladders = stacey_ladders(plain)
+    sgd_wins = [rung("sgd-like", 3e-4, 1.0), rung("lion-like", 1e-3, 2.0)]
+    assert climb(sgd_wins, space=plain, ladders=ladders) is None  # its lr is the space's middle at every rung
+    lion_wins = [rung("sgd-like", 3e-4, 3.0), rung("lion-like", 1e-3, 2.0)]
+    assert climb(lion_wins, space=plain, ladders=ladders)[:2] == ("lion-like", pytest.approx(3e-3))
+    fixed = SearchSpace.load({"p": {"distribution": "p_exponent", "low": 2.0, "high": ".inf"}, "lr": 1e-3})
+    assert climb(lion_wins, space=fixed, ladders=stacey_ladders(fixed)) is None  # no range of steps
+
+
+def test_a_baseline_climbs_its_lr_from_its_default():
+    adamw = BaselineSpace.load("adamw")
+    ladders = baseline_ladders(adamw)
+    trials = [rung("defaults", 1e-3, 2.0)]
+    found = next_rung(trials, ladders, adamw, minimize=True)
+    assert found.name == "defaults lr 0.003" and adamw.params_for(found.values)["lr"] == pytest.approx(3e-3)
+
+
+def test_a_study_climbs_the_winners_ladder_after_its_anchors(tmp_path):
+    space = {"p": {"distribution": "p_exponent", "low": 2.0, "high": ".inf"},
+             "lr": {"distribution": "coordinate_step", "low": 1e-4, "high": 1e-2}}  # fmt: skip
+    study = tune("digits", space=space, n_trials=5, output_dir=tmp_path, task_options=TINY, pruner="none", **FAST)
+    anchors = [t.user_attrs.get("anchor") for t in study.trials]
+    assert anchors[:3] == ["lion-like step 0.001", "centre step 0.001", "sgd-like step 0.0003"]
+    sign = 1 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1  # digits: val_acc, maximized
+    first = min(study.trials[:3], key=lambda t: sign * t.value)
+    ladder, step = first.user_attrs["ladder"], first.user_attrs["ladder_step"]
+    assert study.trials[3].user_attrs["ladder"] == ladder
+    assert study.trials[3].user_attrs["ladder_step"] == pytest.approx(step * 3)  # up first
+    fourth_won = sign * study.trials[3].value < sign * first.value
+    fifth = study.trials[4].user_attrs
+    assert fifth["ladder"] == ladder
+    assert fifth["ladder_step"] == pytest.approx(step * 9 if fourth_won else step / 3)
