@@ -29,19 +29,28 @@ def _numbers(text: str) -> list[float]:
     return [float(value) for value in text.split(",") if value.strip()]
 
 
-def stacey_config(step: float, horizon: float, space: str) -> dict[str, Any]:
-    """The Muon-like anchor's config at coordinate step ``step`` with ``tau_horizon`` = ``horizon``."""
+def stacey_config(
+    step: float, horizon: float, space: str, rest: float = 1.0, beta2: float | None = None
+) -> dict[str, Any]:
+    """The Muon-like ladder's rung at coordinate step ``step`` (the rest of the model at ``rest`` times it,
+    where the space lets the matrices step apart) with ``tau_horizon`` = ``horizon``, at the momentum's
+    ``beta2`` (default: the rung's, Muon's 0.95)."""
     import optuna
 
-    from stacey_lightning.search.anchors import stacey_anchors
+    from stacey_lightning.search.anchors import stacey_ladders
     from stacey_lightning.search.space import SearchSpace
 
     loaded = SearchSpace.load(space)
-    muon = next(anchor for anchor in stacey_anchors(loaded) if anchor.name.startswith("muon-like"))
-    values = {**muon.values, "step": step, "lr": step, "tau_horizon": horizon}
+    muon = next(ladder for ladder in stacey_ladders(loaded) if ladder.name == "muon-like")
+    values = {**muon.rung(step, rest).values, "tau_horizon": horizon}
+    if beta2 is not None:
+        values["beta2"] = beta2
     if math.isfinite(horizon):
         values.pop("tau")  # tau follows from the horizon and the run's steps
-    return loaded.sample_config(optuna.trial.FixedTrial(loaded.params_for(values)))
+    config = loaded.sample_config(optuna.trial.FixedTrial(loaded.params_for(values)))
+    if beta2 is not None and "beta2" not in loaded.distributions:
+        config["betas"] = [config["betas"][0], beta2]  # a space with fixed betas
+    return config
 
 
 def _embedding_scaled(config: dict[str, Any], scale: float) -> dict[str, Any]:
@@ -69,6 +78,10 @@ def measure(arguments: argparse.Namespace, workdir: Path) -> dict[str, list[floa
                   {"config": _embedding_scaled(stacey_config(step, horizon, space), scale)})
                  for step in arguments.steps for horizon in arguments.horizons
                  for scale in arguments.embedding_scales]  # fmt: skip
+        runs += [(f"stacey muon-like step {step:g}, tau_horizon {horizon:g}, rest x{rest:g}, beta2 {beta2:g}", "stacey",
+                  {"config": stacey_config(step, horizon, space, rest, beta2)})
+                 for step in arguments.steps for horizon in arguments.horizons
+                 for rest in arguments.rest_scales for beta2 in arguments.beta2s]  # fmt: skip
         runs += [(f"muon lr {lr:g}", "muon", {"optimizer_options": {"muon": {"lr": lr}}}) for lr in arguments.muon_lrs]
         for label, optimizer, chosen in runs:
             with tempfile.TemporaryDirectory(dir=workdir) as folder:
@@ -111,6 +124,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--embedding-scales", type=_numbers, default=[], help="also each config with its embeddings' step times these"
     )
+    parser.add_argument(
+        "--rest-scales", type=_numbers, default=[], help="also each config with the rest's step times these (--beta2s)"
+    )
+    parser.add_argument("--beta2s", type=_numbers, default=[], help="the momentum's beta2 of the --rest-scales runs")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--smoke", action="store_true", help="a tiny model, 1 epoch of 2 batches, 1 seed")

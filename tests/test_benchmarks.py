@@ -223,6 +223,10 @@ def test_spectral_coupling_smoke(benchmark, tmp_path):
     config = script.stacey_config(1e-3, math.inf, "language")  # tau_horizon inf: tau = 0, Muon's special case
     assert (config["tau_horizon"], config["kinds"]["matrix"]["norm"], config["lr"]) == ("inf", "spectral", 1e-3)
     assert script.stacey_config(1e-3, 1.0, "language")["tau_horizon"] == 1.0
+    # The ladder's rung with the rest at three times the matrices' step, and another beta2.
+    rest = script.stacey_config(1e-3, math.inf, "language", rest=3.0, beta2=0.99)
+    assert rest["lr"] == pytest.approx(3e-3) and rest["betas"] == pytest.approx([0.9, 0.99])
+    assert 0.2 * rest["lr"] * rest["kinds"]["matrix"]["lr_scale"] == pytest.approx(1e-3)  # the matrices' RMS
     for row in (uncoupled, coupled, muon):
         assert float(row[2]) == float(row[1])  # one seed: the mean is the run's final value
         assert float(row[3]) == pytest.approx(float(row[1]) - float(muon[1]), abs=2e-4)

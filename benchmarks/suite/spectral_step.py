@@ -43,25 +43,23 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from stacey_lightning.compare import compare
-    from stacey_lightning.search.anchors import stacey_anchors
+    from stacey_lightning.search.anchors import stacey_ladders
     from stacey_lightning.search.space import SearchSpace
 
     torch.set_num_threads(1)
     for workload in select(DEV, arguments.workloads.split(",")):
         space = SearchSpace.load(workload.space)
-        muon = next(anchor for anchor in stacey_anchors(space) if anchor.name.startswith("muon-like"))
+        muon = next(ladder for ladder in stacey_ladders(space) if ladder.name == "muon-like")
         grid = itertools.product(
             arguments.steps, arguments.horizons, arguments.embedding_scales, arguments.rest_scales,
             arguments.beta2s or [None], range(arguments.seeds),
         )  # fmt: skip
         for step, horizon, scale, rest, beta2, seed in grid:
-            values = {**muon.values, "step": step * rest, "lr": step * rest, "tau_horizon": horizon}
+            # The ladder's rung: the matrices at the step, the rest of the model at ``rest`` times it.
+            values = {**muon.rung(step, rest).values, "tau_horizon": horizon}
             if math.isfinite(horizon):
                 values.pop("tau")  # from the horizon and the run's steps
             config = space.sample_config(optuna.trial.FixedTrial(space.params_for(values)))
-            for kind in config["kinds"].values():
-                if kind.get("norm") == "spectral":
-                    kind["lr_scale"] /= rest  # the matrices' step stays the step
             if scale != 1.0 and "embedding" in config["kinds"]:
                 config["kinds"]["embedding"]["lr_scale"] *= scale
             if beta2 is not None:
