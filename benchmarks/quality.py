@@ -108,7 +108,7 @@ def measure(arguments: argparse.Namespace, workdir: Path) -> list[dict[str, Any]
 
 
 def _config_text(name: str, options: dict[str, Any]) -> str:
-    keep = ("p", "lr", "alpha", "tau", "tau_horizon", "weight_decay") if name == "stacey" else tuple(options)
+    keep = ("p", "lr", "alpha", "tau", "tau_horizon", "betas", "weight_decay") if name == "stacey" else tuple(options)
     text = ", ".join(f"{key} {_short(options[key])}" for key in keep if options.get(key) is not None)
     for kind, overrides in options.get("kinds", {}).items() if name == "stacey" else ():
         text += "".join(f", {kind} {key} {_short(value)}" for key, value in overrides.items())
@@ -116,6 +116,8 @@ def _config_text(name: str, options: dict[str, Any]) -> str:
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "/".join(_short(item) for item in value)
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 

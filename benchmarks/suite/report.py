@@ -120,6 +120,8 @@ def _config_parts(config: Mapping[str, Any], prefix: str) -> Iterator[str]:
             yield f"{prefix}{key} {value:.3g}"
         elif isinstance(value, (int, str)):
             yield f"{prefix}{key} {value}"
+        elif isinstance(value, (list, tuple)):  # betas
+            yield f"{prefix}{key} {'/'.join(f'{item:.3g}' for item in value)}"
 
 
 def _how() -> list[str]:
