@@ -7,10 +7,11 @@ draw beyond its own ladder. A fixed ladder of three rungs misses both ends; the 
 trials a budget of 4 to 8 runs leaves it, seldom reaches them. So when the best finished trial is a rung,
 the next trial is its ladder's next rung: a step up while going up has paid, then one down, until both
 neighbours of the best rung are known to be worse (pruned or failed counts as worse). A Muon-like ladder
-then does the same for the step of the rest of the model (embeddings, head, vectors), from the matrices'
-step up to ten times it, where the space lets the matrices step apart (their ``step_scale``): Muon's
-AdamW moves the rest by up to five times its matrices' update RMS. Then the sampler goes on. Line searches
-on the coordinates that moved most between models, around the geometry that won.
+has a second coordinate, the step of the rest of the model (embeddings, head, vectors), from the
+matrices' step up to ten times it, where the space lets the matrices step apart (their ``step_scale``):
+Muon's AdamW moves the rest by up to five times its matrices' update RMS. The search alternates between
+the two coordinates: after a move along one, the other's neighbours first. Then the sampler goes on.
+Line searches on the coordinates that moved most between models, around the geometry that won.
 
 ``next_rung`` is a pure function of the search's trials (confirmation runs left out by the caller): a
 resumed study, or another worker, computes the same next rung. While any rung still runs or waits, the
@@ -64,21 +65,24 @@ def next_rung(trials: Sequence[FrozenTrial], ladders: Sequence[Ladder], space: A
 
 
 def _neighbours(ladder: Ladder, step: float, rest: float, bounds: tuple[float, float], space: Any) -> list:
-    """The rungs next to (step, rest), in the order they are tried: the step up and down while the rest steps
-    alike (the first line search), then the rest's step up and down (the second, at the best step)."""
+    """The rungs next to (step, rest), in the order they are tried: along the step (up, then down) and, on a
+    ladder with a rest, along the rest's step (up, then down); the coordinate the best rung was not reached
+    along first. Alternating so reaches a corner two rungs away from the start in two rungs, where one line
+    search after the other spends the first's last rungs before it (on textlm a study of 8 runs has two
+    rungs after its anchors: the step's x3, then the rest's x3 is 0.095 better; spectral_coupling.md)."""
     low, high = bounds
-    found = []
-    if rest == 1.0:
-        found += [(min(step * RUNG, high), rest), (max(step / RUNG, low), rest)]
-        found = [(s, r) for s, r in found if max(s, step) / min(s, step) >= _LEAST_RATIO]
+    steps = [
+        (s, rest) for s in (min(step * RUNG, high), max(step / RUNG, low))
+        if max(s, step) / min(s, step) >= _LEAST_RATIO and low <= s * rest <= high
+    ]  # fmt: skip
     scale = rest_bounds(space) if ladder.rest else None
-    if scale is not None:
-        # The rest's step is step * rest (within the space's steps) and the spectral kinds' scale 1 / rest.
-        found += [
-            (step, r) for r in (rest * RUNG, rest / RUNG)
-            if scale[0] * (1 - 1e-9) <= 1 / r <= scale[1] * (1 + 1e-9) and low <= step * r <= high
-        ]  # fmt: skip
-    return found
+    # The rest's step is step * rest (within the space's steps) and the spectral kinds' scale 1 / rest.
+    rests = [] if scale is None else [
+        (step, r) for r in (rest * RUNG, rest / RUNG)
+        if scale[0] * (1 - 1e-9) <= 1 / r <= scale[1] * (1 + 1e-9) and low <= step * r <= high
+    ]  # fmt: skip
+    reached_along_the_step = rest == 1.0 and not math.isclose(step, ladder.middle, rel_tol=1e-6)
+    return rests + steps if reached_along_the_step else steps + rests
 
 
 def rest_bounds(space: Any) -> tuple[float, float] | None:

@@ -44,8 +44,14 @@ FIRST_ROUND = [rung("lion-like", 1e-3, 3.2), rung("muon-like", 1e-3, 2.8), rung(
     [
         # The winner's step up first.
         (FIRST_ROUND, ("muon-like", 3e-3, "muon-like step 0.003")),
-        # Going up paid: up again.
-        (FIRST_ROUND + [rung("muon-like", 3e-3, 2.6)], ("muon-like", 9e-3, "muon-like step 0.009")),
+        # Going up paid: up again (on a ladder with one coordinate).
+        ([rung("lion-like", 1e-3, 2.8), rung("lion-like", 3e-3, 2.6)], ("lion-like", 9e-3, "lion-like step 0.009")),
+        # On the Muon-like ladder the other coordinate first, the rest of the model's step; then the step again.
+        (FIRST_ROUND + [rung("muon-like", 3e-3, 2.6)], ("muon-like", 3e-3, "muon-like step 0.003, rest x3")),
+        (
+            FIRST_ROUND + [rung("muon-like", 3e-3, 2.6), rung("muon-like", 3e-3, 2.7, rest=3.0)],
+            ("muon-like", 9e-3, "muon-like step 0.009"),
+        ),
         # Up was worse: one down.
         (FIRST_ROUND + [rung("muon-like", 3e-3, 2.9)], ("muon-like", 1e-3 / 3, "muon-like step 0.0003")),
         # Pruned or failed counts as worse.
@@ -61,11 +67,23 @@ FIRST_ROUND = [rung("lion-like", 1e-3, 3.2), rung("muon-like", 1e-3, 2.8), rung(
         # The space's top step (1e-2) is too close above 9e-3 to be a rung of its own, and the rest cannot step
         # three times 9e-3 in it: the ladder is done.
         (FIRST_ROUND + [rung("muon-like", 3e-3, 2.6), rung("muon-like", 9e-3, 2.5)], None),
-        # Going up paid on the rest too: up again (the rest at 9e-3); then a third of it is outside the range
-        # (the matrices would step more than the rest) and 27 times too, so a worse x9 ends it.
+        # A move along the rest: the step next, at that rest (the rest at 3e-3 * 3 = 9e-3 is in the space's range).
         (
             FIRST_ROUND
             + [rung("muon-like", 3e-3, 2.9), rung("muon-like", 1e-3 / 3, 3.0), rung("muon-like", 1e-3, 2.5, rest=3.0)],
+            ("muon-like", 3e-3, "muon-like step 0.003, rest x3"),
+        ),
+        # The step lost both ways there: the rest up again; then a third of it is outside the range (the
+        # matrices would step more than the rest) and 27 times too, so a worse x9 ends it.
+        (
+            FIRST_ROUND
+            + [
+                rung("muon-like", 3e-3, 2.9),
+                rung("muon-like", 1e-3 / 3, 3.0),
+                rung("muon-like", 1e-3, 2.5, rest=3.0),
+                rung("muon-like", 3e-3, 2.6, rest=3.0),
+                rung("muon-like", 1e-3 / 3, 2.7, rest=3.0),
+            ],
             ("muon-like", 1e-3, "muon-like step 0.001, rest x9"),
         ),
         (
@@ -74,6 +92,8 @@ FIRST_ROUND = [rung("lion-like", 1e-3, 3.2), rung("muon-like", 1e-3, 2.8), rung(
                 rung("muon-like", 3e-3, 2.9),
                 rung("muon-like", 1e-3 / 3, 3.0),
                 rung("muon-like", 1e-3, 2.5, rest=3.0),
+                rung("muon-like", 3e-3, 2.6, rest=3.0),
+                rung("muon-like", 1e-3 / 3, 2.7, rest=3.0),
                 rung("muon-like", 1e-3, 2.55, rest=9.0),
             ],
             None,
