@@ -19,7 +19,19 @@ import socket
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from stacey_lightning.attributes import CONFIRMS, FAIL_REASON, HOSTNAME, PID, RETRY_OF, TRIAL_SEED, WORKER_DEATHS
+from stacey_lightning.attributes import (
+    ANCHOR,
+    CONFIRMS,
+    FAIL_REASON,
+    HOSTNAME,
+    LADDER,
+    LADDER_REST,
+    LADDER_STEP,
+    PID,
+    RETRY_OF,
+    TRIAL_SEED,
+    WORKER_DEATHS,
+)
 from stacey_lightning.execution.optuna_private import storage_of, trial_id
 from stacey_lightning.execution.outage import claimants
 
@@ -37,11 +49,16 @@ _SIGNAL_HINTS = {
 _UNKNOWN_DEATH_HINT = "out of memory, or a crash in compiled code?"
 
 
+# What a retry keeps of the trial it runs again.
+_KEPT = (CONFIRMS, TRIAL_SEED, WORKER_DEATHS, ANCHOR, LADDER, LADDER_STEP, LADDER_REST)
+
+
 def requeue(study: optuna.Study, trial: FrozenTrial, deaths: list[int | None] | None = None) -> None:
     """Enqueue a failed trial's parameters again (a new WAITING trial with ``RETRY_OF``); a confirmation
-    run stays one (its ``CONFIRMS`` and ``TRIAL_SEED``, confirm.py), and the deaths of the worker processes
-    that ran the parameters go with them (``WORKER_DEATHS``): ``deaths``, where the trial's own worker died."""
-    kept = {key: trial.user_attrs[key] for key in (CONFIRMS, TRIAL_SEED, WORKER_DEATHS) if key in trial.user_attrs}
+    run stays one (its ``CONFIRMS`` and ``TRIAL_SEED``, confirm.py), an anchor its name and rung (``ANCHOR``,
+    ``LADDER``: the ladder climbs from it), and the deaths of the worker processes that ran the parameters
+    go with them (``WORKER_DEATHS``): ``deaths``, where the trial's own worker died."""
+    kept = {key: trial.user_attrs[key] for key in _KEPT if key in trial.user_attrs}
     if deaths is not None:
         kept[WORKER_DEATHS] = deaths
     study.enqueue_trial(trial.params, user_attrs={**kept, RETRY_OF: trial.number}, skip_if_exists=False)

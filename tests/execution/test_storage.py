@@ -129,10 +129,12 @@ def test_in_one_process_deaths_count_across_runs_and_interruptions_do_not(capsys
     """--workers 1: a kill ends the command, and the next run finds the trial's process gone (how, it cannot
     know); Ctrl-C re-queues a trial without counting a try."""
     study = optuna.create_study(direction="maximize")
-    study.enqueue_trial({"x": 1.0})
+    rung = {"anchor": "muon-like step 0.003", "ladder": "muon-like", "ladder_step": 3e-3, "ladder_rest": 1.0}
+    study.enqueue_trial({"x": 1.0}, user_attrs=rung)
     _take(study, _ended_process())
     fail_dead_trials(study)  # the next run of the command
     assert study.trials[0].user_attrs[FAIL_REASON] == "died: out of memory, or a crash in compiled code?"
+    assert rung.items() <= study.trials[1].user_attrs.items()  # the retry is the same anchor, the same rung
     interrupted = _take(study, os.getpid())
     interrupted.set_user_attr(FAIL_REASON, "interrupted (Ctrl-C)")
     study.tell(interrupted, state=TrialState.FAIL)
