@@ -113,7 +113,7 @@ def stacey_anchors(space: Any = None) -> list[Anchor]:
     made it a study of Lion (benchmarks/results/quality.md, budget 4). The winner's ladder is climbed after
     them (search/ladder.py), where a fixed second rung for each geometry used to be: the step the
     development half's models wanted ranged from 1e-3 to 9e-3 for the same geometry
-    (benchmarks/results/suite.md, "The spectral step on the dev half")."""
+    (benchmarks/results/spectral_coupling.md; the studies before and after: suite_dev.md)."""
     return [ladder.rung(ladder.middle) for ladder in stacey_ladders(space)]
 
 

@@ -39,6 +39,16 @@ FIRST_ROUND = [rung("lion-like", 1e-3, 3.2), rung("muon-like", 1e-3, 2.8), rung(
                rung("sgd-like", 3e-4, state=TrialState.PRUNED)]  # fmt: skip
 
 
+# The step lost both ways from the Muon-like winner, the rest at 3x won, and the step lost both ways there too.
+REST_WON_STEP_LOST = FIRST_ROUND + [
+    rung("muon-like", 3e-3, 2.9),
+    rung("muon-like", 1e-3 / 3, 3.0),
+    rung("muon-like", 1e-3, 2.5, rest=3.0),
+    rung("muon-like", 3e-3, 2.6, rest=3.0),
+    rung("muon-like", 1e-3 / 3, 2.7, rest=3.0),
+]
+
+
 @pytest.mark.parametrize(
     "trials, expected",
     [
@@ -75,29 +85,8 @@ FIRST_ROUND = [rung("lion-like", 1e-3, 3.2), rung("muon-like", 1e-3, 2.8), rung(
         ),
         # The step lost both ways there: the rest up again; then a third of it is outside the range (the
         # matrices would step more than the rest) and 27 times too, so a worse x9 ends it.
-        (
-            FIRST_ROUND
-            + [
-                rung("muon-like", 3e-3, 2.9),
-                rung("muon-like", 1e-3 / 3, 3.0),
-                rung("muon-like", 1e-3, 2.5, rest=3.0),
-                rung("muon-like", 3e-3, 2.6, rest=3.0),
-                rung("muon-like", 1e-3 / 3, 2.7, rest=3.0),
-            ],
-            ("muon-like", 1e-3, "muon-like step 0.001, rest x9"),
-        ),
-        (
-            FIRST_ROUND
-            + [
-                rung("muon-like", 3e-3, 2.9),
-                rung("muon-like", 1e-3 / 3, 3.0),
-                rung("muon-like", 1e-3, 2.5, rest=3.0),
-                rung("muon-like", 3e-3, 2.6, rest=3.0),
-                rung("muon-like", 1e-3 / 3, 2.7, rest=3.0),
-                rung("muon-like", 1e-3, 2.55, rest=9.0),
-            ],
-            None,
-        ),
+        (REST_WON_STEP_LOST, ("muon-like", 1e-3, "muon-like step 0.001, rest x9")),
+        (REST_WON_STEP_LOST + [rung("muon-like", 1e-3, 2.55, rest=9.0)], None),
         # A rung still running: the winner is not known.
         (FIRST_ROUND + [rung("muon-like", 3e-3, state=TrialState.RUNNING)], None),
         # The best is the sampler's, not a rung: no ladder to climb.
