@@ -43,6 +43,7 @@ __all__ = [
     "enqueue_rung",
     "config_anchor",
     "RUNG",
+    "SPECTRAL_KINDS",
     "LION_STEP",
     "SGD_STEP",
 ]
@@ -100,7 +101,7 @@ def stacey_ladders(space: Any = None) -> list[Ladder]:
     ``SearchSpace.params_for`` maps them into a space."""
     ladders = [Ladder("lion-like", LION_STEP, _lion_like)]
     if _can_be_spectral(space):
-        rest = any(f"kinds.{kind}.{STEP_SCALE}" in getattr(space, "distributions", {}) for kind in _SPECTRAL_KINDS)
+        rest = any(f"kinds.{kind}.{STEP_SCALE}" in getattr(space, "distributions", {}) for kind in SPECTRAL_KINDS)
         ladders.append(Ladder("muon-like", LION_STEP, _muon_like, rest=rest))
     ladders.append(Ladder("centre", LION_STEP, lambda step: {"step": step, **_ALIKE}))
     ladders.append(Ladder("sgd-like", SGD_STEP, lambda step: {**_lion_like(step), "p": 2.0, "lr": None}))
@@ -118,10 +119,10 @@ def stacey_anchors(space: Any = None) -> list[Anchor]:
 
 
 # The kinds a Muon-like anchor puts in the spectral norm (those the space can; Muon's hidden matrices).
-_SPECTRAL_KINDS = ("matrix", "conv")
-_SPECTRAL = {f"kinds.{kind}.norm": "spectral" for kind in _SPECTRAL_KINDS}
+SPECTRAL_KINDS = ("matrix", "conv")
+_SPECTRAL = {f"kinds.{kind}.norm": "spectral" for kind in SPECTRAL_KINDS}
 # Every kind at the trial's step, where the space lets a kind step apart (its step_scale).
-_ALIKE = {f"kinds.{kind}.{STEP_SCALE}": 1.0 for kind in _SPECTRAL_KINDS}
+_ALIKE = {f"kinds.{kind}.{STEP_SCALE}": 1.0 for kind in SPECTRAL_KINDS}
 
 
 def _muon_like(step: float, rest: float = 1.0) -> dict[str, Any]:
@@ -129,7 +130,7 @@ def _muon_like(step: float, rest: float = 1.0) -> dict[str, Any]:
     sign-like at ``rest`` times that step: Muon gives the rest AdamW at its lr, up to five times its matrices'
     update RMS (0.2 lr), and the rest's best step was 1 to 3 times the matrices' on the development half's
     sequence models (benchmarks/results/spectral_coupling.md)."""
-    scaled = {f"kinds.{kind}.{STEP_SCALE}": 1.0 / rest for kind in _SPECTRAL_KINDS}
+    scaled = {f"kinds.{kind}.{STEP_SCALE}": 1.0 / rest for kind in SPECTRAL_KINDS}
     return {**_lion_like(step * rest), **_SPECTRAL, **MUON_BETAS, **scaled}
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from stacey_lightning.attributes import LADDER, LADDER_REST, LADDER_STEP, SURPLUS
-from stacey_lightning.search.anchors import RUNG, Anchor, Ladder
+from stacey_lightning.search.anchors import RUNG, SPECTRAL_KINDS, Anchor, Ladder
 from stacey_lightning.search.space import STEP_SCALE
 
 __all__ = ["next_rung", "step_bounds", "rest_bounds"]
@@ -88,7 +88,7 @@ def _neighbours(ladder: Ladder, step: float, rest: float, bounds: tuple[float, f
 def rest_bounds(space: Any) -> tuple[float, float] | None:
     """The range of the spectral kinds' ``step_scale`` in ``space`` (their step, times the rest's), or None."""
     distributions = getattr(space, "distributions", {})
-    for kind in ("matrix", "conv"):
+    for kind in SPECTRAL_KINDS:
         distribution = distributions.get(f"kinds.{kind}.{STEP_SCALE}")
         if distribution is not None and distribution.kind in ("log_uniform", "uniform"):
             return float(distribution.low), float(distribution.high)
