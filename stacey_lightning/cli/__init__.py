@@ -19,9 +19,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from stacey_lightning.cli.arguments import _is_config, compare_parser, find_parser, report_parser, tune_parser
-from stacey_lightning.cli.commands import _compare, _find, _import_from_current_folder, _report, _tune
-from stacey_lightning.cli.screen import _screen
+from stacey_lightning.cli.arguments import compare_parser, find_parser, is_config, report_parser, tune_parser
+from stacey_lightning.cli.commands import (
+    compare_command,
+    find_command,
+    import_from_current_folder,
+    report_command,
+    tune_command,
+)
+from stacey_lightning.cli.screen import screen
 
 __all__ = [
     "main",
@@ -44,12 +50,12 @@ def _command(
         made = parser()
         args = made.parse_args(argv)
         if getattr(args, "lightning_script", None) is not None:
-            if not _is_config(args.task):
+            if not is_config(args.task):
                 made.error("--lightning-script: goes with --lightning-config CONFIG.yaml, not --task")
             from stacey_lightning.tasks.lightning_script import LightningFiles
 
             args.task = LightningFiles(args.task, args.lightning_script)
-        _import_from_current_folder()
+        import_from_current_folder()
         return _run(prog, work, args)
 
     main.__name__ = f"{prog.replace('-', '_')}_main"
@@ -63,7 +69,7 @@ def _run(prog: str, work: Callable[[argparse.Namespace], int], args: argparse.Na
     from stacey_lightning.tuner.tuning import NoTrialSucceeded
 
     try:
-        with _screen(getattr(args, "verbose", False)):
+        with screen(getattr(args, "verbose", False)):
             return work(args)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
@@ -79,10 +85,10 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
-tune_main = _command("stacey-tune", tune_parser, _tune)
-compare_main = _command("stacey-compare", compare_parser, _compare)
-report_main = _command("stacey-report", report_parser, _report)
-find_main = _command("stacey-find", find_parser, _find)
+tune_main = _command("stacey-tune", tune_parser, tune_command)
+compare_main = _command("stacey-compare", compare_parser, compare_command)
+report_main = _command("stacey-report", report_parser, report_command)
+find_main = _command("stacey-find", find_parser, find_command)
 
 # python -m stacey_lightning COMMAND: (main function, one-line description)
 COMMANDS: dict[str, tuple[Callable[[Sequence[str] | None], int], str]] = {

@@ -18,7 +18,7 @@ from stacey_lightning.attributes import (
 from stacey_lightning.baselines import BASELINES, DEFAULT_OPTIMIZERS
 from stacey_lightning.tasks import BUILTIN_TASKS
 
-__all__ = ["UsageError", "tune_parser", "compare_parser", "report_parser", "find_parser"]
+__all__ = ["UsageError", "tune_parser", "compare_parser", "report_parser", "find_parser", "is_config", "key_value"]
 
 _TASK_HELP = f"built-in task ({', '.join(BUILTIN_TASKS)}) or module:callable (imported from the current folder)"
 
@@ -32,7 +32,7 @@ def _devices(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
-def _key_value(text: str, flag: str) -> tuple[str, Any]:
+def key_value(text: str, flag: str) -> tuple[str, Any]:
     key, separator, value = text.partition("=")
     if not separator or not key:
         raise argparse.ArgumentTypeError(f"{flag} expects KEY=VALUE, got {text!r}")
@@ -51,11 +51,11 @@ def _key_value(text: str, flag: str) -> tuple[str, Any]:
 
 
 def _task_option(text: str) -> tuple[str, Any]:
-    return _key_value(text, "--task-option")
+    return key_value(text, "--task-option")
 
 
 def _trainer_option(text: str) -> tuple[str, Any]:
-    return _key_value(text, "--trainer")
+    return key_value(text, "--trainer")
 
 
 def _positive(text: str) -> int:
@@ -65,7 +65,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def _is_config(text: str) -> bool:
+def is_config(text: str) -> bool:
     return text.endswith((".yaml", ".yml"))
 
 

@@ -8,7 +8,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from stacey_lightning.cli.arguments import UsageError, _key_value
+from stacey_lightning.cli.arguments import UsageError, key_value
+
+__all__ = ["tune_command", "compare_command", "report_command", "find_command", "import_from_current_folder"]
 
 
 def _trainer_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -19,7 +21,7 @@ def _trainer_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-def _import_from_current_folder() -> None:
+def import_from_current_folder() -> None:
     """Put the current folder first on the import path, as ``python -m`` does, for ``--task module:callable``."""
     here = os.getcwd()
     if here not in sys.path and "" not in sys.path:
@@ -46,7 +48,7 @@ def _study_settings(args: argparse.Namespace, renamed: dict[str, str | None] | N
     return settings
 
 
-def _tune(args: argparse.Namespace) -> int:
+def tune_command(args: argparse.Namespace) -> int:
     from stacey_lightning.study.spec import study_spec
     from stacey_lightning.tuner.tuning import run_study
 
@@ -62,7 +64,7 @@ def _parse_setting(text: str, optimizers: Sequence[str]) -> tuple[str, str, Any]
         raise UsageError(f"--set {text!r}: expected OPTIMIZER.KEY=VALUE, for example adamw.lr=1e-3")
     if name not in optimizers:
         raise UsageError(f"--set {text!r}: {name!r} is not among --optimizers {','.join(optimizers)}")
-    return name, key, _key_value(text, "--set")[1]
+    return name, key, key_value(text, "--set")[1]
 
 
 def _settings(texts: Sequence[str], optimizers: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -74,7 +76,7 @@ def _settings(texts: Sequence[str], optimizers: Sequence[str]) -> dict[str, dict
     return settings
 
 
-def _compare(args: argparse.Namespace) -> int:
+def compare_command(args: argparse.Namespace) -> int:
     optimizers = [name.strip() for name in args.optimizers.split(",") if name.strip()]
     settings = _settings(args.set, optimizers)
     from stacey_lightning.compare import compare
@@ -102,7 +104,7 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
+def report_command(args: argparse.Namespace) -> int:
     from stacey_lightning.execution.storage import dashboard_hint
     from stacey_lightning.report import report
 
@@ -114,7 +116,7 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _find(args: argparse.Namespace) -> int:
+def find_command(args: argparse.Namespace) -> int:
     from stacey_lightning.finder import P_CANDIDATES, find_for_task
     from stacey_lightning.tuner.outputs import quiet_libraries
 

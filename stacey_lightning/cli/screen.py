@@ -8,6 +8,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+__all__ = ["screen"]
+
 # Where Lightning says what it says again for every Trainer and fit: rank_zero_info (of Lightning and of
 # Fabric: "GPU available", "TPU available", "HPU available", "You are using a CUDA device", the tips,
 # "`Trainer.fit` stopped"), a GPU's "LOCAL_RANK ... CUDA_VISIBLE_DEVICES", the process group's
@@ -46,7 +48,7 @@ class _OnceEach(logging.Filter):
 
 
 @contextlib.contextmanager
-def _screen(verbose: bool) -> Iterator[None]:
+def screen(verbose: bool) -> Iterator[None]:
     """Lightning's messages (``_LIGHTNING_LOGGERS``) and warnings once each for the command's duration, or
     with ``verbose`` every time, even where a study quiets Lightning's loggers (``quiet_libraries``)."""
     loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
