@@ -44,6 +44,7 @@ __all__ = [
     "config_anchor",
     "RUNG",
     "SPECTRAL_KINDS",
+    "rest_bounds",
     "LION_STEP",
     "SGD_STEP",
 ]
@@ -107,8 +108,7 @@ def stacey_ladders(space: Any = None) -> list[Ladder]:
     anchor were never best alone."""
     ladders = []
     if _can_be_spectral(space):
-        rest = any(f"kinds.{kind}.{STEP_SCALE}" in getattr(space, "distributions", {}) for kind in SPECTRAL_KINDS)
-        ladders.append(Ladder("muon-like", LION_STEP, _muon_like, rest=rest))
+        ladders.append(Ladder("muon-like", LION_STEP, _muon_like, rest=rest_bounds(space) is not None))
     ladders.append(Ladder("lion-like", LION_STEP, _lion_like))
     ladders.append(Ladder("centre", LION_STEP, lambda step: {"step": step, **_ALIKE}))
     ladders.append(Ladder("sgd-like", SGD_STEP, lambda step: {**_lion_like(step), "p": 2.0, "lr": None}))
@@ -139,6 +139,16 @@ def _muon_like(step: float, rest: float = 1.0) -> dict[str, Any]:
     sequence models (benchmarks/results/spectral_coupling.md)."""
     scaled = {f"kinds.{kind}.{STEP_SCALE}": 1.0 / rest for kind in SPECTRAL_KINDS}
     return {**_lion_like(step * rest), **_SPECTRAL, **MUON_BETAS, **scaled}
+
+
+def rest_bounds(space: Any) -> tuple[float, float] | None:
+    """The range of the spectral kinds' ``step_scale`` in ``space`` (their step, times the rest's), or None."""
+    distributions = getattr(space, "distributions", {})
+    for kind in SPECTRAL_KINDS:
+        distribution = distributions.get(f"kinds.{kind}.{STEP_SCALE}")
+        if distribution is not None and distribution.kind in ("log_uniform", "uniform"):
+            return float(distribution.low), float(distribution.high)
+    return None
 
 
 def _can_be_spectral(space: Any) -> bool:

@@ -27,10 +27,9 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from stacey_lightning.attributes import LADDER, LADDER_REST, LADDER_STEP, SURPLUS
-from stacey_lightning.search.anchors import RUNG, SPECTRAL_KINDS, Anchor, Ladder
-from stacey_lightning.search.space import STEP_SCALE
+from stacey_lightning.search.anchors import RUNG, Anchor, Ladder, rest_bounds
 
-__all__ = ["next_rung", "step_bounds", "rest_bounds"]
+__all__ = ["next_rung", "step_bounds"]
 
 # A rung clipped into the space this close to the rung it comes from repeats it.
 _LEAST_RATIO = 1.5
@@ -83,16 +82,6 @@ def _neighbours(ladder: Ladder, step: float, rest: float, bounds: tuple[float, f
     ]  # fmt: skip
     reached_along_the_step = rest == 1.0 and not math.isclose(step, ladder.middle, rel_tol=1e-6)
     return rests + steps if reached_along_the_step else steps + rests
-
-
-def rest_bounds(space: Any) -> tuple[float, float] | None:
-    """The range of the spectral kinds' ``step_scale`` in ``space`` (their step, times the rest's), or None."""
-    distributions = getattr(space, "distributions", {})
-    for kind in SPECTRAL_KINDS:
-        distribution = distributions.get(f"kinds.{kind}.{STEP_SCALE}")
-        if distribution is not None and distribution.kind in ("log_uniform", "uniform"):
-            return float(distribution.low), float(distribution.high)
-    return None
 
 
 def _coordinates(trial: FrozenTrial) -> tuple[float, float]:
