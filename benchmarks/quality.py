@@ -166,7 +166,7 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
         "",
         "`stacey_lightning.compare.compare(..., n_trials=N)` (= `stacey-compare --tune-trials N`): every "
         "optimizer tuned by `stacey_lightning.tune` with the same trials, sampler, pruner and epochs per trial, "
-        "each from its anchor points (Stacey: every geometry at its middle step first, Lion-, Muon- and SGD-like "
+        "each from its anchor points (Stacey: every geometry at its middle step first, Muon-, Lion- and SGD-like "
         "and the preset's centre, then the ladders' other rungs, `search.anchors`; baselines: their defaults on an "
         "lr ladder of 1/3, 1 and 3 times), Stacey on the task's preset, baselines on the `baselines` preset (lr "
         "and weight decay; SGD momentum 0.9). Then every optimizer retrained at its best "
