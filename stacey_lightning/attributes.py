@@ -20,8 +20,10 @@ __all__ = [
     "LADDER",
     "LADDER_STEP",
     "LADDER_REST",
+    "LADDER_EMBEDDING",
     "SURPLUS",
     "GRADIENT_SCALE",
+    "MODEL_KINDS",
     "EPOCHS",
     "CONFIRMS",
     "TRIAL_SEED",
@@ -54,11 +56,13 @@ ANCHOR = "anchor"  # the name of the anchor point the trial runs (see anchors.py
 LADDER = "ladder"  # the ladder an anchor is a rung of ("muon-like"; search/ladder.py climbs it)
 LADDER_STEP = "ladder_step"  # that rung's step (a baseline's: its lr)
 LADDER_REST = "ladder_rest"  # a Muon-like rung's step of the rest of the model, times its step (1: alike)
+LADDER_EMBEDDING = "ladder_embedding"  # a Muon-like rung's embeddings' step, times the rest's (1: alike)
 SURPLUS = "surplus"  # asked for by a racing worker after the study was full: failed before training
 EPOCHS = "epochs"  # the epochs the trial trained, recorded when its fit ends (budget.py)
 CONFIRMS = "confirms"  # a confirmation run: the number of the trial it trains again on another seed (confirm.py)
 TRIAL_SEED = "seed"  # the seed a confirmation run trains with (others use the study's)
 GRADIENT_SCALE = "gradient_scale"  # 99th percentile of |momentum| at the end of a Stacey trial (calibration.py)
+MODEL_KINDS = "model_kinds"  # the kinds of parameter a Stacey trial's model has (search/ladder.py reads them)
 DDP_KEY = "ddp_key"  # plain DDP: the job whose rank 0 trains this trial (see ddp.py)
 DDP_RUN = "ddp_run"  # plain DDP: which of that job's training runs it is
 

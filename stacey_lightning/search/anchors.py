@@ -27,7 +27,7 @@ from typing import Any
 
 import optuna
 
-from stacey_lightning.attributes import ANCHOR, ANCHORS_ENQUEUED, LADDER, LADDER_REST, LADDER_STEP
+from stacey_lightning.attributes import ANCHOR, ANCHORS_ENQUEUED, LADDER, LADDER_EMBEDDING, LADDER_REST, LADDER_STEP
 from stacey_lightning.search.space import STEP_SCALE
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "RUNG",
     "SPECTRAL_KINDS",
     "rest_bounds",
+    "embedding_bounds",
     "LION_STEP",
     "SGD_STEP",
 ]
@@ -67,32 +68,44 @@ MUON_BETAS = {"beta1": 0.95**2, "beta2": 0.95}
 @dataclass(frozen=True)
 class Anchor:
     """A named point: config values (``p``, ``lr`` or ``step``, ``tau_horizon``, ``alpha_per_lr``, ...) or a
-    baseline's options; a rung of a ``Ladder`` names it (``ladder``), its ``step`` and its ``rest``."""
+    baseline's options; a rung of a ``Ladder`` names it (``ladder``), its ``step``, its ``rest`` and its
+    ``embedding``."""
 
     name: str
     values: dict[str, Any]
     ladder: str | None = None
     step: float | None = None
     rest: float = 1.0
+    embedding: float = 1.0
 
 
 @dataclass(frozen=True)
 class Ladder:
     """A geometry at every step: ``values(step)`` are its config values there, ``middle`` the step of the
     rung a study tries first; its name and ``label`` name each rung ("muon-like step 0.003"). A ladder
-    with ``rest`` has a second coordinate: the step of the rest of the model (all but the spectral kinds),
-    times the step, ``values(step, rest)``."""
+    with ``rest`` moves along a second coordinate, the step of the rest of the model (all but the spectral
+    kinds) times the step; one with ``embedding`` along a third, the embeddings' step times the rest's."""
 
     name: str
     middle: float
-    values: Callable[..., dict[str, Any]]
+    values: Callable[[float], dict[str, Any]]
     label: str = "step"
     rest: bool = False
+    embedding: bool = False
 
-    def rung(self, step: float, rest: float = 1.0) -> Anchor:
-        name = f"{self.name} {self.label} {step:.1g}" + (f", rest x{rest:.2g}" if rest != 1.0 else "")
-        values = self.values(step, rest) if self.rest else self.values(step)
-        return Anchor(name, values, self.name, step, rest)
+    def rung(self, step: float, rest: float = 1.0, embedding: float = 1.0) -> Anchor:
+        """The rung at ``step``: the spectral kinds at ``step``, the rest of the model at ``rest`` times it
+        (the trial's step, the spectral kinds' step_scale 1 / rest), the embeddings at ``embedding`` times
+        the rest's (their step_scale)."""
+        name = f"{self.name} {self.label} {step:.1g}"
+        name += f", rest x{rest:.2g}" if rest != 1.0 else ""
+        name += f", embeddings x{embedding:.2g}" if embedding != 1.0 else ""
+        values = self.values(step * rest)
+        if rest != 1.0:
+            values.update({f"kinds.{kind}.{STEP_SCALE}": 1.0 / rest for kind in SPECTRAL_KINDS})
+        if embedding != 1.0:
+            values[f"kinds.embedding.{STEP_SCALE}"] = embedding
+        return Anchor(name, values, self.name, step, rest, embedding)
 
 
 def stacey_ladders(space: Any = None) -> list[Ladder]:
@@ -108,7 +121,8 @@ def stacey_ladders(space: Any = None) -> list[Ladder]:
     anchor were never best alone."""
     ladders = []
     if _can_be_spectral(space):
-        ladders.append(Ladder("muon-like", LION_STEP, _muon_like, rest=rest_bounds(space) is not None))
+        ladders.append(Ladder("muon-like", LION_STEP, _muon_like, rest=rest_bounds(space) is not None,
+                              embedding=embedding_bounds(space) is not None))  # fmt: skip
     ladders.append(Ladder("lion-like", LION_STEP, _lion_like))
     ladders.append(Ladder("centre", LION_STEP, lambda step: {"step": step, **_ALIKE}))
     ladders.append(Ladder("sgd-like", SGD_STEP, lambda step: {**_lion_like(step), "p": 2.0, "lr": None}))
@@ -129,25 +143,37 @@ def stacey_anchors(space: Any = None) -> list[Anchor]:
 SPECTRAL_KINDS = ("matrix", "conv")
 _SPECTRAL = {f"kinds.{kind}.norm": "spectral" for kind in SPECTRAL_KINDS}
 # Every kind at the trial's step, where the space lets a kind step apart (its step_scale).
-_ALIKE = {f"kinds.{kind}.{STEP_SCALE}": 1.0 for kind in SPECTRAL_KINDS}
+_ALIKE = {f"kinds.{kind}.{STEP_SCALE}": 1.0 for kind in (*SPECTRAL_KINDS, "embedding")}
 
 
-def _muon_like(step: float, rest: float = 1.0) -> dict[str, Any]:
-    """Spectral matrices at ``step`` (their update's RMS), Muon's momentum, tau = 0, and the rest of the model
-    sign-like at ``rest`` times that step: Muon gives the rest AdamW at its lr, up to five times its matrices'
-    update RMS (0.2 lr), and the rest's best step was 1 to 3 times the matrices' on the development half's
-    sequence models (benchmarks/results/spectral_coupling.md)."""
-    scaled = {f"kinds.{kind}.{STEP_SCALE}": 1.0 / rest for kind in SPECTRAL_KINDS}
-    return {**_lion_like(step * rest), **_SPECTRAL, **MUON_BETAS, **scaled}
+def _muon_like(step: float) -> dict[str, Any]:
+    """Spectral matrices and convolutions at ``step`` (their update's RMS), Muon's momentum, tau = 0, and the
+    rest of the model sign-like at the same step. Its ladder moves the rest's step apart (``Ladder.rung``):
+    Muon gives the rest AdamW at its lr, up to five times its matrices' update RMS, and the rest's best step
+    was 1 to 3 times the matrices' on the development half's sequence models; and the embeddings' apart from
+    the rest's: three times it was better on the development transformer, worse on the GRU
+    (benchmarks/results/spectral_coupling.md)."""
+    return {**_lion_like(step), **_SPECTRAL, **MUON_BETAS}
 
 
 def rest_bounds(space: Any) -> tuple[float, float] | None:
     """The range of the spectral kinds' ``step_scale`` in ``space`` (their step, times the rest's), or None."""
-    distributions = getattr(space, "distributions", {})
     for kind in SPECTRAL_KINDS:
-        distribution = distributions.get(f"kinds.{kind}.{STEP_SCALE}")
-        if distribution is not None and distribution.kind in ("log_uniform", "uniform"):
-            return float(distribution.low), float(distribution.high)
+        bounds = _step_scale_bounds(space, kind)
+        if bounds is not None:
+            return bounds
+    return None
+
+
+def embedding_bounds(space: Any) -> tuple[float, float] | None:
+    """The range of the embeddings' ``step_scale`` in ``space`` (their step, times the rest's), or None."""
+    return _step_scale_bounds(space, "embedding")
+
+
+def _step_scale_bounds(space: Any, kind: str) -> tuple[float, float] | None:
+    distribution = getattr(space, "distributions", {}).get(f"kinds.{kind}.{STEP_SCALE}")
+    if distribution is not None and distribution.kind in ("log_uniform", "uniform"):
+        return float(distribution.low), float(distribution.high)
     return None
 
 
@@ -240,7 +266,8 @@ def enqueue_rung(study: optuna.Study, anchor: Anchor, space: Any) -> None:
     and step (what search/ladder.py reads back)."""
     attrs: dict[str, Any] = {ANCHOR: anchor.name}
     if anchor.ladder is not None:
-        attrs.update({LADDER: anchor.ladder, LADDER_STEP: anchor.step, LADDER_REST: anchor.rest})
+        attrs.update({LADDER: anchor.ladder, LADDER_STEP: anchor.step, LADDER_REST: anchor.rest,
+                      LADDER_EMBEDDING: anchor.embedding})  # fmt: skip
     # skip_if_exists: a second host creating the same study at the same moment adds no duplicates.
     study.enqueue_trial(space.params_for(anchor.values), user_attrs=attrs, skip_if_exists=True)
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from stacey_lightning.attributes import LADDER, LADDER_REST, LADDER_STEP, SURPLUS
-from stacey_lightning.search.anchors import RUNG, Anchor, Ladder, rest_bounds
+from stacey_lightning.attributes import LADDER, LADDER_EMBEDDING, LADDER_REST, LADDER_STEP, MODEL_KINDS, SURPLUS
+from stacey_lightning.search.anchors import RUNG, Anchor, Ladder, embedding_bounds, rest_bounds
 
 __all__ = ["next_rung", "step_bounds"]
 
@@ -50,42 +50,60 @@ def next_rung(trials: Sequence[FrozenTrial], ladders: Sequence[Ladder], space: A
     bounds = step_bounds(space)
     if ladder is None or bounds is None:
         return None
-    step, rest = _coordinates(best)
+    here = _coordinates(best)
     tried = [_coordinates(t) for t in rungs if t.user_attrs[LADDER] == ladder.name]
-    here = space.params_for(ladder.rung(step, rest).values)
-    for neighbour in _neighbours(ladder, step, rest, bounds, space):
+    params = space.params_for(ladder.rung(*here).values)
+    for neighbour in _neighbours(ladder, here, bounds, space, _model_kinds(trials)):
         if any(all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(neighbour, t)) for t in tried):
             continue
         rung = ladder.rung(*neighbour)
         # A space that samples lr itself, not a coordinate step, leaves the SGD-like point's lr in its middle.
-        if space.params_for(rung.values) != here:
+        if space.params_for(rung.values) != params:
             return rung
     return None
 
 
-def _neighbours(ladder: Ladder, step: float, rest: float, bounds: tuple[float, float], space: Any) -> list:
-    """The rungs next to (step, rest), in the order they are tried: along the step (up, then down) and, on a
-    ladder with a rest, along the rest's step (up, then down); the coordinate the best rung was not reached
-    along first. Alternating so reaches a corner two rungs away from the start in two rungs, where one line
-    search after the other spends the first's last rungs before it (on textlm a study of 8 runs has two
-    rungs after its anchors: the step's x3, then the rest's x3 is 0.095 better; spectral_coupling.md)."""
+def _neighbours(
+    ladder: Ladder, here: tuple[float, float, float], bounds: tuple[float, float], space: Any, kinds: set[str] | None
+) -> list:
+    """The rungs next to ``here`` = (step, rest, embedding), in the order they are tried: along each
+    coordinate the ladder moves along, up then down; the coordinates the best rung has not moved from their
+    start first (step, rest, embeddings), then those it has. Alternating so reaches a corner two rungs away
+    from the start in two rungs, where one line search after the other spends the first's last rungs before
+    it (on textlm a study of 8 runs has two rungs after its anchors: the step's x3, then the rest's x3 is
+    0.095 better; spectral_coupling.md)."""
+    step, rest, embedding = here
     low, high = bounds
     steps = [
-        (s, rest) for s in (min(step * RUNG, high), max(step / RUNG, low))
+        (s, rest, embedding) for s in (min(step * RUNG, high), max(step / RUNG, low))
         if max(s, step) / min(s, step) >= _LEAST_RATIO and low <= s * rest <= high
     ]  # fmt: skip
     scale = rest_bounds(space) if ladder.rest else None
     # The rest's step is step * rest (within the space's steps) and the spectral kinds' scale 1 / rest.
     rests = [] if scale is None else [
-        (step, r) for r in (rest * RUNG, rest / RUNG)
+        (step, r, embedding) for r in (rest * RUNG, rest / RUNG)
         if scale[0] * (1 - 1e-9) <= 1 / r <= scale[1] * (1 + 1e-9) and low <= step * r <= high
     ]  # fmt: skip
-    reached_along_the_step = rest == 1.0 and not math.isclose(step, ladder.middle, rel_tol=1e-6)
-    return rests + steps if reached_along_the_step else steps + rests
+    # A model without embeddings (as its trials found it) would train the same rung again.
+    scale = embedding_bounds(space) if ladder.embedding and (kinds is None or "embedding" in kinds) else None
+    embeddings = [] if scale is None else [
+        (step, rest, e) for e in (embedding * RUNG, embedding / RUNG)
+        if scale[0] * (1 - 1e-9) <= e <= scale[1] * (1 + 1e-9)
+    ]  # fmt: skip
+    moved = (not math.isclose(step, ladder.middle, rel_tol=1e-6), rest != 1.0, embedding != 1.0)
+    lines = sorted(zip(moved, (steps, rests, embeddings)), key=lambda line: line[0])  # stable: unmoved first
+    return [rung for _, line in lines for rung in line]
 
 
-def _coordinates(trial: FrozenTrial) -> tuple[float, float]:
-    return float(trial.user_attrs[LADDER_STEP]), float(trial.user_attrs.get(LADDER_REST, 1.0))
+def _model_kinds(trials: Sequence[FrozenTrial]) -> set[str] | None:
+    """The kinds of parameter the model has, as a finished trial recorded them; None before any did."""
+    recorded = next((t.user_attrs[MODEL_KINDS] for t in trials if MODEL_KINDS in t.user_attrs), None)
+    return None if recorded is None else set(recorded)
+
+
+def _coordinates(trial: FrozenTrial) -> tuple[float, float, float]:
+    attrs = trial.user_attrs
+    return float(attrs[LADDER_STEP]), float(attrs.get(LADDER_REST, 1.0)), float(attrs.get(LADDER_EMBEDDING, 1.0))
 
 
 def step_bounds(space: Any) -> tuple[float, float] | None:

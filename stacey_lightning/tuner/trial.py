@@ -17,6 +17,7 @@ from stacey_lightning.attributes import (
     CONFIRMS,
     FAIL_REASON,
     GRADIENT_SCALE,
+    MODEL_KINDS,
     OPTIMIZER_OPTIONS,
     STOP_REASON,
     TASK_PARAMS,
@@ -128,6 +129,10 @@ def run_trial(
                 scale = measure(trainer.optimizers[0])  # for later trials' lr (calibration.py)
                 if scale is not None:
                     trial.set_user_attr(GRADIENT_SCALE, scale)
+                # The kinds the model has, where its groups are by kind (StaceyMixin's): a ladder's coordinates.
+                kinds = {group.get("kind") for group in trainer.optimizers[0].param_groups if group["params"]} - {None}
+                if kinds:
+                    trial.set_user_attr(MODEL_KINDS, sorted(kinds))
             # From the storage: under ddp_spawn rank 0 ran in another process, and Trial.user_attrs
             # is this process's cached copy. Optuna's only public re-read is Study.get_trials, which
             # loads every trial of the study; the storage reads this one.

@@ -18,8 +18,9 @@ DEFAULT = SearchSpace.load("default")  # steps from 1e-4 to 1e-2, the spectral n
 LADDERS = stacey_ladders(DEFAULT)
 
 
-def rung(ladder, step, value=None, state=TrialState.COMPLETE, rest=1.0, **attrs):
-    user_attrs = {"anchor": f"{ladder} step {step:.1g}", "ladder": ladder, "ladder_step": step, "ladder_rest": rest}
+def rung(ladder, step, value=None, state=TrialState.COMPLETE, rest=1.0, embedding=1.0, **attrs):
+    user_attrs = {"anchor": f"{ladder} step {step:.1g}", "ladder": ladder, "ladder_step": step, "ladder_rest": rest,
+                  "ladder_embedding": embedding}  # fmt: skip
     return trial(value, state, {**user_attrs, **attrs})
 
 
@@ -107,6 +108,81 @@ def test_the_best_rungs_neighbours_up_first_then_down(trials, expected):
     assert found == expected
 
 
+LANGUAGE = SearchSpace.load("language")  # the embeddings' step from 1 to 10 times the rest's
+
+
+@pytest.mark.parametrize(
+    "trials, expected",
+    [
+        # From the middle: the step first, as without embeddings.
+        (FIRST_ROUND, "muon-like step 0.003"),
+        # The step moved: the coordinates not moved yet first, the rest's, then the embeddings'.
+        (FIRST_ROUND + [rung("muon-like", 3e-3, 2.6)], "muon-like step 0.003, rest x3"),
+        (
+            FIRST_ROUND + [rung("muon-like", 3e-3, 2.6), rung("muon-like", 3e-3, 2.7, rest=3.0)],
+            "muon-like step 0.003, embeddings x3",
+        ),
+        # The step and the rest moved: the embeddings' next, before the step's and the rest's neighbours.
+        (
+            FIRST_ROUND + [rung("muon-like", 3e-3, 2.6), rung("muon-like", 3e-3, 2.5, rest=3.0)],
+            "muon-like step 0.003, rest x3, embeddings x3",
+        ),
+        # The embeddings' x3 won: every coordinate has moved, so the step's neighbours (up is out of the range),
+        # the rest's (x9 is too), then the embeddings' x9 (a third of 1 is below the range).
+        (
+            FIRST_ROUND + [rung("muon-like", 3e-3, 2.6), rung("muon-like", 3e-3, 2.5, rest=3.0),
+                           rung("muon-like", 3e-3, 2.4, rest=3.0, embedding=3.0)],
+            "muon-like step 0.001, rest x3, embeddings x3",
+        ),
+        (
+            FIRST_ROUND + [rung("muon-like", 3e-3, 2.6), rung("muon-like", 3e-3, 2.5, rest=3.0),
+                           rung("muon-like", 3e-3, 2.4, rest=3.0, embedding=3.0),
+                           rung("muon-like", 1e-3, 2.45, rest=3.0, embedding=3.0)],
+            "muon-like step 0.003, embeddings x3",
+        ),
+        (
+            FIRST_ROUND + [rung("muon-like", 3e-3, 2.6), rung("muon-like", 3e-3, 2.5, rest=3.0),
+                           rung("muon-like", 3e-3, 2.4, rest=3.0, embedding=3.0),
+                           rung("muon-like", 1e-3, 2.45, rest=3.0, embedding=3.0),
+                           rung("muon-like", 3e-3, 2.5, embedding=3.0)],
+            "muon-like step 0.003, rest x3, embeddings x9",
+        ),
+        # 27 times is beyond the range's 10; every neighbour lost: done.
+        (
+            FIRST_ROUND + [rung("muon-like", 3e-3, 2.6), rung("muon-like", 3e-3, 2.5, rest=3.0),
+                           rung("muon-like", 3e-3, 2.4, rest=3.0, embedding=3.0),
+                           rung("muon-like", 1e-3, 2.45, rest=3.0, embedding=3.0),
+                           rung("muon-like", 3e-3, 2.5, embedding=3.0),
+                           rung("muon-like", 3e-3, 2.42, rest=3.0, embedding=9.0)],
+            None,
+        ),
+    ],
+)  # fmt: skip
+def test_the_embeddings_step_is_a_coordinate_where_the_space_lets_them_step_apart(trials, expected):
+    found = next_rung(trials, stacey_ladders(LANGUAGE), LANGUAGE, minimize=True)
+    assert (found and found.name) == expected
+    if found is not None:  # the rung's config: the embeddings at its multiple of the rest's step, the rest alike
+        config = LANGUAGE.sample_config(optuna.trial.FixedTrial(LANGUAGE.params_for(found.values)))
+        alike = LANGUAGE.sample_config(optuna.trial.FixedTrial(LANGUAGE.params_for(stacey_ladders(LANGUAGE)[0].rung(
+            found.step, found.rest).values)))  # fmt: skip
+        assert config["lr"] == pytest.approx(found.step * found.rest)
+        ratio = config["kinds"]["embedding"]["lr_scale"] / alike["kinds"]["embedding"]["lr_scale"]
+        assert ratio == pytest.approx(found.embedding)
+    # The default space has no embeddings' step to move: its ladder never proposes one.
+    assert not stacey_ladders(DEFAULT)[0].embedding
+
+
+def test_a_model_without_embeddings_gets_no_embeddings_rung():
+    """Its trials record the kinds it has (tuner/trial.py): an embeddings' rung would train the same model again."""
+    moved = [rung("muon-like", 3e-3, 2.6), rung("muon-like", 3e-3, 2.7, rest=3.0)]
+    without = [rung("muon-like", 1e-3, 2.8, model_kinds=["matrix", "vector"]), *FIRST_ROUND[:1], *FIRST_ROUND[2:]]
+    found = next_rung(without + moved, stacey_ladders(LANGUAGE), LANGUAGE, minimize=True)
+    assert found.name == "muon-like step 0.009"  # the step's next rung, not the embeddings'
+    with_them = [rung("muon-like", 1e-3, 2.8, model_kinds=["embedding", "matrix"]), *FIRST_ROUND[:1], *FIRST_ROUND[2:]]
+    found = next_rung(with_them + moved, stacey_ladders(LANGUAGE), LANGUAGE, minimize=True)
+    assert found.name == "muon-like step 0.003, embeddings x3"
+
+
 def test_the_rung_at_the_top_of_the_range_is_clipped_into_it():
     trials = [rung("muon-like", 1e-3, 2.8), rung("muon-like", 3e-3, 2.6), rung("muon-like", 6e-3, 2.5)]
     assert climb(trials)[:2] == ("muon-like", pytest.approx(1e-2))  # 1.8e-2 clipped to the space's 1e-2
@@ -164,3 +240,5 @@ def test_a_study_climbs_the_winners_ladder_after_its_anchors(tmp_path):
     fifth = study.trials[4].user_attrs
     assert fifth["ladder"] == ladder
     assert fifth["ladder_step"] == pytest.approx(step * 9 if fourth_won else step / 3)
+    # Each trial records the kinds its model has, which the ladder reads (the digits MLP: no embeddings).
+    assert study.trials[0].user_attrs["model_kinds"] == ["matrix", "vector"]
