@@ -4,11 +4,16 @@ the dev workloads named. It decided where Muon's upper rung sits among Stacey's 
 With ``--horizons``, each step also with Stacey's pull towards z (tau_horizon H: tau * T = 1 / H, alpha as
 the anchor's). With ``--rest-scales K``, everything outside the spectral matrices (embeddings, head, vectors)
 steps K times the matrices' step, as Muon's AdamW does at its lr (five times its matrices' update RMS); with
-``--beta2s``, the momentum's beta2 (Muon's momentum is 0.95, the presets' beta2 0.99). Prints each
-workload's validation loss (val_loss, the loss the module logs) per step.
+``--beta2s``, the momentum's beta2 (Muon's momentum is 0.95, the presets' beta2 0.99). With ``--muon-lrs``,
+torch's Muon (``muon``: AdamW on the rest) at those lrs, and with ``--sign-rest-steps`` the same Muon with the
+rest of the model stepped sign-like instead (Stacey at p = inf, tau = 0: Lion's step) at those steps: which
+of Muon's two halves a Muon-like point lacks. Prints each workload's validation loss (val_loss, the loss the
+module logs) per configuration.
 
     python -m benchmarks.suite.spectral_step --workloads stdlib-gru,stdlib-transformer-narrow,recall-transformer
     python -m benchmarks.suite.spectral_step --workloads stdlib-gru --steps 1e-3,3e-3 --horizons inf,0.5
+    python -m benchmarks.suite.spectral_step --workloads stdlib-transformer-narrow --steps '' --muon-lrs 0.027 \
+        --sign-rest-steps 9e-3,2.7e-2 --seeds 3
 """
 
 from __future__ import annotations
@@ -17,10 +22,32 @@ import argparse
 import itertools
 import math
 import tempfile
+from typing import Any
 
 from benchmarks.suite.registry import DEV, select
+from stacey_lightning.optim.muon_with_adamw import MuonWithAdamW
+from stacey_lightning.optim.optimizer import Stacey
 
 STEPS = (1e-3, 3e-3, 9e-3)
+
+
+class MuonWithSignRest(MuonWithAdamW):
+    """torch's Muon on the hidden matrices (as ``muon``) and, on the rest, Stacey at p = inf and tau = 0 (a sign
+    step with the groups' betas, 0.9 and 0.95) at ``rest_lr``: Muon with a Muon-like point's rest."""
+
+    def __init__(self, params: Any, rest_lr: float = 9e-3, **options: Any) -> None:
+        super().__init__(params, **options)
+        for group in self.param_groups:
+            if not group["muon"]:
+                group["lr"] = rest_lr
+
+    def _workers(self) -> dict:
+        if "_worker_optimizers" not in self.__dict__:
+            workers = super()._workers()
+            rest = [group for group in self.param_groups if not group["muon"]]
+            if rest:
+                workers[False] = Stacey(rest, p=math.inf, alpha=0.0, tau=0.0)
+        return self.__dict__["_worker_optimizers"]
 
 
 def _numbers(text: str) -> list[float]:
@@ -38,6 +65,10 @@ def main(argv: list[str] | None = None) -> None:
         "--rest-scales", type=_numbers, default=[1.0], help="the step outside the spectral kinds, times the step"
     )
     parser.add_argument("--beta2s", type=_numbers, default=[], help="the momentum's beta2 (default: the preset's)")
+    parser.add_argument("--muon-lrs", type=_numbers, default=[], help="torch Muon's lrs (its rest: AdamW)")
+    parser.add_argument(
+        "--sign-rest-steps", type=_numbers, default=[], help="the same Muon, the rest sign-like at these steps"
+    )
     arguments = parser.parse_args(argv)
     import optuna
     import torch
@@ -71,6 +102,16 @@ def main(argv: list[str] | None = None) -> None:
             extra = (f" rest x{rest:g}" if rest != 1.0 else "") + (f" beta2 {beta2:g}" if beta2 is not None else "")
             print(f"{workload.name} muon-like step {step:g} tau_horizon {horizon:g} embedding x{scale:g}{extra} "
                   f"seed {seed}: val_loss {final:.4f}", flush=True)  # fmt: skip
+        peers = [("muon", {"lr": lr}, f"muon lr {lr:g}") for lr in arguments.muon_lrs] + [
+            (f"{__name__}.MuonWithSignRest", {"lr": lr, "rest_lr": rest}, f"muon lr {lr:g} sign rest {rest:g}")
+            for lr in arguments.muon_lrs for rest in arguments.sign_rest_steps
+        ]  # fmt: skip
+        for (optimizer, options, label), seed in itertools.product(peers, range(arguments.seeds)):
+            with tempfile.TemporaryDirectory() as folder:
+                result = compare(workload.task, [optimizer], [seed], optimizer_options={optimizer: options},
+                                 max_epochs=workload.epochs, monitor="val_loss", direction="minimize",
+                                 output_dir=folder)  # fmt: skip
+            print(f"{workload.name} {label} seed {seed}: val_loss {result.runs[0].final_metric:.4f}", flush=True)
 
 
 if __name__ == "__main__":
