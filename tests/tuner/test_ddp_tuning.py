@@ -25,7 +25,7 @@ class PruneTrialOne(optuna.pruners.BasePruner):
 
 
 if __name__ == "__main__":
-    tune("tuning_tasks:make_recording", n_trials=3, max_epochs=2, output_dir={output!r}, pruner=PruneTrialOne(),
+    tune("tuning_tasks:make_recording", n_trials=2, max_epochs=2, output_dir={output!r}, pruner=PruneTrialOne(),
          monitor="val_acc", direction="maximize", task_options={{"record_dir": {output!r}, **{options!r}}},
          trainer_kwargs=dict(accelerator="cpu", devices=2, strategy={strategy!r}, limit_train_batches=6,
                              limit_val_batches=2))
@@ -46,14 +46,14 @@ def test_ddp_one_trial_per_run_same_params_on_every_rank_and_pruning(tmp_path, s
     )
     assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="make_recording", storage=f"sqlite:///{tmp_path}/optuna.db")
-    assert len(study.trials) == 3
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    assert len(study.trials) == 2
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED"]
     assert "pruned at epoch 0" in study.trials[1].user_attrs["stop_reason"]
     runs = {
         rank: [json.loads(line)["config"] for line in (tmp_path / f"rank-{rank}.jsonl").read_text().splitlines()]
         for rank in (0, 1)
     }
-    assert len(runs[0]) == 3 and runs[0] == runs[1]
+    assert len(runs[0]) == 2 and runs[0] == runs[1]
     assert [run["lr"] for run in runs[0]] == [t.user_attrs["stacey_config"]["lr"] for t in study.trials]
     # The study ends with the best trial's model (tuner/best_checkpoint.py), saved by every rank.
     best = tmp_path / "best.ckpt"
