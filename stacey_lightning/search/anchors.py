@@ -114,11 +114,12 @@ def stacey_ladders(space: Any = None) -> list[Ladder]:
     step; the middle of the space from it; SGD-like (p = 2, tau = 0, Lion's momentum) from ``SGD_STEP``.
     ``SearchSpace.params_for`` maps them into a space.
 
-    The order is the anchors': the first trains to its end with nothing to be pruned against, the others
-    are pruned against it, so the geometry most often best goes first. On the development half's seven
-    models (round 5's studies of 8 runs, benchmarks/results/suite_dev.md) the Muon-like anchor was the best
-    of the four on five, the Lion-like on one, and three tied on the seventh; the centre and the SGD-like
-    anchor were never best alone."""
+    The order is the anchors': the first trains to its end with nothing to be pruned against, and later ones
+    may be pruned against it (those Hyperband puts in its bracket), so the geometry most often best goes
+    first. On the development half's seven models (round 5's studies of 8 runs, suite_dev.md) the Muon-like
+    anchor was the best of the four on five, the Lion-like on one, and three tied on the seventh; the centre
+    and the SGD-like anchor were never best alone. Round 6 measured the order alone: one retrained winner
+    changed (one image better), and no study of 8 runs gained a rung by it (benchmarks/results/suite_dev.md)."""
     ladders = []
     if _can_be_spectral(space):
         ladders.append(Ladder("muon-like", LION_STEP, _muon_like, rest=rest_bounds(space) is not None,
