@@ -118,8 +118,9 @@ def stacey_ladders(space: Any = None) -> list[Ladder]:
     may be pruned against it (those Hyperband puts in its bracket), so the geometry most often best goes
     first. On the development half's seven models (round 5's studies of 8 runs, suite_dev.md) the Muon-like
     anchor was the best of the four on five, the Lion-like on one, and three tied on the seventh; the centre
-    and the SGD-like anchor were never best alone. Round 6 measured the order alone: one retrained winner
-    changed (one image better), and no study of 8 runs gained a rung by it (benchmarks/results/suite_dev.md)."""
+    and the SGD-like anchor were never best alone. Round 6 measured the order alone at 8 runs: the GRU's and the
+    narrow transformer's studies each gained a rung (both lost), and one winner changed, on the cancer MLP,
+    by one image in 113 (benchmarks/results/suite_dev.md)."""
     ladders = []
     if _can_be_spectral(space):
         ladders.append(Ladder("muon-like", LION_STEP, _muon_like, rest=rest_bounds(space) is not None,
