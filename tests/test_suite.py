@@ -217,22 +217,22 @@ def test_spectral_step_trains_each_step_horizon_and_embedding_scale_it_is_given(
     assert len(set(finals.values())) == 6  # every step, horizon, rest's step and beta2 changed the run
 
 
-def test_spectral_step_trains_muon_with_its_own_rest_and_with_a_sign_like_rest(capsys):
-    """torch's Muon at its lr with AdamW on the rest (``muon``), and the same Muon with the rest stepped
-    sign-like at each step: three runs, three ends."""
+def test_spectral_step_trains_muon_with_its_own_rest_a_sign_like_rest_and_coupled_matrices(capsys):
+    """torch's Muon at its lr with AdamW on the rest (``muon``), the same Muon with the rest stepped sign-like,
+    and with its matrices stepped by Stacey with a pull towards z: three runs, three ends."""
     from benchmarks.suite import spectral_step
 
     torch_threads = torch.get_num_threads()
     try:
         spectral_step.main(["--workloads", "cancer-mlp", "--steps", "", "--muon-lrs", "3e-3",
-                            "--sign-rest-steps", "1e-3,1e-2"])  # fmt: skip
+                            "--sign-rest-steps", "1e-2", "--coupled-horizons", "1"])  # fmt: skip
     finally:
         torch.set_num_threads(torch_threads)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("cancer-mlp ")]
     finals = {line.split(": val_loss ")[0]: float(line.split(": val_loss ")[1]) for line in lines}
     assert list(finals) == [
         "cancer-mlp muon lr 0.003 seed 0",
-        "cancer-mlp muon lr 0.003 sign rest 0.001 seed 0",
         "cancer-mlp muon lr 0.003 sign rest 0.01 seed 0",
+        "cancer-mlp muon lr 0.003 matrices by stacey tau_horizon 1 seed 0",
     ]
     assert len(set(finals.values())) == 3

@@ -7,13 +7,16 @@ steps K times the matrices' step, as Muon's AdamW does at its lr (five times its
 ``--beta2s``, the momentum's beta2 (Muon's momentum is 0.95, the presets' beta2 0.99). With ``--muon-lrs``,
 torch's Muon (``muon``: AdamW on the rest) at those lrs, and with ``--sign-rest-steps`` the same Muon with the
 rest of the model stepped sign-like instead (Stacey at p = inf, tau = 0: Lion's step) at those steps: which
-of Muon's two halves a Muon-like point lacks. Prints each workload's validation loss (val_loss, the loss the
-module logs) per configuration.
+of Muon's two halves a Muon-like point lacks; with ``--coupled-horizons``, the same Muon with its matrices
+stepped by Stacey with a pull towards z (tau * T = 1 / H), AdamW kept on the rest. Prints each workload's
+validation loss (val_loss, the loss the module logs) per configuration.
 
     python -m benchmarks.suite.spectral_step --workloads stdlib-gru,stdlib-transformer-narrow,recall-transformer
     python -m benchmarks.suite.spectral_step --workloads stdlib-gru --steps 1e-3,3e-3 --horizons inf,0.5
     python -m benchmarks.suite.spectral_step --workloads stdlib-transformer-narrow --steps '' --muon-lrs 0.027 \
         --sign-rest-steps 9e-3,2.7e-2 --seeds 3
+    python -m benchmarks.suite.spectral_step --workloads stdlib-gru --steps '' --muon-lrs 0.009 \
+        --coupled-horizons inf,1,0.5 --seeds 3
 """
 
 from __future__ import annotations
@@ -50,6 +53,38 @@ class MuonWithSignRest(MuonWithAdamW):
         return self.__dict__["_worker_optimizers"]
 
 
+class CoupledMatricesAdamWRest(MuonWithAdamW):
+    """Muon's other way round: on the hidden matrices Stacey in the spectral norm with Muon's momentum (betas
+    (mu^2, mu), mu = 0.95) and a pull towards z (``tau``, alpha = 0.1 lr), AdamW on the rest. At tau = 0 it is
+    ``muon`` (Stacey's Muon special case): does the coupling pay once the rest is AdamW's?"""
+
+    def __init__(self, params: Any, tau: float = 0.0, **options: Any) -> None:
+        self._tau = tau
+        super().__init__(params, **options)
+
+    def _workers(self) -> dict:
+        if "_worker_optimizers" not in self.__dict__:
+            workers = super()._workers()
+            matrices = [group for group in self.param_groups if group["muon"]]
+            for group in matrices:
+                group["betas"] = (0.95**2, 0.95)
+            if matrices:  # Stacey's spectral lr is its update's RMS / 0.2, as Muon's match_rms_adamw lr
+                lr = self.defaults["lr"]
+                workers[True] = Stacey(matrices, lr=lr, norm="spectral", tau=self._tau, alpha=0.1 * lr)
+        return self.__dict__["_worker_optimizers"]
+
+
+def _steps_per_run(workload: Any) -> int:
+    """The optimizer steps of one run of ``workload`` (its train batches times its epochs), for tau_horizon."""
+    from stacey_lightning.tasks import resolve_task
+
+    made = resolve_task(workload.task).make()
+    module, datamodule = made if isinstance(made, tuple) else (made, None)
+    if datamodule is not None:
+        datamodule.setup("fit")
+    return len((datamodule or module).train_dataloader()) * workload.epochs
+
+
 def _numbers(text: str) -> list[float]:
     return [float(value) for value in text.split(",") if value.strip()]
 
@@ -68,6 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--muon-lrs", type=_numbers, default=[], help="torch Muon's lrs (its rest: AdamW)")
     parser.add_argument(
         "--sign-rest-steps", type=_numbers, default=[], help="the same Muon, the rest sign-like at these steps"
+    )
+    parser.add_argument(
+        "--coupled-horizons", type=_numbers, default=[], help="the same Muon's matrices by Stacey at these tau_horizon"
     )
     arguments = parser.parse_args(argv)
     import optuna
@@ -105,6 +143,12 @@ def main(argv: list[str] | None = None) -> None:
         peers = [("muon", {"lr": lr}, f"muon lr {lr:g}") for lr in arguments.muon_lrs] + [
             (f"{__name__}.MuonWithSignRest", {"lr": lr, "rest_lr": rest}, f"muon lr {lr:g} sign rest {rest:g}")
             for lr in arguments.muon_lrs for rest in arguments.sign_rest_steps
+        ]  # fmt: skip
+        steps = _steps_per_run(workload) if arguments.coupled_horizons else 0
+        peers += [
+            (f"{__name__}.CoupledMatricesAdamWRest", {"lr": lr, "tau": 1.0 / (horizon * steps)},
+             f"muon lr {lr:g} matrices by stacey tau_horizon {horizon:g}")
+            for lr in arguments.muon_lrs for horizon in arguments.coupled_horizons
         ]  # fmt: skip
         for (optimizer, options, label), seed in itertools.product(peers, range(arguments.seeds)):
             with tempfile.TemporaryDirectory() as folder:
