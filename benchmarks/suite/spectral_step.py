@@ -34,9 +34,29 @@ from stacey_lightning.optim.optimizer import Stacey
 STEPS = (1e-3, 3e-3, 9e-3)
 
 
-class MuonWithSignRest(MuonWithAdamW):
+class _MuonWithStacey(MuonWithAdamW):
+    """``muon`` with one of its two torch optimizers replaced by Stacey on the same groups: on the hidden matrices
+    (``SIDE`` True) or on the rest (False), built by ``_stacey``."""
+
+    SIDE: bool
+
+    def _stacey(self, groups: list[dict[str, Any]]) -> Stacey:
+        raise NotImplementedError
+
+    def _workers(self) -> dict:
+        if "_worker_optimizers" not in self.__dict__:
+            workers = super()._workers()
+            groups = [group for group in self.param_groups if group["muon"] is self.SIDE]
+            if groups:
+                workers[self.SIDE] = self._stacey(groups)
+        return self.__dict__["_worker_optimizers"]
+
+
+class MuonWithSignRest(_MuonWithStacey):
     """torch's Muon on the hidden matrices (as ``muon``) and, on the rest, Stacey at p = inf and tau = 0 (a sign
     step with the groups' betas, 0.9 and 0.95) at ``rest_lr``: Muon with a Muon-like point's rest."""
+
+    SIDE = False
 
     def __init__(self, params: Any, rest_lr: float = 9e-3, **options: Any) -> None:
         super().__init__(params, **options)
@@ -44,34 +64,27 @@ class MuonWithSignRest(MuonWithAdamW):
             if not group["muon"]:
                 group["lr"] = rest_lr
 
-    def _workers(self) -> dict:
-        if "_worker_optimizers" not in self.__dict__:
-            workers = super()._workers()
-            rest = [group for group in self.param_groups if not group["muon"]]
-            if rest:
-                workers[False] = Stacey(rest, p=math.inf, alpha=0.0, tau=0.0)
-        return self.__dict__["_worker_optimizers"]
+    def _stacey(self, groups: list[dict[str, Any]]) -> Stacey:
+        return Stacey(groups, p=math.inf, alpha=0.0, tau=0.0)
 
 
-class CoupledMatricesAdamWRest(MuonWithAdamW):
+class CoupledMatricesAdamWRest(_MuonWithStacey):
     """Muon's other way round: on the hidden matrices Stacey in the spectral norm with Muon's momentum (betas
     (mu^2, mu), mu = 0.95) and a pull towards z (``tau``, alpha = 0.1 lr), AdamW on the rest. At tau = 0 it is
     ``muon`` (Stacey's Muon special case): does the coupling pay once the rest is AdamW's?"""
+
+    SIDE = True
 
     def __init__(self, params: Any, tau: float = 0.0, **options: Any) -> None:
         self._tau = tau
         super().__init__(params, **options)
 
-    def _workers(self) -> dict:
-        if "_worker_optimizers" not in self.__dict__:
-            workers = super()._workers()
-            matrices = [group for group in self.param_groups if group["muon"]]
-            for group in matrices:
-                group["betas"] = (0.95**2, 0.95)
-            if matrices:  # Stacey's spectral lr is its update's RMS / 0.2, as Muon's match_rms_adamw lr
-                lr = self.defaults["lr"]
-                workers[True] = Stacey(matrices, lr=lr, norm="spectral", tau=self._tau, alpha=0.1 * lr)
-        return self.__dict__["_worker_optimizers"]
+    def _stacey(self, groups: list[dict[str, Any]]) -> Stacey:
+        for group in groups:
+            group["betas"] = (0.95**2, 0.95)
+        # Stacey's spectral lr is its update's RMS / 0.2, as Muon's match_rms_adamw lr.
+        lr = self.defaults["lr"]
+        return Stacey(groups, lr=lr, norm="spectral", tau=self._tau, alpha=0.1 * lr)
 
 
 def _steps_per_run(workload: Any) -> int:
@@ -112,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from stacey_lightning.compare import compare
+    from stacey_lightning.lightning.config import tau_for_horizon
     from stacey_lightning.search.anchors import stacey_ladders
     from stacey_lightning.search.space import SearchSpace
 
@@ -146,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         ]  # fmt: skip
         steps = _steps_per_run(workload) if arguments.coupled_horizons else 0
         peers += [
-            (f"{__name__}.CoupledMatricesAdamWRest", {"lr": lr, "tau": 1.0 / (horizon * steps)},
+            (f"{__name__}.CoupledMatricesAdamWRest", {"lr": lr, "tau": tau_for_horizon(horizon, steps)},
              f"muon lr {lr:g} matrices by stacey tau_horizon {horizon:g}")
             for lr in arguments.muon_lrs for horizon in arguments.coupled_horizons
         ]  # fmt: skip
