@@ -11,14 +11,19 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from stacey_lightning.optim._adam import adam_stacey
 from stacey_lightning.optim._functional import _multi_tensor_stacey, _single_tensor_stacey
 from stacey_lightning.optim._fused import RUNTIME, fused_stacey
 from stacey_lightning.optim._spectral import NS_STEPS, spectral_stacey
 
-__all__ = ["Stacey", "stacey", "VARIANTS", "NORMS", "check_hyperparameters", "check_norm_shapes"]
+__all__ = ["Stacey", "stacey", "VARIANTS", "NORMS", "ELEMENTWISE_NORMS", "check_hyperparameters", "check_norm_shapes"]
 
 VARIANTS = ("p2", "pp")
-NORMS = ("lp", "spectral")
+# The second moment's coefficient in Adam's geometry: Moonshot's AdamW beside Muon, and MuonWithAdamW's.
+BETA_V = 0.95
+NORMS = ("lp", "spectral", "adam")
+# The norms whose direction is elementwise: every parameter of any shape can step in them.
+ELEMENTWISE_NORMS = ("lp", "adam")
 
 
 def check_hyperparameters(group: dict[str, Any]) -> None:
@@ -38,6 +43,9 @@ def check_hyperparameters(group: dict[str, Any]) -> None:
     for index, beta in enumerate(betas):
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"Invalid beta parameter at index {index}: {beta!r} (must be in [0, 1))")
+    beta_v = group.get("beta_v", BETA_V)
+    if not (isinstance(beta_v, (int, float)) and 0.0 <= beta_v < 1.0):
+        raise ValueError(f"Invalid beta_v: {beta_v!r} (must be in [0, 1))")
     if not group["eps"] > 0.0:
         raise ValueError(f"Invalid eps: {group['eps']!r} (must be > 0)")
     if not 0.0 <= group["weight_decay"]:
@@ -52,9 +60,9 @@ def check_hyperparameters(group: dict[str, Any]) -> None:
     norm = group.get("norm", "lp")
     if norm not in NORMS:
         raise ValueError(f"Invalid norm: {norm!r} (choose one of {', '.join(NORMS)})")
-    if norm == "spectral" and group["variant"] != "p2":
+    if norm != "lp" and group["variant"] != "p2":
         raise ValueError(
-            f"Invalid variant: {group['variant']!r} with norm='spectral' (the spectral direction has the "
+            f"Invalid variant: {group['variant']!r} with norm={norm!r} (the {norm} direction has the "
             "Euclidean dual step of variant 'p2' only)"
         )
     ns_steps = group.get("ns_steps", NS_STEPS)
@@ -93,7 +101,9 @@ class Stacey(Optimizer):
 
     Variant "pp" replaces the z step by mirror descent with (1/p)||z||_p^p. With ``norm="spectral"``
     the direction of a matrix is d = msign(c) * 0.2 * sqrt(max(rows, cols)) instead of s(c) (Newton-
-    Schulz, as torch.optim.Muon; see optim/_spectral.py): tau = 0, betas = (mu^2, mu) is Muon.
+    Schulz, as torch.optim.Muon; see optim/_spectral.py): tau = 0, betas = (mu^2, mu) is Muon. With
+    ``norm="adam"`` it is Adam's, d = c_hat / (sqrt(v_hat) + eps) (optim/_adam.py): tau = 0, betas = (b, b)
+    is torch.optim.AdamW(betas=(b, beta_v)).
     The parameters hold the primal iterate x: evaluate and save them as they are.
 
     Args:
@@ -110,11 +120,13 @@ class Stacey(Optimizer):
         betas: (beta1, beta2): beta1 interpolates momentum and gradient for the step, beta2 updates
             the momentum, as in Lion. Default (0.9, 0.99).
         weight_decay: decoupled weight decay lambda; the step subtracts lr * lambda * x. Default 0.
-        eps: added to |c| inside the power's base. Default 1e-8.
+        eps: added to |c| inside the power's base (to sqrt(v_hat) in Adam's norm). Default 1e-8.
         variant: "p2" (Algorithm 1, Euclidean dual step) or "pp" (Algorithm 2, finite p only).
-        norm: the primal norm: "lp" (the paper's l_p steepest descent, default) or "spectral" (the
+        norm: the primal norm: "lp" (the paper's l_p steepest descent, default), "spectral" (the
             spectral norm of each matrix, viewed as (shape[0], -1); every parameter of the group must
-            have ndim >= 2, the variant must be "p2", and p is not used).
+            have ndim >= 2) or "adam" (Adam's diagonal one, any shape). For both the variant must be "p2"
+            and p is not used; their lr is AdamW's (their update's RMS is about 0.2 lr).
+        beta_v: the coefficient of the second moment v of ``norm="adam"`` (AdamW's beta2). Default 0.95.
         ns_steps: Newton-Schulz iterations of the spectral direction. Default 5 (torch.optim.Muon's).
         tau_follows_lr: scale tau with lr as alpha is scaled, tau_t = min(1, tau * lr / initial lr),
             so that a schedule scales all three of lr, alpha and tau: to first order, a decaying
@@ -146,6 +158,7 @@ class Stacey(Optimizer):
         tau_follows_lr: bool = False,
         norm: str = "lp",
         ns_steps: int = NS_STEPS,
+        beta_v: float = BETA_V,
         *,
         maximize: bool = False,
         foreach: bool | None = None,
@@ -163,6 +176,7 @@ class Stacey(Optimizer):
             tau_follows_lr=tau_follows_lr,
             norm=norm,
             ns_steps=ns_steps,
+            beta_v=beta_v,
             maximize=maximize,
             foreach=foreach,
             fused=fused,
@@ -197,6 +211,7 @@ class Stacey(Optimizer):
             group.setdefault("tau_follows_lr", False)
             group.setdefault("norm", "lp")
             group.setdefault("ns_steps", NS_STEPS)
+            group.setdefault("beta_v", BETA_V)
 
     def _lr_ratio(self, group: dict[str, Any]) -> float:
         """lr / initial lr: how far a scheduler has scaled the step (1 without one)."""
@@ -209,8 +224,11 @@ class Stacey(Optimizer):
     def _dual_step(self, group: dict[str, Any]) -> float:
         return group["alpha"] * self._lr_ratio(group)
 
-    def _init_group(self, group: dict[str, Any]) -> tuple[list, list, list, list]:
-        params, grads, zs, ms = [], [], [], []
+    def _init_group(self, group: dict[str, Any]) -> tuple[list, list, list, list, list, list]:
+        """The group's parameters with gradients, their gradients and their state: z, m, and in Adam's
+        norm v and the step count (empty lists otherwise)."""
+        params, grads, zs, ms, vs, steps = [], [], [], [], [], []
+        adam = group["norm"] == "adam"
         for param in group["params"]:
             if param.grad is None:
                 continue
@@ -223,11 +241,17 @@ class Stacey(Optimizer):
                 # Contiguous whatever the parameter's layout, so the fused path can flatten them.
                 state["z"] = param.detach().clone(memory_format=torch.contiguous_format)
                 state["m"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+            if adam and "v" not in state:
+                state["v"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+                state["step"] = torch.tensor(0.0)  # on the CPU, as torch.optim.AdamW keeps it
             params.append(param)
             grads.append(param.grad)
             zs.append(state["z"])
             ms.append(state["m"])
-        return params, grads, zs, ms
+            if adam:
+                vs.append(state["v"])
+                steps.append(state["step"])
+        return params, grads, zs, ms, vs, steps
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -237,7 +261,7 @@ class Stacey(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params, grads, zs, ms = self._init_group(group)
+            params, grads, zs, ms, vs, steps = self._init_group(group)
             if not params:
                 continue
             beta1, beta2 = group["betas"]
@@ -254,6 +278,8 @@ class Stacey(Optimizer):
             )
             if group["norm"] == "spectral":
                 spectral_stacey(params, grads, zs, ms, ns_steps=group["ns_steps"], **common)
+            elif group["norm"] == "adam":
+                adam_stacey(params, grads, zs, ms, vs, steps, beta_v=group["beta_v"], eps=group["eps"], **common)
             else:
                 stacey(params, grads, zs, ms, p=group["p"], eps=group["eps"], variant=group["variant"],
                        fused=group["fused"], **common)  # fmt: skip

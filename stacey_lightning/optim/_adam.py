@@ -1,0 +1,139 @@
+"""Stacey in Adam's diagonal geometry: the primal direction of a parameter is Adam's, c / sqrt(v).
+
+Adam's step is steepest descent under a diagonal norm that the second moment v rescales per coordinate:
+d = c_hat / (sqrt(v_hat) + eps), with v the exponential average of g^2 (coefficient ``beta_v``, AdamW's
+beta2) and both bias-corrected. Like the spectral norm it is a direction, and Stacey's coupling does not
+depend on which norm gives it: the step is the "p2" variant's with d in place of s(c)::
+
+    c = beta1 * m + (1 - beta1) * g
+    z = z - alpha * c
+    v = beta_v * v + (1 - beta_v) * g^2                   # t = this parameter's steps, this one included
+    d = (c / (1 - beta1 * beta2^(t-1))) / (sqrt(v / (1 - beta_v^t)) + eps)
+    x = tau * z + (1 - tau) * (x - lr * d) - lr * weight_decay * x
+    m = beta2 * m + (1 - beta2) * g
+
+c's bias correction is the sum of its weights on the gradients so far: beta1 (1 - beta2^(t-1)) + 1 - beta1.
+With beta1 = beta2 = b it is AdamW's 1 - b^t, and c is AdamW's m: tau = 0 and betas (b, b) is
+torch.optim.AdamW(betas=(b, beta_v), eps=eps) (tests/optim/test_adam.py checks it), as tau = 0 is Lion at
+p = inf and Muon in the spectral norm. AdamW's update has an RMS of about 0.2 lr (the premise of Muon's
+``match_rms_adamw``): lr means what it means for AdamW, and for the spectral norm.
+
+The step is elementwise: a parameter sharded by FSDP2 updates the shard each process holds.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from stacey_lightning.optim._functional import _foreach_primal_and_momentum, group_by_device_and_dtype
+from stacey_lightning.optim._fused import local_shards
+
+__all__ = ["adam_stacey", "bias_corrections"]
+
+
+def bias_corrections(t: float, beta1: float, beta2: float, beta_v: float) -> tuple[float, float]:
+    """(the sum of c's weights, sqrt of v's) after ``t`` steps: c_hat = c / first, sqrt(v_hat) = sqrt(v) / second."""
+    return 1 - beta1 * beta2 ** (t - 1), (1 - beta_v**t) ** 0.5
+
+
+def adam_stacey(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    ms: list[Tensor],
+    vs: list[Tensor],
+    steps: list[Tensor],
+    *,
+    lr: float,
+    alpha: float,
+    tau: float,
+    beta1: float,
+    beta2: float,
+    beta_v: float,
+    weight_decay: float,
+    eps: float,
+    maximize: bool = False,
+    foreach: bool | None = None,
+) -> None:
+    """Functional Stacey step in Adam's geometry over lists of tensors (updated in place, ``steps`` counted
+    up by one): the multi-tensor path, or the plain loop where ``foreach=False``."""
+    step = _single_tensor_adam_stacey if foreach is False else _multi_tensor_adam_stacey
+    step(params, grads, zs, ms, vs, steps, lr=lr, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, beta_v=beta_v,
+         weight_decay=weight_decay, eps=eps, maximize=maximize)  # fmt: skip
+
+
+def _single_tensor_adam_stacey(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    ms: list[Tensor],
+    vs: list[Tensor],
+    steps: list[Tensor],
+    *,
+    lr: float,
+    alpha: float,
+    tau: float,
+    beta1: float,
+    beta2: float,
+    beta_v: float,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+) -> None:
+    """The plain loop, the oracle of the fast path."""
+    for x, g, z, m, v, t in zip(params, grads, zs, ms, vs, steps):
+        if maximize:
+            g = -g
+        t += 1
+        first, second = bias_corrections(t.item(), beta1, beta2, beta_v)
+        c = beta1 * m + (1 - beta1) * g  # m from before this step
+        z.copy_(z - alpha * c)
+        v.copy_(beta_v * v + (1 - beta_v) * g * g)
+        d = (c / first) / (v.sqrt() / second + eps)
+        y = x - lr * d
+        # tau * z + (1 - tau) * y, exactly y where z == y (see _functional's notes on exact resume)
+        x.copy_(y + tau * (z - y) - lr * weight_decay * x)
+        m.copy_(beta2 * m + (1 - beta2) * g)
+
+
+def _multi_tensor_adam_stacey(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    ms: list[Tensor],
+    vs: list[Tensor],
+    steps: list[Tensor],
+    *,
+    lr: float,
+    alpha: float,
+    tau: float,
+    beta1: float,
+    beta2: float,
+    beta_v: float,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+) -> None:
+    """The same step in multi-tensor kernels, on the shards this process holds."""
+    # The step counts live on the CPU (as torch.optim's do off CUDA graphs): reading them costs no sync.
+    for t in steps:
+        t += 1
+    corrections = {id(v): bias_corrections(t.item(), beta1, beta2, beta_v) for v, t in zip(vs, steps)}
+    local = [local_shards(tensors) for tensors in (params, grads, zs, ms, vs)]
+    firsts = {id(v_local): corrections[id(v)][0] for v, v_local in zip(vs, local[4])}
+    seconds = {id(v_local): corrections[id(v)][1] for v, v_local in zip(vs, local[4])}
+    for xs, gs, zs_, ms_, vs_ in group_by_device_and_dtype(*local):
+        if maximize:
+            gs = torch._foreach_neg(gs)
+        c = torch._foreach_mul(ms_, beta1)
+        torch._foreach_add_(c, gs, alpha=1 - beta1)
+        torch._foreach_add_(zs_, c, alpha=-alpha)
+        torch._foreach_mul_(vs_, beta_v)
+        torch._foreach_addcmul_(vs_, gs, gs, value=1 - beta_v)
+        denominators = torch._foreach_sqrt(vs_)
+        torch._foreach_div_(denominators, [seconds[id(v)] for v in vs_])
+        torch._foreach_add_(denominators, eps)
+        torch._foreach_div_(c, [firsts[id(v)] for v in vs_])
+        d = torch._foreach_div(c, denominators)
+        _foreach_primal_and_momentum(xs, zs_, ms_, gs, d, lr=lr, tau=tau, weight_decay=weight_decay, beta2=beta2)
