@@ -11,9 +11,11 @@ file such as the tuner's ``best.yaml``::
     weight_decay: 0.0
     eps: 1.0e-8
     variant: p2         # or pp
+    norm: lp            # every kind's norm unless kinds say otherwise: lp, or adam (Adam's geometry)
+    beta_v: 0.95        # the second moment's coefficient in Adam's geometry (AdamW's beta2)
     kinds:              # optional per-kind overrides: p, lr_scale, weight_decay, norm
       matrix: {p: 3.0, lr_scale: 1.0, weight_decay: 0.01}
-      conv: {norm: spectral}   # lp (default) or spectral: Muon's geometry (not for vectors)
+      conv: {norm: spectral}   # lp, adam or spectral: Muon's geometry (not for vectors)
     schedule:           # optional; default {name: constant}
       name: warmup_cosine   # or constant, or a torch.optim.lr_scheduler class path plus its kwargs
       warmup_fraction: 0.05 # or warmup_steps: N
@@ -47,7 +49,7 @@ import torch
 
 from stacey_lightning._imports import import_object
 from stacey_lightning._yaml import read_mapping
-from stacey_lightning.optim.optimizer import NORMS, check_hyperparameters
+from stacey_lightning.optim.optimizer import BETA_V, ELEMENTWISE_NORMS, NORMS, check_hyperparameters
 
 __all__ = [
     "StaceyConfig",
@@ -116,14 +118,19 @@ class StaceyConfig:
         eps: inside the power's base of the l_p direction. Default 1e-8.
         variant: "p2" or "pp". Default "p2".
         tau_follows_lr: scale tau with the schedule's lr, as alpha is (see ``Stacey``). Default False.
+        norm: the norm of every kind that ``kinds`` gives none, the output head's included: "lp" (default)
+            or "adam" (Adam's diagonal geometry, d = c_hat / (sqrt(v_hat) + eps); p is then unused and lr
+            is AdamW's: see ``Stacey``).
+        beta_v: the second moment's coefficient in Adam's geometry. Default 0.95.
         tau_horizon: when set, tau is chosen for the run instead: tau = 1 / (tau_horizon * T), T the
             optimizer steps of the fit (``trainer.estimated_stepping_batches``). It is the horizon of
             x's pull towards z in runs: 1 means one e-fold over the whole run, inf means tau = 0. A
             tuned tau_horizon carries over to runs of other lengths. Default None (use tau).
         kinds: per-kind overrides, ``{kind: {p, lr_scale, weight_decay, norm}}`` with kind one of
             matrix, conv, embedding, vector; ``lr_scale`` multiplies lr for that kind (default 1);
-            ``norm`` is "lp" (default) or "spectral" (the kind's matrices move along msign(c), as in
-            Muon; p is then unused, and the output head stays l_p: see param_groups).
+            ``norm`` is "lp", "adam" or "spectral" (the kind's matrices move along msign(c), as in
+            Muon; p is then unused, and the output head takes the global ``norm``: see param_groups);
+            by default the global ``norm``.
         schedule: ``{"name": "constant"}`` (default), ``{"name": "warmup_cosine", "warmup_fraction"
             or "warmup_steps", "min_lr_ratio"}`` or ``{"name": "<scheduler class path>", **kwargs}``.
     """
@@ -138,6 +145,8 @@ class StaceyConfig:
     variant: str = "p2"
     tau_follows_lr: bool = False
     tau_horizon: float | None = None
+    norm: str = "lp"
+    beta_v: float = BETA_V
     kinds: dict[str, dict[str, float]] = field(default_factory=dict)
     schedule: dict[str, Any] = field(default_factory=lambda: {"name": "constant"})
 
@@ -204,6 +213,7 @@ class StaceyConfig:
         values["betas"] = tuple(read_number(beta, f"betas[{index}]") for index, beta in enumerate(betas))
         values["variant"] = mapping["variant"]
         values["tau_follows_lr"] = mapping["tau_follows_lr"]
+        values["norm"] = _read_norm(mapping["norm"], None)
         horizon = mapping["tau_horizon"]
         values["tau_horizon"] = None if horizon is None else read_number(horizon, "tau_horizon")
         if values["tau_horizon"] is not None and not values["tau_horizon"] > 0:
@@ -234,6 +244,8 @@ class StaceyConfig:
             "variant": self.variant,
             "tau_follows_lr": self.tau_follows_lr,
             "tau_horizon": None if self.tau_horizon is None else _yaml_float(self.tau_horizon),
+            "norm": self.norm,
+            "beta_v": self.beta_v,
             "kinds": {
                 kind: {key: _yaml_float(value) for key, value in overrides.items()}
                 for kind, overrides in self.kinds.items()
@@ -311,11 +323,19 @@ def _parse_kinds(kinds: Any, values: dict[str, Any]) -> dict[str, dict[str, floa
     return parsed
 
 
-def _read_norm(value: Any, kind: str) -> str:
+def _read_norm(value: Any, kind: str | None) -> str:
+    """A kind's norm (any of NORMS but the spectral one for vectors), or the global one (kind None): an
+    elementwise norm, which every kind and the output head can step in."""
+    key = "norm" if kind is None else f"kinds.{kind}.norm"
     if value not in NORMS:
-        raise ValueError(f"kinds.{kind}.norm: {value!r} is not a norm (choose one of {', '.join(NORMS)})")
+        raise ValueError(f"{key}: {value!r} is not a norm (choose one of {', '.join(NORMS)})")
+    if kind is None and value not in ELEMENTWISE_NORMS:
+        raise ValueError(
+            f"norm: {value!r} needs matrices, so it is a kind's norm (kinds: {{matrix: {{norm: {value}}}}}); "
+            f"the global norm is one of {', '.join(ELEMENTWISE_NORMS)}"
+        )
     if value == "spectral" and kind == "vector":
-        raise ValueError("kinds.vector.norm: 'spectral' needs matrices; vectors take norm 'lp'")
+        raise ValueError("kinds.vector.norm: 'spectral' needs matrices; vectors take norm 'lp' or 'adam'")
     return value
 
 

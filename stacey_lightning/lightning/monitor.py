@@ -2,7 +2,7 @@
 
 Every ``every_n_steps`` optimizer steps, for each param group (named by its ``name``, else its
 ``kind``, else its index), under ``stacey/<group>/``:
-    p               the exponent in use (l_p groups; a spectral group's norms below are Frobenius norms)
+    p               the exponent in use (l_p groups; a spectral or Adam group's norms below are l_2 norms)
     step_norm       ||x_after - x_before||_p, the l_p norm of the step actually applied
     x_minus_z_norm  ||x - z||_p after the step, the distance between primal and dual iterate
     grad_dual_norm  ||g||_p* with p* = p / (p - 1), of the gradient before clipping
@@ -114,6 +114,7 @@ class StaceyMonitor(Callback):
 
 
 def _monitored_p(group: dict[str, Any]) -> float:
-    """The l_p norm a group's norms are measured in: its p, or 2 (Frobenius) for a spectral group,
-    whose own norms would need an SVD of every matrix at every logged step."""
-    return 2.0 if group.get("norm", "lp") == "spectral" else group["p"]
+    """The l_p norm a group's norms are measured in: its p, or 2 (Frobenius) for a spectral group, whose own
+    norms would need an SVD of every matrix at every logged step, and for an Adam group, whose own norm moves
+    with v at every step."""
+    return group["p"] if group.get("norm", "lp") == "lp" else 2.0

@@ -13,8 +13,8 @@ even when FSDP1 has flattened it to one dimension), and from the number of dimen
 
 The spectral norm (``kinds: {matrix: {norm: spectral}}``) is for hidden matrices: a kind set to it
 leaves the model's output head, the weight of its last ``nn.Linear``, in a group of its own named
-"head" with the config's global p and lr (l_p), as Muon's users leave the head to AdamW
-(torch.optim.Muon's docs).
+"head" with the config's global norm, p and lr, as Muon's users leave the head to AdamW
+(torch.optim.Muon's docs; ``norm: adam`` is that AdamW).
 """
 
 from __future__ import annotations
@@ -122,12 +122,12 @@ def param_groups(
             "p": overrides.get("p", config.p),
             "lr": config.lr * overrides.get("lr_scale", 1.0),
             "weight_decay": overrides.get("weight_decay", default_weight_decay),
-            "norm": overrides.get("norm", "lp"),
+            "norm": overrides.get("norm", config.norm),
         }
-        # The spectral norm is for hidden matrices: the head takes the config's global l_p geometry and lr
+        # The spectral norm is for hidden matrices: the head takes the config's global geometry and lr
         # (a spectral kind's lr_scale is for its spectral steps), with its kind's weight decay.
         spectral = group["norm"] == "spectral"
-        groups.extend(_head_apart(group, head, norm="lp", p=config.p, lr=config.lr) if spectral else [group])
+        groups.extend(_head_apart(group, head, norm=config.norm, p=config.p, lr=config.lr) if spectral else [group])
     return groups
 
 

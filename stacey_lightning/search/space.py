@@ -12,6 +12,7 @@ Format (each value a distribution; a plain value means "fixed")::
     weight_decay: {distribution: fixed, value: 0.0}
     variant: {distribution: categorical, choices: [p2, pp]}
     kinds: {matrix: {p: {distribution: p_exponent, low: 2, high: 8}, lr_scale: 1.0}}
+    norm: {distribution: categorical, choices: [lp, adam]}  # every kind's, unless kinds give one
     kinds: {matrix: {norm: {distribution: categorical, choices: [lp, spectral]}}}  # or a fixed norm
     kinds: {matrix: {step_scale: {distribution: log_uniform, low: 0.1, high: 1.0}}}  # its step, times lr's
     schedule: {name: warmup_cosine, warmup_fraction: 0.05}  # passed through to the config, not tuned
@@ -23,7 +24,8 @@ whole validated config (``StaceyConfig.to_dict()``). Trial parameter names are t
 ``alpha``, ``tau``, ``beta1``, ``beta2``, ``weight_decay``, ``variant``, ``kinds.<kind>.<key>``), except
 that p is sampled as ``r`` (``kinds.<kind>.r``), so the geometry from p = 2 (r = 1) to p = inf (r = 0)
 is covered evenly. Which values are allowed is ``StaceyConfig``'s to say (``check_value``). Where lr is a
-coordinate step, a kind in the spectral norm gets the lr_scale that makes its step's RMS that step.
+coordinate step, a kind in the spectral norm gets the lr_scale that makes its step's RMS that step, and so
+does every kind in Adam's norm (``norm: adam``, AdamW's update RMS: the lr is then the step divided by it).
 A kind's ``step_scale`` (the space's key, not Stacey's) makes its step that many times the trial's: the
 lr_scale it would have, times ``step_scale``; so the matrices can step apart from the rest of the model,
 as Muon's matrices do from the AdamW it gives the rest.
@@ -55,6 +57,7 @@ __all__ = [
     "load_yaml",
     "coordinate_scale",
     "stepping_alike",
+    "unit_step",
     "STEP_SCALE",
     "DEFAULT_GRADIENT_SCALE",
 ]
@@ -73,14 +76,18 @@ def coordinate_scale(gradient_scale: float, p: float) -> float:
     return 1.0 if p == math.inf else gradient_scale ** (1.0 / (p - 1.0))
 
 
-def stepping_alike(gradient_scale: float, p: float, own_p: float | None = None, norm: str | None = None) -> float:
-    """The lr_scale at which a kind of its own p or norm makes the coordinate step the config's p makes."""
-    if norm == "spectral":
-        # A spectral step's RMS is SPECTRAL_RMS * lr: the coordinate step is its RMS.
-        return coordinate_scale(gradient_scale, p) / SPECTRAL_RMS
-    if own_p is not None:
-        return coordinate_scale(gradient_scale, p) / coordinate_scale(gradient_scale, own_p)
-    return 1.0
+def unit_step(gradient_scale: float, p: float, norm: str = "lp") -> float:
+    """The step a unit lr makes: a large coordinate's, ``coordinate_scale``, in the l_p norm; the update's RMS,
+    SPECTRAL_RMS, in the spectral norm (which is scaled to it) and in Adam's (AdamW's RMS per unit lr)."""
+    return coordinate_scale(gradient_scale, p) if norm == "lp" else SPECTRAL_RMS
+
+
+def stepping_alike(
+    gradient_scale: float, p: float, own_p: float | None = None, norm: str | None = None, global_norm: str = "lp"
+) -> float:
+    """The lr_scale at which a kind of its own p or norm makes the step that the config's p and norm make."""
+    own = unit_step(gradient_scale, p if own_p is None else own_p, norm or global_norm)
+    return unit_step(gradient_scale, p, global_norm) / own
 
 
 def load_yaml(space: str | os.PathLike) -> tuple[Mapping[str, Any], str]:
@@ -125,14 +132,14 @@ class SearchSpace(SpaceParser):
         """
         values = {name: distribution.sample(trial, name) for name, distribution in self.distributions.items()}
         defaults = StaceyConfig()
-        p = values.get("p", defaults.p)
+        p, norm = values.get("p", defaults.p), values.get("norm", defaults.norm)
         if "lr" in values and self.distributions["lr"].kind == "coordinate_step":
             scale = gradient_scale or DEFAULT_GRADIENT_SCALE
-            values["lr"] = values["lr"] / coordinate_scale(scale, p)
+            values["lr"] = values["lr"] / unit_step(scale, p, norm)
             for kind in KINDS:  # every kind's coordinates step alike, whatever its own p or norm
-                own_p, norm = values.get(f"kinds.{kind}.p"), values.get(f"kinds.{kind}.norm")
-                if f"kinds.{kind}.lr_scale" not in values and (own_p is not None or norm == "spectral"):
-                    values[f"kinds.{kind}.lr_scale"] = stepping_alike(scale, p, own_p, norm)
+                own_p, own_norm = values.get(f"kinds.{kind}.p"), values.get(f"kinds.{kind}.norm")
+                if f"kinds.{kind}.lr_scale" not in values and (own_p is not None or (own_norm or norm) != norm):
+                    values[f"kinds.{kind}.lr_scale"] = stepping_alike(scale, p, own_p, own_norm, norm)
         for kind in KINDS:
             step_scale = values.pop(f"kinds.{kind}.{STEP_SCALE}", None)
             if step_scale is not None:
@@ -274,7 +281,7 @@ class SearchSpace(SpaceParser):
         """One possible value of the config key ``key`` ("lr", "betas.beta1", "kinds.matrix.p"), checked by
         StaceyConfig; returned as Stacey takes it."""
         config_key = key.removeprefix("betas.")
-        if config_key not in ("variant", "tau_follows_lr") and not config_key.endswith(".norm"):
+        if config_key not in ("variant", "tau_follows_lr", "norm") and not config_key.endswith(".norm"):
             value = self.number(key, value)
             if (config_key == "p" or config_key.endswith(".p")) and not value > 1:
                 # r = 1/(p-1) needs p > 1 as much as Stacey does.
@@ -286,10 +293,16 @@ class SearchSpace(SpaceParser):
         return value
 
     def _check_combinations(self) -> None:
-        """The pp variant has no mirror map at p = inf: refuse a space that could sample both."""
+        """The pp variant has no mirror map at p = inf, nor in the spectral or Adam norm: refuse a space that
+        could sample both."""
         variant = self.distributions.get("variant")
         if variant is None or "pp" not in variant.extremes():
             return
+        for name in ("norm", *(f"kinds.{kind}.norm" for kind in KINDS)):
+            if name in self.distributions and set(self.distributions[name].extremes()) - {"lp"}:
+                raise self.error(
+                    name, "can be a norm other than lp, which the pp variant cannot use: drop pp from variant"
+                )
         for name in self.p_names():
             if math.inf in self.distributions[name].extremes():
                 raise self.error(

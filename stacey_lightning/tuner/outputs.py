@@ -80,9 +80,15 @@ def progress_line(study: optuna.Study, number: int, outcome: Outcome, spec: Stud
     line += ")"
     chosen = winner(study)
     if chosen is not None:
-        best, p = chosen.trial, trial_options(chosen.trial).get("p")
-        line += f", best so far {chosen.text()} (#{best.number}" + ("" if p is None else f", p = {_number(p)}") + ")"
+        line += f", best so far {chosen.text()} (#{chosen.trial.number}{_geometry(trial_options(chosen.trial))})"
     return line
+
+
+def _geometry(options: dict) -> str:
+    """ ", p = 4" for a Stacey trial in the l_p norm, ", norm adam" in another (its p is unused), "" for a baseline."""
+    if options.get("norm", "lp") != "lp":
+        return f", norm {options['norm']}"
+    return "" if options.get("p") is None else f", p = {_number(options['p'])}"
 
 
 def check_folder_owner(output_dir: Path, study_name: str) -> None:

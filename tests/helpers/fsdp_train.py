@@ -33,7 +33,8 @@ C_KERNEL_KINDS: list[str] = []  # the direction kinds the C kernel was bound for
 _bind = _cpu_kernel.bind
 _cpu_kernel.bind = lambda function, kind, scalars: (C_KERNEL_KINDS.append(kind), _bind(function, kind, scalars))[1]
 CONFIG = {"p": 3.0, "lr": 0.02, "tau": 0.05, "weight_decay": 0.01, "kinds": {"matrix": {"p": 4.5}}}
-SPECTRAL = {**CONFIG, "kinds": {"matrix": {"norm": "spectral"}}}  # the 16 x 8 matrix; the head stays l_p
+# The 16 x 8 matrix in the spectral norm; the head and the vectors in Adam's (elementwise on the shards).
+SPECTRAL = {**CONFIG, "norm": "adam", "kinds": {"matrix": {"norm": "spectral"}}}
 
 
 class ShardedRegression(StaceyMixin, pl.LightningModule):
@@ -72,7 +73,8 @@ def monitored(trainer: pl.Trainer) -> dict[str, float]:
 
 
 def full_state(module: ShardedRegression, trainer: pl.Trainer) -> dict:
-    """Parameters, z and m as full tensors (gathered from the shards; a collective: every rank calls it)."""
+    """Parameters, z, m (and Adam's v) as full tensors (gathered from the shards; a collective: every rank calls
+    it)."""
 
     def full(tensor: torch.Tensor) -> torch.Tensor:
         return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor.detach().clone()
@@ -81,14 +83,17 @@ def full_state(module: ShardedRegression, trainer: pl.Trainer) -> dict:
     state = {}
     for name, param in module.named_parameters():
         state[name] = full(param)
-        for key in ("z", "m"):
-            state[f"{name}.{key}"] = full(optimizer.state[param][key])
+        for key in ("z", "m", "v"):
+            if key in optimizer.state[param]:
+                state[f"{name}.{key}"] = full(optimizer.state[param][key])
     return state
 
 
 def groups(trainer: pl.Trainer) -> list[dict]:
-    return [{"kind": group["kind"], "p": group["p"], "numel": sum(p.numel() for p in group["params"])}
-            for group in trainer.optimizers[0].param_groups]  # fmt: skip
+    return [
+        {"kind": g["kind"], "p": g["p"], "norm": g["norm"], "numel": sum(p.numel() for p in g["params"])}
+        for g in trainer.optimizers[0].param_groups
+    ]
 
 
 def fit(devices: int, max_epochs: int, root: Path, ckpt_path: str | None = None, config: dict = CONFIG) -> tuple:
@@ -122,8 +127,13 @@ def main() -> None:
                    args.out / "fsdp2.pt")  # fmt: skip
     module, spectral = fit(2, 2, args.out, config=SPECTRAL)
     whole = full_state(module, spectral)
+    _, first = fit(2, 1, args.out, config=SPECTRAL)
+    first.save_checkpoint(args.out / "epoch1-spectral.ckpt")
+    module, resumed = fit(2, 2, args.out, ckpt_path=str(args.out / "epoch1-spectral.ckpt"), config=SPECTRAL)
+    again = full_state(module, resumed)
     if spectral.global_rank == 0:
-        torch.save({"uninterrupted": whole, "groups": groups(spectral)}, args.out / "fsdp2_spectral.pt")
+        torch.save({"uninterrupted": whole, "resumed": again, "groups": groups(spectral)},
+                   args.out / "fsdp2_spectral.pt")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -22,6 +22,14 @@ def test_defaults_round_trip_through_yaml(tmp_path):
     assert StaceyConfig.from_source(config) == config
 
 
+def test_the_global_norm_round_trips_and_a_kind_may_leave_it(tmp_path):
+    config = StaceyConfig(norm="adam", beta_v=0.99, kinds={"matrix": {"norm": "spectral"}, "conv": {"norm": "lp"}})
+    path = tmp_path / "best.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    assert StaceyConfig.from_source(path) == config
+    assert StaceyConfig.from_source({}).norm == "lp"  # a best.yaml written before the key existed
+
+
 def test_yaml_numbers_inf_and_partial_mapping(tmp_path):
     path = tmp_path / "c.yaml"
     # YAML 1.1 reads 1e-3 (no dot) as a string; .inf as a float.
@@ -56,6 +64,10 @@ def test_yaml_numbers_inf_and_partial_mapping(tmp_path):
         ("schedule: {name: torch.optim.lr_scheduler.NoSuch}\n", "NoSuch"),
         ("schedule: {name: torch.optim.lr_scheduler.StepLR, gamma: 0.5}\n", "StepLR"),
         ("- 1\n- 2\n", "mapping"),
+        ("norm: spectral\n", "norm: 'spectral' needs matrices"),
+        ("norm: l1\n", "norm: 'l1' is not a norm"),
+        ("norm: adam\nvariant: pp\np: 4\n", "variant: 'pp' with norm='adam'"),
+        ("beta_v: 1.0\n", "beta_v"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path, content, key):

@@ -35,9 +35,11 @@ def test_fsdp2_default_path_matches_one_process_and_resumes_exactly(tmp_path):
         assert geometry.keys() == monitored(single).keys() and len(geometry) == 8
         for name, value in monitored(single).items():
             assert geometry[name] == pytest.approx(value, rel=1e-4), name
-    # The spectral direction of a row-sharded matrix is the whole matrix's: the sharded run equals one process.
+    # The spectral direction of a row-sharded matrix is the whole matrix's, and Adam's steps the shards: the
+    # sharded run equals one process (head, hidden matrix, vectors).
     spectral = torch.load(tmp_path / "fsdp2_spectral.pt", weights_only=False)
     module, single = fit(1, 2, tmp_path / "single-spectral", config=SPECTRAL)
-    assert spectral["groups"] == groups(single) and len(groups(single)) == 3  # head, hidden matrix, vectors
+    assert spectral["groups"] == groups(single) and [g["norm"] for g in groups(single)] == ["adam", "spectral", "adam"]
     for name, expected in full_state(module, single).items():
         torch.testing.assert_close(spectral["uninterrupted"][name], expected, rtol=1e-5, atol=1e-6, msg=name)
+        assert torch.equal(spectral["resumed"][name], spectral["uninterrupted"][name]), name

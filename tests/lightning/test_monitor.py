@@ -75,6 +75,19 @@ def test_logs_geometry_per_group_on_logging_steps_only(monkeypatch):
     assert monitor.latest == logged[-1][1]
 
 
+def test_a_group_in_adams_norm_is_measured_in_l2_and_logs_no_p():
+    module = Regression(lr=0.05)
+    module.set_stacey_config({"p": 3.0, "kinds": {"vector": {"norm": "adam"}}})
+    logger, monitor, snapshot = Capture(), StaceyMonitor(every_n_steps=3), Snapshot()
+    pl.Trainer(max_epochs=1, callbacks=[monitor, snapshot], log_every_n_steps=1,
+               **{**TRAINER_OPTIONS, "logger": logger}).fit(module)  # fmt: skip
+    first = next(metrics for _, metrics in logger.logged if "stacey/matrix/p" in metrics)
+    assert "stacey/vector/p" not in first  # Adam's norm moves with v: no fixed p to show
+    steps = [after - before for after, before in zip(snapshot.after[1], snapshot.before[1])]
+    assert first["stacey/vector/step_norm"] == pytest.approx(_flat_norm(steps, 2.0), rel=1e-4)
+    assert first["stacey/vector/grad_dual_norm"] == pytest.approx(_flat_norm(snapshot.grads[1], 2.0), rel=1e-4)
+
+
 def test_needs_a_stacey_optimizer_and_a_valid_interval():
     class WithSGD(Regression):
         def configure_optimizers(self):

@@ -67,7 +67,17 @@ def test_kinds_betas_and_fixed_values_reach_the_config():
         ({"betas": {"beta1": 0.9}}, "betas", "missing beta2"),
         ({"kinds": {"bias": {"p": 2}}}, "kinds.bias", "unknown kind"),
         ({"variant": "pp", "p": {"distribution": "p_exponent", "low": 2, "high": ".inf"}}, "p", "pp variant"),
-        ({"kinds": {"vector": {"norm": "spectral"}}}, "kinds.vector.norm", "vectors take norm 'lp'"),
+        ({"kinds": {"vector": {"norm": "spectral"}}}, "kinds.vector.norm", "vectors take norm 'lp' or 'adam'"),
+        ({"norm": {"distribution": "categorical", "choices": ["lp", "spectral"]}}, "norm", "is a kind's norm"),
+        (
+            {
+                "variant": {"distribution": "categorical", "choices": ["p2", "pp"]},
+                "p": 4.0,
+                "norm": {"distribution": "categorical", "choices": ["lp", "adam"]},
+            },
+            "norm",
+            "pp variant cannot use",
+        ),
         (
             {"kinds": {"matrix": {"norm": {"distribution": "categorical", "choices": ["lp", "l1"]}}}},
             "kinds.matrix.norm",
@@ -147,3 +157,27 @@ def test_a_spectral_kind_steps_at_the_sampled_step_as_its_rms_and_the_head_keeps
     config = StaceyConfig.from_source(space.suggest(optuna.trial.FixedTrial(space.params_for(scaled)), 1e-3))
     groups = {group["name"]: group for group in param_groups(model, config)}
     assert groups["matrix"]["lr"] == pytest.approx(0.25 * 2e-3 / 0.2) and groups["head"]["lr"] == config.lr
+
+
+def test_in_adams_norm_every_kind_steps_at_the_sampled_step_as_its_rms_and_a_kind_in_lp_as_a_coordinate_step():
+    """norm: adam makes lr AdamW's at the update RMS the step asks for (lr = step / 0.2), the head's included; a
+    spectral kind then has the same lr (Muon at AdamW's lr), and a kind back in l_p makes the step a large
+    coordinate makes."""
+    import torch
+
+    from stacey_lightning import StaceyConfig
+    from stacey_lightning.lightning.param_groups import param_groups
+
+    space = SearchSpace.load("default")
+    values = {"p": 4.0, "step": 2e-3, "norm": "adam", "kinds.matrix.norm": "spectral", "kinds.conv.norm": "lp",
+              "kinds.matrix.step_scale": 1.0, "kinds.conv.step_scale": 1.0}  # fmt: skip
+    config = StaceyConfig.from_source(space.suggest(optuna.trial.FixedTrial(space.params_for(values)), 1e-3))
+    assert config.norm == "adam" and config.lr == pytest.approx(2e-3 / 0.2)
+    model = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3), torch.nn.Flatten(), torch.nn.Linear(8, 8),
+                                torch.nn.Linear(8, 2))  # fmt: skip
+    groups = {group["name"]: group for group in param_groups(model, config)}
+    assert {name: group["norm"] for name, group in groups.items()} == {
+        "head": "adam", "matrix": "spectral", "conv": "lp", "vector": "adam"
+    }  # fmt: skip
+    assert groups["matrix"]["lr"] == groups["head"]["lr"] == groups["vector"]["lr"] == pytest.approx(1e-2)
+    assert groups["conv"]["lr"] == pytest.approx(2e-3 / 1e-3 ** (1 / 3))  # the l_p step at p = 4
