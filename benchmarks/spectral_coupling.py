@@ -32,7 +32,8 @@ def _numbers(text: str) -> list[float]:
 def stacey_config(
     step: float, horizon: float, space: str, rest: float = 1.0, beta2: float | None = None
 ) -> dict[str, Any]:
-    """The Muon-like ladder's rung at coordinate step ``step`` (the rest of the model at ``rest`` times it,
+    """The Muon-lion-like ladder's rung (the sign-like rest this script measured, round 4) at coordinate step
+    ``step`` (the rest of the model at ``rest`` times it,
     where the space lets the matrices step apart) with ``tau_horizon`` = ``horizon``, at the momentum's
     ``beta2`` (default: the rung's, Muon's 0.95)."""
     import optuna
@@ -41,7 +42,7 @@ def stacey_config(
     from stacey_lightning.search.space import SearchSpace
 
     loaded = SearchSpace.load(space)
-    muon = next(ladder for ladder in stacey_ladders(loaded) if ladder.name == "muon-like")
+    muon = next(ladder for ladder in stacey_ladders(loaded) if ladder.name == "muon-lion-like")
     values = {**muon.rung(step, rest).values, "tau_horizon": horizon}
     if beta2 is not None:
         values["beta2"] = beta2

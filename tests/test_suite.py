@@ -194,8 +194,9 @@ def test_cli_refuses_bad_arguments(capsys):
 
 
 def test_spectral_step_trains_each_step_horizon_and_embedding_scale_it_is_given(capsys):
-    """One line per (step, horizon, rest's scale, beta2, seed), each a run of its own: the coupled run, the
-    larger step, the rest's larger step and the other beta2 end elsewhere than the Muon-like point."""
+    """One line per (step, horizon, rest's scale, beta2, rest's norm, seed), each a run of its own: the coupled
+    run, the larger step, the rest's larger step, the other beta2 and the sign-like rest end elsewhere than the
+    Muon-like point."""
     from benchmarks.suite import spectral_step
 
     torch_threads = torch.get_num_threads()
@@ -204,17 +205,19 @@ def test_spectral_step_trains_each_step_horizon_and_embedding_scale_it_is_given(
         spectral_step.main(
             ["--workloads", "cancer-mlp", "--steps", "1e-3", "--rest-scales", "3", "--beta2s", "0.95,0.99"]
         )
+        spectral_step.main(["--workloads", "cancer-mlp", "--steps", "1e-3", "--rest-norms", "lp"])
     finally:
         torch.set_num_threads(torch_threads)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("cancer-mlp muon-like")]
     finals = {line.split(": val_loss ")[0]: float(line.split(": val_loss ")[1]) for line in lines}
     assert list(finals) == [
-        *(f"cancer-mlp muon-like step {step} tau_horizon {horizon} embedding x1 seed 0"
+        *(f"cancer-mlp muon-like step {step} tau_horizon {horizon} embedding x1 rest norm adam seed 0"
           for step in ("0.001", "0.003") for horizon in ("inf", "0.5")),
-        *(f"cancer-mlp muon-like step 0.001 tau_horizon inf embedding x1 rest x3 beta2 {beta2} seed 0"
+        *(f"cancer-mlp muon-like step 0.001 tau_horizon inf embedding x1 rest x3 beta2 {beta2} rest norm adam seed 0"
           for beta2 in ("0.95", "0.99")),
+        "cancer-mlp muon-like step 0.001 tau_horizon inf embedding x1 rest norm lp seed 0",
     ]  # fmt: skip
-    assert len(set(finals.values())) == 6  # every step, horizon, rest's step and beta2 changed the run
+    assert len(set(finals.values())) == 7  # every step, horizon, rest's step, beta2 and rest's norm changed the run
 
 
 def test_spectral_step_trains_muon_with_its_own_rest_a_sign_like_rest_and_coupled_matrices(capsys):

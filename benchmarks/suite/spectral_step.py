@@ -1,6 +1,7 @@
-"""The spectral step on the development half: Stacey's Muon-like anchor (spectral matrices, p = inf
-elsewhere, tau = 0) trained whole at coordinate steps 1e-3 (its middle rung), 3e-3 and 9e-3, one seed, on
-the dev workloads named. It decided where Muon's upper rung sits among Stacey's anchors (search/anchors.py).
+"""The spectral step on the development half: Stacey's Muon-like anchor (spectral matrices, Adam's norm
+elsewhere, tau = 0; ``--rest-norms lp``: p = inf elsewhere, the anchor of rounds 4 to 6) trained whole at
+coordinate steps 1e-3 (its middle rung), 3e-3 and 9e-3, one seed, on the dev workloads named. It decided
+where Muon's upper rung sits among Stacey's anchors (search/anchors.py).
 With ``--horizons``, each step also with Stacey's pull towards z (tau_horizon H: tau * T = 1 / H, alpha as
 the anchor's). With ``--rest-scales K``, everything outside the spectral matrices (embeddings, head, vectors)
 steps K times the matrices' step, as Muon's AdamW does at its lr (five times its matrices' update RMS); with
@@ -113,6 +114,11 @@ def main(argv: list[str] | None = None) -> None:
         "--rest-scales", type=_numbers, default=[1.0], help="the step outside the spectral kinds, times the step"
     )
     parser.add_argument("--beta2s", type=_numbers, default=[], help="the momentum's beta2 (default: the preset's)")
+    parser.add_argument(
+        "--rest-norms",
+        default="",
+        help="the norm outside the spectral kinds: lp (sign-like), adam (default: the rung's)",
+    )
     parser.add_argument("--muon-lrs", type=_numbers, default=[], help="torch Muon's lrs (its rest: AdamW)")
     parser.add_argument(
         "--sign-rest-steps", type=_numbers, default=[], help="the same Muon, the rest sign-like at these steps"
@@ -135,11 +141,14 @@ def main(argv: list[str] | None = None) -> None:
         muon = next(ladder for ladder in stacey_ladders(space) if ladder.name == "muon-like")
         grid = itertools.product(
             arguments.steps, arguments.horizons, arguments.embedding_scales, arguments.rest_scales,
-            arguments.beta2s or [None], range(arguments.seeds),
+            arguments.beta2s or [None], [norm for norm in arguments.rest_norms.split(",") if norm] or [None],
+            range(arguments.seeds),
         )  # fmt: skip
-        for step, horizon, scale, rest, beta2, seed in grid:
+        for step, horizon, scale, rest, beta2, rest_norm, seed in grid:
             # The ladder's rung: the matrices at the step, the rest of the model at ``rest`` times it.
             values = {**muon.rung(step, rest).values, "tau_horizon": horizon}
+            if rest_norm is not None:
+                values["norm"] = rest_norm
             if math.isfinite(horizon):
                 values.pop("tau")  # from the horizon and the run's steps
             config = space.sample_config(optuna.trial.FixedTrial(space.params_for(values)))
@@ -152,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                                  monitor="val_loss", direction="minimize", output_dir=folder)  # fmt: skip
             final = result.runs[0].final_metric
             extra = (f" rest x{rest:g}" if rest != 1.0 else "") + (f" beta2 {beta2:g}" if beta2 is not None else "")
+            extra += f" rest norm {config.get('norm', 'lp')}"
             print(f"{workload.name} muon-like step {step:g} tau_horizon {horizon:g} embedding x{scale:g}{extra} "
                   f"seed {seed}: val_loss {final:.4f}", flush=True)  # fmt: skip
         peers = [("muon", {"lr": lr}, f"muon lr {lr:g}") for lr in arguments.muon_lrs] + [

@@ -2,8 +2,8 @@
 
 Stacey contains other optimizers (docs/algorithm.md, tested in tests/optim/test_special_cases.py and
 test_spectral.py): at p = inf and tau = 0 it is Lion; at p = 2 and tau = 0, SGD with Lion's two-beta
-momentum; with its matrices in the spectral norm and tau = 0, Muon (with a sign-like step, not AdamW's,
-on the rest). A study starts from those (Muon-like where its space can choose the spectral norm) and
+momentum; in Adam's norm and tau = 0, AdamW; with its matrices in the spectral norm, the rest in Adam's and
+tau = 0, Muon. A study starts from those (Muon-like where its space can choose the spectral norm) and
 from the middle of its space, each at its middle step, then climbs the winner's ladder of steps
 (``search.ladder``), so that at equal budget a tuned Stacey is never worse than the best of them, and the
 sampler models a space whose good corners it has already seen. A baseline's study starts from its
@@ -110,8 +110,10 @@ class Ladder:
 
 def stacey_ladders(space: Any = None) -> list[Ladder]:
     """Where ``space`` can put a kind in the spectral norm, Muon-like (spectral matrices and convolutions,
-    tau = 0, Muon's momentum) from ``LION_STEP``; Lion-like (p = inf, tau = 0, Lion's beta2) from the same
-    step; the middle of the space from it; SGD-like (p = 2, tau = 0, Lion's momentum) from ``SGD_STEP``.
+    tau = 0, Muon's momentum, the rest in Adam's norm: Muon) from ``LION_STEP``; Lion-like (p = inf, tau = 0,
+    Lion's beta2) from the same step; the middle of the space from it; SGD-like (p = 2, tau = 0, Lion's
+    momentum) from ``SGD_STEP``; last, Muon-lion-like (Muon's matrices, the rest sign-like) from
+    ``LION_STEP``, first instead of Muon-like in a space that cannot choose Adam's norm.
     ``SearchSpace.params_for`` maps them into a space.
 
     The order is the anchors': the first trains to its end with nothing to be pruned against, and later ones
@@ -120,14 +122,21 @@ def stacey_ladders(space: Any = None) -> list[Ladder]:
     anchor was the best of the four on five, the Lion-like on one, and three tied on the seventh; the centre
     and the SGD-like anchor were never best alone. Round 6 measured the order alone at 8 runs: the GRU's and the
     narrow transformer's studies each gained a rung (both lost), and one winner changed, on the cancer MLP,
-    by one image in 113 (benchmarks/results/suite_dev.md)."""
+    by one image in 113 (benchmarks/results/suite_dev.md). Round 7 gave the rest of the Muon-like point Adam's
+    norm (Muon itself) and put the sign-like rest last, where it moved the Lion-like anchor least: measured
+    against four orders on the same seven models, the only one that lost nothing but the autoencoder, whose
+    sign-like rest starts slowly and is pruned wherever it goes (suite_dev.md, "Round 7")."""
     ladders = []
-    if _can_be_spectral(space):
-        ladders.append(Ladder("muon-like", LION_STEP, _muon_like, rest=rest_bounds(space) is not None,
-                              embedding=embedding_bounds(space) is not None))  # fmt: skip
+    spectral, adam = _can_be_spectral(space), _can_be_adam(space)
+    apart = dict(rest=rest_bounds(space) is not None, embedding=embedding_bounds(space) is not None)
+    muon_lion = Ladder("muon-lion-like", LION_STEP, _muon_lion_like, **apart)
+    if spectral:
+        ladders.append(Ladder("muon-like", LION_STEP, _muon_like, **apart) if adam else muon_lion)
     ladders.append(Ladder("lion-like", LION_STEP, _lion_like))
     ladders.append(Ladder("centre", LION_STEP, lambda step: {"step": step, **_ALIKE}))
     ladders.append(Ladder("sgd-like", SGD_STEP, lambda step: {**_lion_like(step), "p": 2.0, "lr": None}))
+    if spectral and adam:
+        ladders.append(muon_lion)
     return ladders
 
 
@@ -149,8 +158,15 @@ _ALIKE = {f"kinds.{kind}.{STEP_SCALE}": 1.0 for kind in (*SPECTRAL_KINDS, "embed
 
 
 def _muon_like(step: float) -> dict[str, Any]:
+    """Muon: spectral matrices and convolutions at ``step`` (their update's RMS), Muon's momentum, tau = 0, and
+    the rest of the model in Adam's norm at the same RMS step (AdamW at Muon's lr, as torch's Muon is used)."""
+    return {**_muon_lion_like(step), "norm": "adam"}
+
+
+def _muon_lion_like(step: float) -> dict[str, Any]:
     """Spectral matrices and convolutions at ``step`` (their update's RMS), Muon's momentum, tau = 0, and the
-    rest of the model sign-like at the same step. Its ladder moves the rest's step apart (``Ladder.rung``):
+    rest of the model sign-like at the same step. Its ladder, as the Muon-like one, moves the rest's step apart
+    (``Ladder.rung``):
     Muon gives the rest AdamW at its lr, up to five times its matrices' update RMS, and the rest's best step
     was 1 to 3 times the matrices' on the development half's sequence models; and the embeddings' apart from
     the rest's: three times it was better on the development transformer, worse on the GRU
@@ -182,6 +198,11 @@ def _step_scale_bounds(space: Any, kind: str) -> tuple[float, float] | None:
 def _can_be_spectral(space: Any) -> bool:
     distributions = getattr(space, "distributions", {})
     return any(key in distributions and "spectral" in distributions[key].extremes() for key in _SPECTRAL)
+
+
+def _can_be_adam(space: Any) -> bool:
+    distribution = getattr(space, "distributions", {}).get("norm")
+    return distribution is not None and "adam" in distribution.extremes()
 
 
 def _lion_like(step: float) -> dict[str, Any]:
@@ -230,12 +251,13 @@ def config_anchor(config: Any, name: str = "start config", gradient_scale: float
     before its first trial has measured one (its first trial trains it at exactly its lr); for a study that
     exists, the scale it has measured (its next trial does)."""
     from stacey_lightning.lightning.config import StaceyConfig
-    from stacey_lightning.search.space import DEFAULT_GRADIENT_SCALE, coordinate_scale, stepping_alike
+    from stacey_lightning.search.space import DEFAULT_GRADIENT_SCALE, stepping_alike, unit_step
 
     resolved = StaceyConfig.from_source(config)
     lr, (beta1, beta2), scale = resolved.lr, resolved.betas, gradient_scale or DEFAULT_GRADIENT_SCALE
     values: dict[str, Any] = {
-        "p": resolved.p, "lr": lr, "step": lr * coordinate_scale(scale, resolved.p),
+        "p": resolved.p, "lr": lr, "step": lr * unit_step(scale, resolved.p, resolved.norm),
+        "norm": resolved.norm, "beta_v": resolved.beta_v,
         "alpha": resolved.alpha, "alpha_per_lr": resolved.alpha / lr if lr > 0 else 0.0, "tau": resolved.tau,
         "tau_horizon": resolved.tau_horizon, "weight_decay": resolved.weight_decay,
         "weight_decay_times_lr": resolved.weight_decay * lr, "beta1": beta1, "beta2": beta2,
@@ -243,7 +265,7 @@ def config_anchor(config: Any, name: str = "start config", gradient_scale: float
     }  # fmt: skip
     for kind, overrides in resolved.kinds.items():
         values.update({f"kinds.{kind}.{key}": value for key, value in overrides.items()})
-        alike = stepping_alike(scale, resolved.p, overrides.get("p"), overrides.get("norm"))
+        alike = stepping_alike(scale, resolved.p, overrides.get("p"), overrides.get("norm"), resolved.norm)
         # A space that lets the kind step apart gets its lr_scale as the step it makes, times the config's.
         values[f"kinds.{kind}.{STEP_SCALE}"] = overrides.get("lr_scale", alike) / alike
     return Anchor(name, {**_ALIKE, **values})

@@ -4,8 +4,10 @@ import math
 
 import optuna
 import pytest
+import yaml
 from tuning_tasks import FAST, TINY
 
+from search_spaces import preset_path
 from stacey_lightning.search.anchors import anchors_for
 from stacey_lightning.search.baseline_space import BaselineSpace
 from stacey_lightning.search.space import SearchSpace
@@ -54,20 +56,28 @@ def test_anchors_run_first_once_per_study_and_not_again_on_resume(tmp_path, caps
 def test_a_space_that_can_choose_the_spectral_norm_starts_from_muon_too():
     space = SearchSpace.load("default")
     anchors = anchors_for("stacey", space)
-    # Muon-like first: the geometry most often best on the development half, against which the others are pruned
+    # Muon-like first: the geometry most often best on the development half, against which the others are pruned;
+    # Muon's matrices with a sign-like rest last, where it moves the Lion-like anchor's bracket least.
     assert [a.name for a in anchors[:3]] == ["muon-like step 0.001", "lion-like step 0.001", "centre step 0.001"]
-    assert [a.name for a in anchors[3:]] == ["sgd-like step 0.0003"]  # every geometry once; then the ladder
+    assert [a.name for a in anchors[3:]] == ["sgd-like step 0.0003", "muon-lion-like step 0.001"]
     config = space.sample_config(optuna.trial.FixedTrial(space.params_for(anchors[0].values)))
-    # Muon's geometry on matrices and convolutions, tau = 0, sign-like elsewhere; lr as the spectral step's RMS
+    # Muon: its geometry on matrices and convolutions, tau = 0, AdamW (Adam's norm) elsewhere at the same lr, the
+    # lr whose update RMS is the step.
     assert config["kinds"]["matrix"]["norm"] == config["kinds"]["conv"]["norm"] == "spectral"
-    assert config["tau_horizon"] == "inf" and config["p"] == "inf"
-    assert config["kinds"]["matrix"]["lr_scale"] * config["lr"] == pytest.approx(1e-3 / 0.2)
+    assert config["tau_horizon"] == "inf" and config["norm"] == "adam"
+    assert config["kinds"]["matrix"]["lr_scale"] * config["lr"] == config["lr"] == pytest.approx(1e-3 / 0.2)
+    muon_lion = space.sample_config(optuna.trial.FixedTrial(space.params_for(anchors[4].values)))
+    assert (muon_lion["norm"], muon_lion["p"], muon_lion["lr"]) == ("lp", "inf", pytest.approx(1e-3))
+    assert muon_lion["kinds"]["matrix"]["lr_scale"] * muon_lion["lr"] == pytest.approx(1e-3 / 0.2)
     # Muon's momentum (beta2 = mu = 0.95; beta1 = mu^2 clipped to the preset's fixed 0.9), Lion's for Lion-like.
     assert config["betas"] == pytest.approx([0.9, 0.95])
     lion = space.sample_config(optuna.trial.FixedTrial(space.params_for(anchors[1].values)))
     assert lion["betas"] == pytest.approx([0.9, 0.99])
     # A space without a norm to choose has no Muon-like anchor (it would repeat the Lion-like one).
     assert not any("muon" in a.name for a in anchors_for("stacey", SearchSpace.load(SPACE)))
+    # One that can choose the spectral norm but not Adam's starts from Muon's matrices with the sign-like rest.
+    no_adam = SearchSpace.load({**yaml.safe_load(preset_path("default").read_text()), "norm": "lp"})
+    assert [a.name for a in anchors_for("stacey", no_adam)][:2] == ["muon-lion-like step 0.001", "lion-like step 0.001"]
 
 
 def test_a_start_config_whose_matrices_step_apart_is_started_where_it_is():

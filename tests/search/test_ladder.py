@@ -165,7 +165,7 @@ def test_the_embeddings_step_is_a_coordinate_where_the_space_lets_them_step_apar
         config = LANGUAGE.sample_config(optuna.trial.FixedTrial(LANGUAGE.params_for(found.values)))
         alike = LANGUAGE.sample_config(optuna.trial.FixedTrial(LANGUAGE.params_for(stacey_ladders(LANGUAGE)[0].rung(
             found.step, found.rest).values)))  # fmt: skip
-        assert config["lr"] == pytest.approx(found.step * found.rest)
+        assert config["lr"] == pytest.approx(found.step * found.rest / 0.2)  # Adam's rest: its RMS is the step
         ratio = config["kinds"]["embedding"]["lr_scale"] / alike["kinds"]["embedding"]["lr_scale"]
         assert ratio == pytest.approx(found.embedding)
     # The default space has no embeddings' step to move: its ladder never proposes one.
@@ -193,7 +193,8 @@ def test_a_rung_with_the_rest_at_three_times_keeps_the_matrices_step():
         FIRST_ROUND + [rung("muon-like", 3e-3, 2.9), rung("muon-like", 1e-3 / 3, 3.0)], LADDERS, DEFAULT, True
     )
     config = DEFAULT.sample_config(optuna.trial.FixedTrial(DEFAULT.params_for(found.values)))
-    assert config["p"] == "inf" and config["lr"] == pytest.approx(3e-3)  # the rest: sign steps of 3e-3
+    # The rest in Adam's norm at an update RMS of 3e-3: AdamW at lr 1.5e-2, Muon's lr times three.
+    assert config["norm"] == "adam" and config["lr"] == pytest.approx(3e-3 / 0.2)
     assert config["kinds"]["matrix"]["norm"] == "spectral"
     assert 0.2 * config["lr"] * config["kinds"]["matrix"]["lr_scale"] == pytest.approx(1e-3)  # RMS: the step
     assert config["betas"] == pytest.approx([0.9, 0.95])  # Muon's momentum still
