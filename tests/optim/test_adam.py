@@ -1,8 +1,5 @@
-"""Stacey with norm="adam": the fast path against the plain loop, AdamW as a special case, the errors, the
-bias corrections of a parameter that skipped steps, and exact resume."""
-
-import copy
-import io
+"""Stacey with norm="adam": the fast path against the plain loop, AdamW as a special case, the errors and the
+bias corrections of a parameter that skipped steps (exact resume: test_spectral.py, with Adam's rest)."""
 
 import pytest
 import torch
@@ -82,38 +79,3 @@ def test_adam_groups_refuse_the_pp_variant_and_a_bad_beta_v():
         Stacey(layer.parameters(), norm="adam", variant="pp")
     with pytest.raises(ValueError, match=r"Invalid beta_v: 1\.0"):
         Stacey(layer.parameters(), norm="adam", beta_v=1.0)
-
-
-def test_an_adam_state_dict_resumes_bit_identically():
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
-
-    def groups(model):
-        return [
-            {"params": [model[0].weight, model[2].weight], "norm": "spectral"},
-            {"params": [model[0].bias, model[2].bias], "norm": "adam"},
-        ]
-
-    optimizer = Stacey(groups(model), lr=1e-2, tau=0.02)
-    inputs = torch.randn(32, 6)
-
-    def train(model, optimizer, steps):
-        for _ in range(steps):
-            optimizer.zero_grad()
-            model(inputs).pow(2).mean().backward()
-            optimizer.step()
-
-    train(model, optimizer, 3)
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
-    buffer.seek(0)
-    checkpoint = torch.load(buffer)
-    resumed_model = copy.deepcopy(model)
-    resumed_model.load_state_dict(checkpoint["model"])
-    resumed = Stacey(groups(resumed_model), lr=1e-2, tau=0.02)
-    resumed.load_state_dict(checkpoint["optimizer"])
-    assert resumed.state[resumed_model[0].bias]["step"].item() == 3.0
-    train(model, optimizer, 3)
-    train(resumed_model, resumed, 3)
-    for a, b in zip(model.parameters(), resumed_model.parameters()):
-        assert torch.equal(a, b)

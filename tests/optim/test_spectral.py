@@ -112,14 +112,19 @@ def test_spectral_groups_refuse_vectors_and_the_pp_variant_and_bad_ns_steps():
         Stacey([layer.weight], norm="spectral", ns_steps=0)
 
 
-def test_a_spectral_state_dict_resumes_bit_identically():
+@pytest.mark.parametrize("rest", ["lp", "adam"])
+def test_a_spectral_state_dict_resumes_bit_identically(rest):
+    """With the biases in the l_p norm, or in Adam's (whose state adds v and a step count per parameter)."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
-    groups = [
-        {"params": [model[0].weight, model[2].weight], "norm": "spectral"},
-        {"params": [model[0].bias, model[2].bias]},
-    ]
-    optimizer = Stacey(groups, lr=1e-2, tau=0.02)
+
+    def groups(model):
+        return [
+            {"params": [model[0].weight, model[2].weight], "norm": "spectral"},
+            {"params": [model[0].bias, model[2].bias], "norm": rest},
+        ]
+
+    optimizer = Stacey(groups(model), lr=1e-2, tau=0.02)
     inputs = torch.randn(32, 6)
 
     def train(model, optimizer, steps):
@@ -135,16 +140,10 @@ def test_a_spectral_state_dict_resumes_bit_identically():
     checkpoint = torch.load(buffer)
     resumed_model = copy.deepcopy(model)
     resumed_model.load_state_dict(checkpoint["model"])
-    resumed = Stacey(
-        [
-            {"params": [resumed_model[0].weight, resumed_model[2].weight], "norm": "spectral"},
-            {"params": [resumed_model[0].bias, resumed_model[2].bias]},
-        ],
-        lr=1e-2,
-        tau=0.02,
-    )
+    resumed = Stacey(groups(resumed_model), lr=1e-2, tau=0.02)
     resumed.load_state_dict(checkpoint["optimizer"])
     assert resumed.param_groups[0]["norm"] == "spectral"
+    assert ("step" in resumed.state[resumed_model[0].bias]) == (rest == "adam")
     train(model, optimizer, 3)
     train(resumed_model, resumed, 3)
     for a, b in zip(model.parameters(), resumed_model.parameters()):
