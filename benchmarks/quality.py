@@ -108,7 +108,8 @@ def measure(arguments: argparse.Namespace, workdir: Path) -> list[dict[str, Any]
 
 
 def _config_text(name: str, options: dict[str, Any]) -> str:
-    keep = ("p", "lr", "alpha", "tau", "tau_horizon", "betas", "weight_decay") if name == "stacey" else tuple(options)
+    stacey = ("p", "lr", "alpha", "tau", "tau_horizon", "betas", "weight_decay", "norm")
+    keep = stacey if name == "stacey" else tuple(options)
     text = ", ".join(f"{key} {_short(options[key])}" for key in keep if options.get(key) is not None)
     for kind, overrides in options.get("kinds", {}).items() if name == "stacey" else ():
         text += "".join(f", {kind} {key} {_short(value)}" for key, value in overrides.items())

@@ -121,7 +121,7 @@ def p_label(p: float) -> str:
 
 
 def optimizers(device: torch.device, ps: list[float], slow_paths: bool) -> dict[str, Callable]:
-    """The rows, by name: SGD (the reference), AdamW, Stacey's default path at each p, and with
+    """The rows, by name: SGD (the reference), AdamW, Stacey's default path at each p and in Adam's norm, and with
     ``slow_paths`` Stacey's foreach and plain paths and the published-style loop."""
     table = {
         REFERENCE: lambda params: torch.optim.SGD(params, lr=1e-2, momentum=0.9, foreach=True),
@@ -133,6 +133,10 @@ def optimizers(device: torch.device, ps: list[float], slow_paths: bool) -> dict[
         table["AdamW(for-loop)"] = lambda params: torch.optim.AdamW(params, lr=1e-3, foreach=False)
     for p in ps:
         table[f"Stacey p={p_label(p)} default"] = lambda params, p=p: Stacey(params, p=p)
+    # Adam's norm (multi-tensor kernels, as AdamW(foreach)): one more state tensor than the l_p norm; at tau = 0
+    # (AdamW's special case, the Muon-like anchor's rest) the pull towards z is skipped.
+    table["Stacey adam default"] = lambda params: Stacey(params, norm="adam")
+    table["Stacey adam tau=0"] = lambda params: Stacey(params, norm="adam", tau=0.0)
     if slow_paths:
         for p in (3.0, 4.5):
             table[f"Stacey p={p_label(p)} foreach"] = lambda params, p=p: Stacey(params, p=p, foreach=True)

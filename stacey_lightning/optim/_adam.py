@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stacey_lightning.optim._functional import _foreach_primal_and_momentum, group_by_device_and_dtype
+from stacey_lightning.optim._functional import group_by_device_and_dtype
 from stacey_lightning.optim._fused import local_shards
 
 __all__ = ["adam_stacey", "bias_corrections"]
@@ -115,25 +115,33 @@ def _multi_tensor_adam_stacey(
     eps: float,
     maximize: bool,
 ) -> None:
-    """The same step in multi-tensor kernels, on the shards this process holds."""
+    """The same step in multi-tensor kernels, on the shards this process holds, in as few passes as AdamW's
+    foreach path: d is never formed (x takes c / (sqrt(v) + eps * second) times (second / first) in one addcdiv,
+    the same quotient), the averages are lerps, and what is a no-op is skipped (the pull towards z at tau = 0,
+    the decay without weight decay: skipping them leaves every bit as it would be)."""
     # The step counts live on the CPU (as torch.optim's do off CUDA graphs): reading them costs no sync.
     for t in steps:
         t += 1
     corrections = {id(v): bias_corrections(t.item(), beta1, beta2, beta_v) for v, t in zip(vs, steps)}
     local = [local_shards(tensors) for tensors in (params, grads, zs, ms, vs)]
-    firsts = {id(v_local): corrections[id(v)][0] for v, v_local in zip(vs, local[4])}
-    seconds = {id(v_local): corrections[id(v)][1] for v, v_local in zip(vs, local[4])}
+    by_local = {id(v_local): corrections[id(v)] for v, v_local in zip(vs, local[4])}
     for xs, gs, zs_, ms_, vs_ in group_by_device_and_dtype(*local):
         if maximize:
             gs = torch._foreach_neg(gs)
-        c = torch._foreach_mul(ms_, beta1)
-        torch._foreach_add_(c, gs, alpha=1 - beta1)
-        torch._foreach_add_(zs_, c, alpha=-alpha)
+        firsts, seconds = zip(*(by_local[id(v)] for v in vs_))
+        c = torch._foreach_lerp(gs, ms_, beta1)  # beta1 * m + (1 - beta1) * g
+        if alpha != 0:
+            torch._foreach_add_(zs_, c, alpha=-alpha)
         torch._foreach_mul_(vs_, beta_v)
         torch._foreach_addcmul_(vs_, gs, gs, value=1 - beta_v)
         denominators = torch._foreach_sqrt(vs_)
-        torch._foreach_div_(denominators, [seconds[id(v)] for v in vs_])
-        torch._foreach_add_(denominators, eps)
-        torch._foreach_div_(c, [firsts[id(v)] for v in vs_])
-        d = torch._foreach_div(c, denominators)
-        _foreach_primal_and_momentum(xs, zs_, ms_, gs, d, lr=lr, tau=tau, weight_decay=weight_decay, beta2=beta2)
+        torch._foreach_add_(denominators, [eps * second for second in seconds])
+        if tau != 0:
+            pull = torch._foreach_sub(zs_, xs)
+        if weight_decay != 0:
+            torch._foreach_mul_(xs, 1 - lr * weight_decay)
+        if tau != 0:
+            torch._foreach_add_(xs, pull, alpha=tau)
+        steps_ = [-(1 - tau) * lr * second / first for first, second in zip(firsts, seconds)]
+        torch._foreach_addcdiv_(xs, c, denominators, steps_)
+        torch._foreach_lerp_(ms_, gs, 1 - beta2)  # beta2 * m + (1 - beta2) * g
