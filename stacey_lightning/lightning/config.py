@@ -118,14 +118,14 @@ class StaceyConfig:
         eps: inside the power's base of the l_p direction. Default 1e-8.
         variant: "p2" or "pp". Default "p2".
         tau_follows_lr: scale tau with the schedule's lr, as alpha is (see ``Stacey``). Default False.
-        norm: the norm of every kind that ``kinds`` gives none, the output head's included: "lp" (default)
-            or "adam" (Adam's diagonal geometry, d = c_hat / (sqrt(v_hat) + eps); p is then unused and lr
-            is AdamW's: see ``Stacey``).
-        beta_v: the second moment's coefficient in Adam's geometry. Default 0.95.
         tau_horizon: when set, tau is chosen for the run instead: tau = 1 / (tau_horizon * T), T the
             optimizer steps of the fit (``trainer.estimated_stepping_batches``). It is the horizon of
             x's pull towards z in runs: 1 means one e-fold over the whole run, inf means tau = 0. A
             tuned tau_horizon carries over to runs of other lengths. Default None (use tau).
+        norm: the norm of every kind that ``kinds`` gives none, the output head's included: "lp" (default)
+            or "adam" (Adam's diagonal geometry, d = c_hat / (sqrt(v_hat) + eps); p is then unused and lr
+            is AdamW's: see ``Stacey``).
+        beta_v: the second moment's coefficient in Adam's geometry. Default 0.95.
         kinds: per-kind overrides, ``{kind: {p, lr_scale, weight_decay, norm}}`` with kind one of
             matrix, conv, embedding, vector; ``lr_scale`` multiplies lr for that kind (default 1);
             ``norm`` is "lp", "adam" or "spectral" (the kind's matrices move along msign(c), as in

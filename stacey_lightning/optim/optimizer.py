@@ -139,7 +139,7 @@ class Stacey(Optimizer):
             float32 steps of variant "p2" run a C kernel built with the machine's C compiler on first
             use instead (the compiled kernel where it cannot be built, with one warning). Spectral
             groups run their elementwise parts in multi-tensor kernels around the matmuls whatever
-            ``fused`` says (``foreach=False`` still chooses the plain loop).
+            ``fused`` says, and so do Adam groups (``foreach=False`` still chooses the plain loop).
 
     The defaults were chosen on small tasks (docs/algorithm.md); tune p jointly with lr, alpha and tau.
     """
