@@ -216,8 +216,11 @@ class LightningConfig:
         elif values:
             content["model"] = {"class_path": self._config.model.class_path, "init_args": values}
         header = [f"best trial #{number}: {monitor} = {value:.6g} (seed {seed}, {max_epochs} epochs)"]
-        if self.has_mixin:
+        apart = _kinds_in_other_norms(config)
+        if self.has_mixin or apart:
             content["optimizer"] = None
+            if not self.has_mixin:
+                header += _replayed_whole(apart, config.norm, self.model_class.__name__)
         else:
             finite = config.tau_horizon is not None and math.isfinite(config.tau_horizon)
             steps = self._total_steps(values, seed, max_epochs) if finite else math.inf
@@ -471,6 +474,22 @@ def _built(value: Any, instantiate_class: Any) -> Any:
 def _plain(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """Stacey's keyword arguments as YAML writes them (betas as a list)."""
     return {key: list(value) if isinstance(value, tuple) else value for key, value in arguments.items()}
+
+
+def _kinds_in_other_norms(config: Any) -> dict[str, str]:
+    """``{kind: norm}`` of the kinds whose norm is not the config's global one (a Muon-like winner's spectral
+    matrices): a geometry that LightningCLI's one-group optimizer cannot hold."""
+    return {kind: o["norm"] for kind, o in config.kinds.items() if o.get("norm", config.norm) != config.norm}
+
+
+def _replayed_whole(apart: dict[str, str], norm: str, module_name: str) -> list[str]:
+    """Header lines: why a module without StaceyMixin gets no LightningCLI optimizer in best_cli.yaml."""
+    kinds = ", ".join(f"{kind} in the {kind_norm} norm" for kind, kind_norm in apart.items())
+    return [
+        f"{module_name} has no StaceyMixin, and the best trial steps its {kinds}, the rest in the {norm} norm:",
+        "one param group (LightningCLI's optimizer) cannot hold that, so `optimizer: null` below and StaceyReplay",
+        "gives the module StaceyMixin itself (stacey_lightning.lightning.adopt): the fit trains as the trial did.",
+    ]
 
 
 def _what_differs(config: Any, steps: float, module_name: str) -> list[str]:

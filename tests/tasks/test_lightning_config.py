@@ -167,6 +167,34 @@ def test_tune_then_the_projects_own_fit_replays_the_best_trial(project, model):
         assert float(fitted.trainer.callback_metrics["val_acc"]) == best.value
 
 
+def test_a_winner_with_kinds_in_another_norm_is_replayed_whole_for_a_module_without_the_mixin(project):
+    """Muon-like trials (spectral matrices, the rest in Adam's norm) cannot be one param group: best_cli.yaml
+    leaves the optimizer to StaceyReplay, says why, and the project's own fit gives the trial's value exactly."""
+    config = project("Plain", trainer={"max_epochs": 1})
+    with open("space.yaml", "w") as stream:
+        yaml.safe_dump({**SPACE, "norm": "adam", "kinds": {"matrix": {"norm": "spectral"}}}, stream)
+    assert (
+        cli.tune_main(["--lightning-config", config, "--space", "space.yaml", "--n-trials", "2", "--output", "out"])
+        == 0
+    )
+    written = yaml.safe_load(open("out/best_cli.yaml"))
+    assert written["optimizer"] is None
+    header = open("out/best_cli.yaml").read().split("\nseed_everything")[0]
+    assert (
+        "Plain has no StaceyMixin, and the best trial steps its matrix in the spectral norm, the rest in the adam"
+        in header
+    )
+    fitted = _fit(config, "out/best_cli.yaml")
+    groups = fitted.trainer.optimizers[0].param_groups
+    assert {group["name"]: group["norm"] for group in groups} == {
+        "head": "adam",
+        "matrix": "spectral",
+        "vector": "adam",
+    }
+    replay = written["trainer"]["callbacks"][-1]["init_args"]  # the winner's value (the study's ranking)
+    assert float(fitted.trainer.callback_metrics[replay["monitor"]]) == replay["expected"]
+
+
 def test_stacey_compare_rebuilds_the_best_trials_module(project):
     from stacey_lightning.compare import compare
 
