@@ -484,7 +484,10 @@ def _kinds_in_other_norms(config: Any) -> dict[str, str]:
 
 def _replayed_whole(apart: dict[str, str], norm: str, module_name: str) -> list[str]:
     """Header lines: why a module without StaceyMixin gets no LightningCLI optimizer in best_cli.yaml."""
-    kinds = ", ".join(f"{kind} in the {kind_norm} norm" for kind, kind_norm in apart.items())
+    by_norm: dict[str, list[str]] = {}
+    for kind, kind_norm in apart.items():
+        by_norm.setdefault(kind_norm, []).append(kind)
+    kinds = ", ".join(f"{' and '.join(names)} kinds in the {kind_norm} norm" for kind_norm, names in by_norm.items())
     return [
         f"{module_name} has no StaceyMixin, and the best trial steps its {kinds}, the rest in the {norm} norm:",
         "one param group (LightningCLI's optimizer) cannot hold that, so `optimizer: null` below and StaceyReplay",

@@ -181,7 +181,7 @@ def test_a_winner_with_kinds_in_another_norm_is_replayed_whole_for_a_module_with
     assert written["optimizer"] is None
     header = open("out/best_cli.yaml").read().split("\nseed_everything")[0]
     assert (
-        "Plain has no StaceyMixin, and the best trial steps its matrix in the spectral norm, the rest in the adam"
+        "Plain has no StaceyMixin, and the best trial steps its matrix kinds in the spectral norm, the rest in the adam"
         in header
     )
     fitted = _fit(config, "out/best_cli.yaml")
