@@ -56,6 +56,7 @@ import yaml
 
 from stacey_lightning._imports import import_object
 from stacey_lightning._yaml import read_mapping
+from stacey_lightning.tasks.best_cli_header import kinds_in_other_norms, plain, replayed_whole, what_differs
 from stacey_lightning.tasks.lightning_script import load_lightning_script
 
 __all__ = [
@@ -216,16 +217,16 @@ class LightningConfig:
         elif values:
             content["model"] = {"class_path": self._config.model.class_path, "init_args": values}
         header = [f"best trial #{number}: {monitor} = {value:.6g} (seed {seed}, {max_epochs} epochs)"]
-        apart = _kinds_in_other_norms(config)
+        apart = kinds_in_other_norms(config)
         if self.has_mixin or apart:
             content["optimizer"] = None
             if not self.has_mixin:
-                header += _replayed_whole(apart, config.norm, self.model_class.__name__)
+                header += replayed_whole(apart, config.norm, self.model_class.__name__)
         else:
             finite = config.tau_horizon is not None and math.isfinite(config.tau_horizon)
             steps = self._total_steps(values, seed, max_epochs) if finite else math.inf
-            content["optimizer"] = {"class_path": _STACEY, "init_args": _plain(config.optimizer_arguments(steps))}
-            header += _what_differs(config, steps, self.model_class.__name__)
+            content["optimizer"] = {"class_path": _STACEY, "init_args": plain(config.optimizer_arguments(steps))}
+            header += what_differs(config, steps, self.model_class.__name__)
         content["lr_scheduler"] = None
         callbacks = [*self._raw_callbacks, {"class_path": _REPLAY, "init_args": replay}]
         content["trainer"]["callbacks"] = callbacks
@@ -469,51 +470,3 @@ def _built(value: Any, instantiate_class: Any) -> Any:
     if isinstance(value, list):
         return [_built(item, instantiate_class) for item in value]
     return value
-
-
-def _plain(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """Stacey's keyword arguments as YAML writes them (betas as a list)."""
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in arguments.items()}
-
-
-def _kinds_in_other_norms(config: Any) -> dict[str, str]:
-    """``{kind: norm}`` of the kinds whose norm is not the config's global one (a Muon-like winner's spectral
-    matrices): a geometry that LightningCLI's one-group optimizer cannot hold."""
-    return {kind: o["norm"] for kind, o in config.kinds.items() if o.get("norm", config.norm) != config.norm}
-
-
-def _replayed_whole(apart: dict[str, str], norm: str, module_name: str) -> list[str]:
-    """Header lines: why a module without StaceyMixin gets no LightningCLI optimizer in best_cli.yaml."""
-    by_norm: dict[str, list[str]] = {}
-    for kind, kind_norm in apart.items():
-        by_norm.setdefault(kind_norm, []).append(kind)
-    kinds = ", ".join(f"{' and '.join(names)} kinds in the {kind_norm} norm" for kind_norm, names in by_norm.items())
-    return [
-        f"{module_name} has no StaceyMixin, and the best trial steps its {kinds}, the rest in the {norm} norm:",
-        "one param group (LightningCLI's optimizer) cannot hold that, so `optimizer: null` below and StaceyReplay",
-        "gives the module StaceyMixin itself (stacey_lightning.lightning.adopt): the fit trains as the trial did.",
-    ]
-
-
-def _what_differs(config: Any, steps: float, module_name: str) -> list[str]:
-    """Header lines: what LightningCLI's one-group optimizer leaves out of the trials' Stacey."""
-    lines = []
-    if config.kinds:
-        lines.append(f"- per-kind settings {config.kinds} are left out: one param group")
-    if config.weight_decay:
-        lines.append("- weight decay applies to vectors too (biases, norms); the trials gave them none")
-    if config.schedule.get("name") != "constant":
-        lines.append(f"- the schedule {config.schedule} is left out: a constant lr")
-    if config.tau_horizon is not None and math.isfinite(steps):
-        lines.append(f"- tau = 1 / (tau_horizon * T) for T = {steps:.0f} optimizer steps, the trials' on one device")
-    keep = [
-        "To train as the trials did instead, set `optimizer: null` below: StaceyReplay then gives the module",
-        "StaceyMixin itself (stacey_lightning.lightning.adopt), kinds, weight decay rules and schedule included.",
-    ]
-    if not lines:
-        return [f"{module_name} has no StaceyMixin: Stacey comes as LightningCLI's optimizer, one param group.", *keep]
-    return [
-        f"{module_name} has no StaceyMixin: Stacey comes as LightningCLI's optimizer, one param group, so",
-        *lines,
-        *keep,
-    ]
