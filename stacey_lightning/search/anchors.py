@@ -13,8 +13,9 @@ start.
 Anchors are written in config terms and mapped into a space's own trial parameters: a value outside
 the space's range is clipped into it (a space whose p stops at 8 gets its most sign-like corner),
 and a key the space does not sample takes the middle of its range. Each is enqueued once per study,
-in order, as far as the study's budget reaches: a 2-trial study gets the first two, and resuming it
-to 3 trials enqueues the third (``ANCHORS_ENQUEUED`` counts them). Each anchor trial records its name
+in order, as far as the study's budget reaches, less two places for the winner's ladder from 4 runs up
+(``anchor_places``): a 2-trial study gets the first two, and resuming it to 3 trials enqueues the third
+(``ANCHORS_ENQUEUED`` counts them); a 4-run study gets two, an 8-run study all five. Each anchor trial records its name
 (``ANCHOR``), which the progress lines and the table show, and a rung its ladder and step.
 """
 
@@ -40,6 +41,8 @@ __all__ = [
     "baseline_anchors",
     "anchors_for",
     "enqueue_anchors",
+    "anchor_places",
+    "LADDER_PLACES",
     "enqueue_rung",
     "config_anchor",
     "RUNG",
@@ -52,6 +55,8 @@ __all__ = [
 
 # The factor between one rung of a ladder and the next (search/ladder.py climbs them).
 RUNG = 3.0
+# The places a study of 4 runs or more keeps for its winner's ladder (anchor_places).
+LADDER_PLACES = 2
 # Lion's step is lr * sign(c): its lr is the step every coordinate makes, whatever the model. 1e-3 is the
 # middle of what works from small models (digits: 1e-3) to small language models (3e-3) and large
 # ones (1e-4 to 3e-4). Where the space samples lr as a coordinate step (the presets do), the same
@@ -271,14 +276,22 @@ def config_anchor(config: Any, name: str = "start config", gradient_scale: float
     return Anchor(name, {**_ALIKE, **values})
 
 
+def anchor_places(n_trials: int) -> int:
+    """How many of a study's ``n_trials`` places anchors may take: all below 4, else all but ``LADDER_PLACES``,
+    which the winner's ladder keeps. At 4 runs the four geometries at their middle steps had left no place to
+    climb the step the model wants; the first two anchors and two rungs were better on the development half's
+    narrow transformer (2.87 -> 2.77 bpc) and the same on its six other models (suite_dev.md, "Round 7")."""
+    return n_trials if n_trials < 4 else n_trials - LADDER_PLACES
+
+
 def enqueue_anchors(study: optuna.Study, anchors: list[Anchor], space: Any, n_trials: int) -> int:
-    """Enqueue the first ``n_trials`` of ``anchors`` (as ``space``'s trial parameters) that this study has not
-    enqueued yet; returns how many. A study that began without anchors goes on without them."""
+    """Enqueue the first ``anchor_places(n_trials)`` of ``anchors`` (as ``space``'s trial parameters) that this
+    study has not enqueued yet; returns how many. A study that began without anchors goes on without them."""
     done = study.user_attrs.get(ANCHORS_ENQUEUED)
     if done is None and study.get_trials(deepcopy=False):
         return 0
     done = int(done or 0)
-    wanted = anchors[done : max(done, min(len(anchors), n_trials))]
+    wanted = anchors[done : max(done, min(len(anchors), anchor_places(n_trials)))]
     for anchor in wanted:
         enqueue_rung(study, anchor, space)
     study.set_user_attr(ANCHORS_ENQUEUED, done + len(wanted))

@@ -80,6 +80,18 @@ def test_a_space_that_can_choose_the_spectral_norm_starts_from_muon_too():
     assert [a.name for a in anchors_for("stacey", no_adam)][:2] == ["muon-lion-like step 0.001", "lion-like step 0.001"]
 
 
+def test_from_four_runs_up_two_places_are_kept_for_the_winners_ladder():
+    from stacey_lightning.search.anchors import anchor_places, enqueue_anchors
+
+    assert [anchor_places(n) for n in (1, 2, 3, 4, 5, 6, 8, 16)] == [1, 2, 3, 2, 3, 4, 6, 14]
+    space = SearchSpace.load("default")
+    anchors = anchors_for("stacey", space)
+    study = optuna.create_study()
+    assert enqueue_anchors(study, anchors, space, 4) == 2  # Muon-like and Lion-like; two rungs to climb
+    assert [t.user_attrs["anchor"] for t in study.trials] == ["muon-like step 0.001", "lion-like step 0.001"]
+    assert enqueue_anchors(study, anchors, space, 8) == 3  # resumed to 8 runs: the other three, five in all
+
+
 def test_a_start_config_whose_matrices_step_apart_is_started_where_it_is():
     """config_anchor reads a kind's lr_scale back as its step_scale: a best.yaml of a rung whose rest steps three
     times its matrices' (search/ladder.py) trains again at the same lr and lr_scale."""
