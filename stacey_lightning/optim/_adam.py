@@ -122,13 +122,12 @@ def _multi_tensor_adam_stacey(
     # The step counts live on the CPU (as torch.optim's do off CUDA graphs): reading them costs no sync.
     for t in steps:
         t += 1
-    corrections = {id(v): bias_corrections(t.item(), beta1, beta2, beta_v) for v, t in zip(vs, steps)}
     local = [local_shards(tensors) for tensors in (params, grads, zs, ms, vs)]
-    by_local = {id(v_local): corrections[id(v)] for v, v_local in zip(vs, local[4])}
-    for xs, gs, zs_, ms_, vs_ in group_by_device_and_dtype(*local):
+    # The step counts travel with their tensors (the buckets are by the parameters' device and dtype).
+    for xs, gs, zs_, ms_, vs_, ts in group_by_device_and_dtype(*local, steps):
         if maximize:
             gs = torch._foreach_neg(gs)
-        firsts, seconds = zip(*(by_local[id(v)] for v in vs_))
+        firsts, seconds = zip(*(bias_corrections(t.item(), beta1, beta2, beta_v) for t in ts))
         c = torch._foreach_lerp(gs, ms_, beta1)  # beta1 * m + (1 - beta1) * g
         if alpha != 0:
             torch._foreach_add_(zs_, c, alpha=-alpha)
