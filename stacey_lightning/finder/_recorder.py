@@ -1,6 +1,13 @@
 """The callback of every probe: it sets each optimizer step's lr, records the training loss and c99, and
 stops the run at its planned length or, in a range test, once the loss has turned. Both are read as means
-over the run's processes, so that under DDP or FSDP2 every rank takes the same decisions."""
+over the run's processes, so that under DDP or FSDP2 every rank takes the same decisions.
+
+A range test reads its loss relative to a reference: each step's loss over the loss the same batch gave at
+the initial weights (a run at lr 0 over the same batches, ``reference``). Every probe starts from the same
+weights and seed, so its k-th batch is the reference's k-th, and the ratio leaves out what the batches differ
+by: on an autoencoder of digits one batch's loss was 2.29 and the next 0.78 at lr 0, and the range tests had
+stopped at a "cliff" of that noise, six steps in, at a step 650 times below the real one
+(benchmarks/results/suite_dev.md, "Round 8")."""
 
 from __future__ import annotations
 
@@ -32,13 +39,16 @@ class Recorder(Callback):
     steps, counted from 0.
     """
 
-    def __init__(self, plan, *, measure_every=False, measure_end=False, stop_at_cliff=False) -> None:
+    def __init__(self, plan, *, measure_every=False, measure_end=False, stop_at_cliff=False, reference=None) -> None:
         self.plan = plan
+        # The losses at lr 0 that the stop rule divides by (every one positive and finite), or None.
+        self.reference = reference
         self.measure_every = measure_every  # c99 every twentieth of the run
         self.measure_end = measure_end  # c99 at the run's last step
         self.stop_at_cliff = stop_at_cliff
         self.lrs: list[float] = []
         self.losses: list[float] = []
+        self.relative: list[float] = []  # each loss over the reference's (the loss itself without one)
         self.scales: list[tuple[int, float]] = []  # (step index, c99)
         self.length = 0
         self.lr_of_step: Any = None
@@ -80,6 +90,8 @@ class Recorder(Callback):
         self.lrs.append(self.lr)
         self.losses.append(loss)
         step = len(self.losses)
+        relative = loss / self.reference[step - 1] if self.reference and step <= len(self.reference) else loss
+        self.relative.append(relative)
         every = self.measure_every and (step == 1 or step % max(1, self.length // 20) == 0)
         if every or (self.measure_end and step >= self.length):
             scale = measure(trainer.optimizers[0])  # of this process's shards, under FSDP2
@@ -89,7 +101,7 @@ class Recorder(Callback):
         if step >= self.length or not math.isfinite(loss):
             trainer.should_stop = True
             return
-        self.running = loss if self.running is None else _RUNNING * self.running + (1 - _RUNNING) * loss
+        self.running = relative if self.running is None else _RUNNING * self.running + (1 - _RUNNING) * relative
         if step == 1:
             self.first = self.running
         self.lowest = min(self.lowest, self.running)

@@ -34,6 +34,8 @@ an MLP; nothing here is fitted to one of them):
   hurt nowhere, so the pick carries ``tau_horizon: 1`` and ``alpha: 0``.
 
 The procedure, within ``RUNS`` (1.5) runs' worth of optimizer steps, every step counted:
+0. a reference run at lr 0, as long as a range test: each batch's loss at the initial weights, which the
+   range tests' losses are read against (``_recorder``: the batches' own differences drop out);
 1. a range test per candidate p (p = inf first) over the coordinate steps ``STEP_RANGE``, each stopped
    once its loss turns, together about ``RANGE_SHARE`` of the budget; each gives the cliff's step and
    the c99 there;
@@ -292,12 +294,14 @@ class _Finder:
         self.steps_per_epoch: int | None = None  # read by the first run's recorder
         self.used = 0
         self.scale: float | None = None  # the latest c99 measured at the end of a constant-lr run
+        self.reference: list[float] | None = None  # each range-test batch's loss at the initial weights
 
     @property
     def budget(self) -> int:
         return max(1, math.floor(self.runs * self.max_epochs * (self.steps_per_epoch or 1)))
 
     def find(self, candidates: list[float]) -> FinderResult:
+        self.reference = self._reference(len(candidates))
         tests = [self._range_test(p, len(candidates)) for p in candidates]
         usable = [t for t in tests if t.edge_step is not None]
         if not usable:
@@ -334,7 +338,7 @@ class _Finder:
         return FinderResult(
             config=config, gradient_scale=self.scale, range_tests=tests, confirmations=confirmations,
             steps_used=self.used, budget=self.budget, steps_per_epoch=self.steps_per_epoch or 0,
-            max_epochs=self.max_epochs, monitor=self.monitor, runs=self.runs,
+            max_epochs=self.max_epochs, monitor=self.monitor, runs=self.runs, relative=self.reference is not None,
         )  # fmt: skip
 
     def _lr(self, test: RangeTest, step: float) -> float:
@@ -430,6 +434,23 @@ class _Finder:
             values.update(tau=tau_for_horizon(TAU_HORIZON, steps), tau_horizon=TAU_HORIZON)
         return StaceyConfig.from_source(values)
 
+    def _range_length(self, candidates: int, steps_per_epoch: int) -> int:
+        """A range test's planned length: its share of ``RANGE_SHARE`` of the budget, within what is left
+        (and within the reference run, where there is one)."""
+        self.steps_per_epoch = self.steps_per_epoch or steps_per_epoch
+        length = min(max(3, math.floor(RANGE_SHARE * self.budget / candidates)), self.budget - self.used)
+        return min(length, len(self.reference)) if self.reference else length
+
+    def _reference(self, candidates: int) -> list[float] | None:
+        """Each range-test batch's loss at the initial weights: a run at lr 0 as long as a range test. None
+        where a loss is not positive and finite (a loss that can be negative has no ratio to read): then the
+        range tests read their losses as they are."""
+        config = self._config(math.inf, LION_STEP)  # the recorder sets every step's lr to 0
+        record = self._train(config, lambda steps_per_epoch: (self._range_length(candidates, steps_per_epoch),
+                                                              lambda k: 0.0))  # fmt: skip
+        losses = record.losses
+        return losses if losses and all(math.isfinite(loss) and loss > 0 for loss in losses) else None
+
     def _range_test(self, p: float, candidates: int) -> RangeTest:
         low, high = STEP_RANGE
         # The ladder is in coordinate steps; c99 turns it into lr. Before any is measured, the default
@@ -437,14 +458,14 @@ class _Finder:
         to_lr = 1.0 / coordinate_scale(self.scale or DEFAULT_GRADIENT_SCALE, p)
 
         def plan(steps_per_epoch: int) -> tuple[int, Any]:
-            self.steps_per_epoch = self.steps_per_epoch or steps_per_epoch
-            length = min(max(3, math.floor(RANGE_SHARE * self.budget / candidates)), self.budget - self.used)
+            length = self._range_length(candidates, steps_per_epoch)
             return length, lambda k: low * to_lr * (high / low) ** (k / max(1, length - 1))
 
         if self.steps_per_epoch is not None and self.budget - self.used < 2:
             return RangeTest(p, [], [])
-        record = self._train(self._config(p, low * to_lr), plan, measure_every=True, stop_at_cliff=True)
-        cliff, smoothed = find_cliff(record.losses)
+        config = self._config(p, low * to_lr)
+        record = self._train(config, plan, measure_every=True, stop_at_cliff=True, reference=self.reference)
+        cliff, smoothed = find_cliff(record.relative)
         test = RangeTest(p, record.lrs, record.losses, smoothed, cliff)
         if smoothed and test.lowest < smoothed[0]:
             # The edge: the cliff, or without one the ladder's top, the most that is known to be safe.
@@ -457,10 +478,14 @@ class _Finder:
         )
         return test
 
-    def _train(self, config: StaceyConfig, plan, *, measure_every=False, measure_end=False, stop_at_cliff=False):
+    def _train(
+        self, config: StaceyConfig, plan, *, measure_every=False, measure_end=False, stop_at_cliff=False, reference=None
+    ):
         """One short run from the initial weights; ``plan(steps_per_epoch) -> (steps, lr_of_step)``."""
         run.use_optimizer(self.model, run.optimizer_choice(STACEY, config))
-        recorder = Recorder(plan, measure_every=measure_every, measure_end=measure_end, stop_at_cliff=stop_at_cliff)
+        recorder = Recorder(
+            plan, measure_every=measure_every, measure_end=measure_end, stop_at_cliff=stop_at_cliff, reference=reference
+        )
         # Enough epochs for any run within the budget; the recorder stops the run at its planned length.
         epochs = math.ceil(self.runs * self.max_epochs) + 1
         kwargs = {**self.trainer_kwargs, "limit_val_batches": 0, "enable_checkpointing": False}

@@ -83,6 +83,7 @@ class FinderResult:
     max_epochs: int
     runs: float  # the budget, in training runs of max_epochs
     monitor: str | None = None
+    relative: bool = False  # the range tests' losses read over each batch's loss at the initial weights
 
     @property
     def p(self) -> float:
@@ -176,7 +177,8 @@ class FinderResult:
                 )
         ax.set_xscale("log")
         ax.set_xlabel("coordinate step lr * c99^(1/(p-1))  (Lion's lr at p = inf)")
-        ax.set_ylabel("training loss (smoothed)")
+        relative = " over its batch's at the initial weights" if self.relative else ""
+        ax.set_ylabel(f"training loss{relative} (smoothed)")
         ax.set_title("Stacey geometry finder: range tests (▼ cliff, dotted: pick per p)")
         finite = [value for test in self.range_tests for value in test.smoothed if math.isfinite(value)]
         if finite:

@@ -200,6 +200,28 @@ def test_a_module_without_the_mixin_is_given_back_without_it(tmp_path):
     assert all(torch.equal(module.state_dict()[name], value) for name, value in weights.items())
 
 
+class _UnevenBatches(_Plain):
+    """Batches that differ a hundredfold in loss at any weights: every other one's inputs ten times larger."""
+
+    def train_dataloader(self):
+        generator = torch.Generator().manual_seed(0)
+        inputs = torch.randn(256, 4, generator=generator)
+        inputs = inputs * torch.tensor([10.0, 1.0]).repeat_interleave(8).repeat(16)[:, None]  # large batch first
+        return DataLoader(TensorDataset(inputs, inputs.sum(1, keepdim=True)), batch_size=8)
+
+
+def test_range_tests_read_each_loss_over_its_batchs_loss_at_the_initial_weights(tmp_path):
+    """Losses 100x apart from one batch to the next stopped a range test at its fifth step, the noise read as a
+    cliff; over the reference run's losses (lr 0, the same batches) they start at 1 and go on to a real cliff."""
+    module = _UnevenBatches()
+    with pytest.warns(UserWarning, match="has no StaceyMixin"):
+        result = find_geometry(module, max_epochs=2, p_candidates=(math.inf,), trainer_kwargs={"accelerator": "cpu"})
+    (test,) = result.range_tests
+    assert result.relative and result.budget == math.floor(RUNS * 2 * 32) and result.steps_used <= result.budget
+    assert test.smoothed[0] == pytest.approx(1.0, abs=0.01)  # the first steps, at lr 1e-5, change nothing
+    assert len(test.lrs) > 10 and max(test.losses[:10]) > 50 * min(test.losses[:10])
+
+
 def _result() -> FinderResult:
     """A finder's result without training: two range tests with their cliffs, the pick at p = 4."""
     tests = []
@@ -353,11 +375,13 @@ def test_the_finder_benchmark_runs_end_to_end(tmp_path, monkeypatch):
     found, comparison = seen["find_for_task"][0], seen["compare"]
     # The pick is what was trained for the final metric, and the summary row reports both.
     (run,) = comparison.runs
-    assert (run.options["p"], run.options["lr"]) == (found.p, pytest.approx(found.lr))
+    assert (float(run.options["p"]), run.options["lr"]) == (found.p, pytest.approx(found.lr))  # "inf" kept as text
     row = next(line for line in output.read_text().splitlines() if line.startswith("| digits (val_acc) |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     p = "inf" if found.p == math.inf else f"{found.p:g}"
-    assert cells[1] == f"p {p}, lr {found.lr:.3g}, tau_horizon 1, alpha 0"
+    spectral = "".join(f", {kind} spectral" for kind, kind_config in found.config.kinds.items()
+                       if kind_config.get("norm") == "spectral")  # fmt: skip
+    assert cells[1] == f"p {p}{spectral}, lr {found.lr:.3g}, tau_horizon 1, alpha 0"
     assert cells[2] == f"{found.steps_used} / {found.budget}" and cells[5] == f"{run.final_metric:.4f}"
     gap = run.final_metric - script.TASKS["digits"]["study"][0]
     assert cells[7] == f"{gap:+.4f}" and cells[8].startswith("yes" if gap >= -0.005 else "no")
