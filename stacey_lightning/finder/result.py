@@ -96,8 +96,9 @@ class FinderResult:
     def table(self) -> str:
         """Markdown: the range tests (per p: the cliff and the pick), the confirmation runs, the pick and the
         steps spent."""
+        lowest = "lowest loss over the reference's" if self.relative else "lowest loss"
         lines = [
-            "| p | steps | cliff lr | cliff step | c99 | lowest loss | pick lr |",
+            f"| p | steps | cliff lr | cliff step | c99 | {lowest} | pick lr |",
             "|---|---|---|---|---|---|---|",
         ]
         for test in self.range_tests:

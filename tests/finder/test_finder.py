@@ -220,6 +220,7 @@ def test_range_tests_read_each_loss_over_its_batchs_loss_at_the_initial_weights(
     assert result.relative and result.budget == math.floor(RUNS * 2 * 32) and result.steps_used <= result.budget
     assert test.smoothed[0] == pytest.approx(1.0, abs=0.01)  # the first steps, at lr 1e-5, change nothing
     assert len(test.lrs) > 10 and max(test.losses[:10]) > 50 * min(test.losses[:10])
+    assert "lowest loss over the reference's" in result.table()
 
 
 def _result() -> FinderResult:
