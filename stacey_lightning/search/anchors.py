@@ -284,14 +284,22 @@ def anchor_places(n_trials: int) -> int:
     return n_trials if n_trials < 4 else n_trials - LADDER_PLACES
 
 
-def enqueue_anchors(study: optuna.Study, anchors: list[Anchor], space: Any, n_trials: int) -> int:
-    """Enqueue the first ``anchor_places(n_trials)`` of ``anchors`` (as ``space``'s trial parameters) that this
-    study has not enqueued yet; returns how many. A study that began without anchors goes on without them."""
+def enqueue_anchors(
+    study: optuna.Study, anchors: list[Anchor], space: Any, n_trials: int, search_places: int | None = None
+) -> int:
+    """Enqueue the first ``anchor_places(n_trials)`` of ``anchors`` (as ``space``'s trial parameters), no more
+    than ``search_places`` (the runs a study's confirmation reserve leaves to its search), that this study has
+    not enqueued yet; returns how many. A study that began without anchors goes on without them.
+
+    ``n_trials`` is the study's whole plan, confirmation runs included: the rule was decided at 4 runs, where no
+    run is reserved, and counted on the search's places it had taken the fifth anchor from a study of 8 (6
+    places for the search), which the development half at 8 runs measured as worse (suite_dev.md, "Round 8")."""
     done = study.user_attrs.get(ANCHORS_ENQUEUED)
     if done is None and study.get_trials(deepcopy=False):
         return 0
     done = int(done or 0)
-    wanted = anchors[done : max(done, min(len(anchors), anchor_places(n_trials)))]
+    places = anchor_places(n_trials) if search_places is None else min(anchor_places(n_trials), search_places)
+    wanted = anchors[done : max(done, min(len(anchors), places))]
     for anchor in wanted:
         enqueue_rung(study, anchor, space)
     study.set_user_attr(ANCHORS_ENQUEUED, done + len(wanted))

@@ -104,7 +104,7 @@ def _enqueue_first_points(study: optuna.Study, spec: StudySpec) -> None:
     if spec.anchors or start:
         # No more anchors than the search has places: confirmation runs repeat its best (confirm.py).
         anchors = start + (anchors_for(spec.optimizer, spec.space) if spec.anchors else [])
-        enqueue_anchors(study, anchors, spec.space, search_spec(spec).planned_trials)
+        enqueue_anchors(study, anchors, spec.space, spec.planned_trials, search_spec(spec).planned_trials)
 
 
 def _add_start_point(study: optuna.Study, start: Anchor, spec: StudySpec) -> None:

@@ -106,3 +106,16 @@ def test_a_start_config_whose_matrices_step_apart_is_started_where_it_is():
     again = space.sample_config(optuna.trial.FixedTrial(space.params_for(start.values)))
     assert again["lr"] == pytest.approx(best["lr"]) and again["betas"] == pytest.approx(best["betas"])
     assert again["kinds"]["matrix"]["lr_scale"] == pytest.approx(best["kinds"]["matrix"]["lr_scale"])
+
+
+@pytest.mark.parametrize(("runs", "anchors"), [(4, 2), (6, 4), (8, 5)])
+def test_a_studys_anchors_count_its_whole_plan_within_its_searchs_places(runs, anchors):
+    """A budget of 8 runs reserves 2 for confirmation (study/confirm.py): its search has 6 places, and all five
+    anchors train (the epochs their pruned runs leave go to the ladder); at 6 runs the search's 4 places cap them."""
+    from stacey_lightning.study.spec import study_spec
+    from stacey_lightning.tuner.tuning import _enqueue_first_points
+
+    spec = study_spec("digits", space="default", budget=runs * 2, max_epochs=2)
+    study = optuna.create_study(direction="maximize")
+    _enqueue_first_points(study, spec)
+    assert len(study.trials) == anchors
