@@ -158,10 +158,7 @@ def render(arguments: argparse.Namespace, measured: dict[str, Any]) -> str:
         maximize = result["monitor"] == "val_acc"
         gap = finals.mean - study
         met = (gap >= -settings["margin"]) if maximize else (gap <= settings["margin"])
-        p = "inf" if found.p == float("inf") else f"{found.p:g}"
-        spectral = "".join(f", {kind} spectral" for kind, kind_config in found.config.kinds.items()
-                           if kind_config.get("norm") == "spectral")  # fmt: skip
-        pick = f"p {p}{spectral}, lr {found.lr:.3g}, tau_horizon {found.config.tau_horizon:g}, alpha 0"
+        pick = f"{found.geometry}, lr {found.lr:.3g}, tau_horizon {found.config.tau_horizon:g}, alpha 0"
         seeds = " / ".join(f"{value:.4f}" for value in result["per_seed"])
         lines.append(
             f"| {result['name']} ({result['monitor']}) | {pick} | {found.steps_used} / {found.budget} | "

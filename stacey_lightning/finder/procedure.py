@@ -445,10 +445,11 @@ class _Finder:
         """Each range-test batch's loss at the initial weights: a run at lr 0 as long as a range test. None
         where a loss is not positive and finite (a loss that can be negative has no ratio to read): then the
         range tests read their losses as they are."""
-        config = self._config(math.inf, LION_STEP)  # the recorder sets every step's lr to 0
-        record = self._train(config, lambda steps_per_epoch: (self._range_length(candidates, steps_per_epoch),
-                                                              lambda k: 0.0))  # fmt: skip
-        losses = record.losses
+
+        def plan(steps_per_epoch: int) -> tuple[int, Any]:
+            return self._range_length(candidates, steps_per_epoch), lambda k: 0.0
+
+        losses = self._train(self._config(math.inf, LION_STEP), plan).losses  # the recorder sets every lr to 0
         return losses if losses and all(math.isfinite(loss) and loss > 0 for loss in losses) else None
 
     def _range_test(self, p: float, candidates: int) -> RangeTest:

@@ -93,6 +93,12 @@ class FinderResult:
     def lr(self) -> float:
         return self.config.lr
 
+    @property
+    def geometry(self) -> str:
+        """The pick's p and the kinds it puts in the spectral norm: "p inf, matrix spectral, conv spectral"."""
+        spectral = [kind for kind, overrides in self.config.kinds.items() if overrides.get("norm") == "spectral"]
+        return f"p {p_text(self.p)}" + "".join(f", {kind} spectral" for kind in spectral)
+
     def table(self) -> str:
         """Markdown: the range tests (per p: the cliff and the pick), the confirmation runs, the pick and the
         steps spent."""
@@ -117,9 +123,8 @@ class FinderResult:
                 cells = [confirmation.geometry, f"{confirmation.lr:.3g}", f"{confirmation.step:.3g}"]
                 cells += [f"{confirmation.factor:g}", str(len(confirmation.losses)), final, f"{confirmation.score:.4g}"]
                 lines.append("| " + " | ".join(cells) + " |")
-        spectral = [kind for kind, overrides in self.config.kinds.items() if overrides.get("norm") == "spectral"]
         lines.append(
-            f"\npick: p {p_text(self.p)}{''.join(f', {kind} spectral' for kind in spectral)}, lr {self.lr:.3g}, "
+            f"\npick: {self.geometry}, lr {self.lr:.3g}, "
             f"tau_horizon {self.config.tau_horizon:g}, alpha 0; "
             f"{self.steps_used} optimizer steps of a budget of {self.budget} "
             f"({self.runs:g} runs of {self.max_epochs} epochs x {self.steps_per_epoch} steps)"

@@ -380,9 +380,8 @@ def test_the_finder_benchmark_runs_end_to_end(tmp_path, monkeypatch):
     row = next(line for line in output.read_text().splitlines() if line.startswith("| digits (val_acc) |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     p = "inf" if found.p == math.inf else f"{found.p:g}"
-    spectral = "".join(f", {kind} spectral" for kind, kind_config in found.config.kinds.items()
-                       if kind_config.get("norm") == "spectral")  # fmt: skip
-    assert cells[1] == f"p {p}{spectral}, lr {found.lr:.3g}, tau_horizon 1, alpha 0"
+    assert cells[1] == f"{found.geometry}, lr {found.lr:.3g}, tau_horizon 1, alpha 0"
+    assert found.geometry.startswith(f"p {p}")
     assert cells[2] == f"{found.steps_used} / {found.budget}" and cells[5] == f"{run.final_metric:.4f}"
     gap = run.final_metric - script.TASKS["digits"]["study"][0]
     assert cells[7] == f"{gap:+.4f}" and cells[8].startswith("yes" if gap >= -0.005 else "no")
