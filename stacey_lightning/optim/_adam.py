@@ -18,7 +18,10 @@ torch.optim.AdamW(betas=(b, beta_v), eps=eps) (tests/optim/test_adam.py checks i
 p = inf and Muon in the spectral norm. AdamW's update has an RMS of about 0.2 lr (the premise of Muon's
 ``match_rms_adamw``): lr means what it means for AdamW, and for the spectral norm.
 
-The step is elementwise: a parameter sharded by FSDP2 updates the shard each process holds.
+The step is elementwise: a parameter sharded by FSDP2 updates the shard each process holds. On the CPU in
+float32 it is one pass of a C kernel over x, g, z, m and v (cpu_kernel.c's stacey_adam), where the multi-tensor
+path makes nine; the multi-tensor path serves every other device and dtype (there is no compiled kernel: on
+CUDA torch's own foreach kernels are what AdamW runs too).
 """
 
 from __future__ import annotations
@@ -26,15 +29,29 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from stacey_lightning.optim import _cpu_kernel
 from stacey_lightning.optim._functional import group_by_device_and_dtype
-from stacey_lightning.optim._fused import local_shards
+from stacey_lightning.optim._fused import fused_on_cpu, local_shards
 
-__all__ = ["adam_stacey", "bias_corrections"]
+__all__ = ["adam_stacey", "bias_corrections", "coefficients"]
 
 
 def bias_corrections(t: float, beta1: float, beta2: float, beta_v: float) -> tuple[float, float]:
     """(the sum of c's weights, sqrt of v's) after ``t`` steps: c_hat = c / first, sqrt(v_hat) = sqrt(v) / second."""
     return 1 - beta1 * beta2 ** (t - 1), (1 - beta_v**t) ** 0.5
+
+
+def coefficients(
+    t: float, *, lr: float, alpha: float, tau: float, beta1: float, beta2: float, beta_v: float,
+    weight_decay: float, eps: float, maximize: bool,
+) -> tuple[float, ...]:  # fmt: skip
+    """The C kernel's inputs at step ``t``, in its order, formed once per step on the host (in float64): the
+    bias corrections folded into the step and eps as the multi-tensor path folds them, and the gradient's sign
+    (maximize) into the two coefficients that multiply it (g^2 has none)."""
+    first, second = bias_corrections(t, beta1, beta2, beta_v)
+    sign = -1.0 if maximize else 1.0
+    return (beta1, sign * (1 - beta1), alpha, 1 - lr * weight_decay, tau, (1 - tau) * lr * second / first,
+            eps * second, beta_v, 1 - beta_v, beta2, sign * (1 - beta2))  # fmt: skip
 
 
 def adam_stacey(
@@ -55,10 +72,19 @@ def adam_stacey(
     eps: float,
     maximize: bool = False,
     foreach: bool | None = None,
+    fused: bool | None = None,
 ) -> None:
     """Functional Stacey step in Adam's geometry over lists of tensors (updated in place, ``steps`` counted
-    up by one): the multi-tensor path, or the plain loop where ``foreach=False``."""
-    step = _single_tensor_adam_stacey if foreach is False else _multi_tensor_adam_stacey
+    up by one): the C kernel for float32 CPU tensors unless ``fused=False`` or ``foreach=True`` (the
+    multi-tensor path then, and for every other tensor), the plain loop where ``foreach=False``."""
+    if fused and foreach:
+        raise ValueError("Stacey: fused=True and foreach=True are mutually exclusive; choose one")
+    if foreach is False:
+        step = _single_tensor_adam_stacey
+    elif fused is False or foreach or torch.compiler.is_compiling():  # a traced step cannot call C
+        step = _multi_tensor_adam_stacey
+    else:
+        step = _fused_adam_stacey
     step(params, grads, zs, ms, vs, steps, lr=lr, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, beta_v=beta_v,
          weight_decay=weight_decay, eps=eps, maximize=maximize)  # fmt: skip
 
@@ -144,3 +170,37 @@ def _multi_tensor_adam_stacey(
         steps_ = [-(1 - tau) * lr * second / first for first, second in zip(firsts, seconds)]
         torch._foreach_addcdiv_(xs, c, denominators, steps_)
         torch._foreach_lerp_(ms_, gs, 1 - beta2)  # beta2 * m + (1 - beta2) * g
+
+
+def _fused_adam_stacey(
+    params: list[Tensor],
+    grads: list[Tensor],
+    zs: list[Tensor],
+    ms: list[Tensor],
+    vs: list[Tensor],
+    steps: list[Tensor],
+    **hyperparameters: float,
+) -> None:
+    """The C kernel on the float32 CPU shards this process holds, one call per step count (a parameter that
+    skipped steps has its own bias corrections) over the small tensors packed; the multi-tensor path for the
+    rest, and for all of them where the kernel cannot be built."""
+    native = _cpu_kernel.adam_kernel()
+    local = [local_shards(tensors) for tensors in (params, grads, zs, ms, vs)]
+    # A DTensor's local shard may be an object made for this step: the state it stands for cannot be moved.
+    own_state = all(z is z_local for z, z_local in zip(zs, local[2]))
+    rest: list[int] = []
+    by_step: dict[float, list[int]] = {}
+    for i, x in enumerate(local[0]):
+        if native is not None and x.dtype == torch.float32 and x.device.type == "cpu":
+            by_step.setdefault(steps[i].item() + 1, []).append(i)
+        else:
+            rest.append(i)
+    for t, indices in by_step.items():
+        update = _cpu_kernel.bind_adam(native, coefficients(t, **hyperparameters))
+        xs, gs, zs_, ms_, vs_ = ([tensors[i] for i in indices] for tensors in local)
+        fused_on_cpu(update, xs, gs, [zs_, ms_, vs_], list(range(len(indices))), own_state)
+        for i in indices:
+            steps[i] += 1
+    if rest:
+        chosen = ([tensors[i] for i in rest] for tensors in (params, grads, zs, ms, vs, steps))
+        _multi_tensor_adam_stacey(*chosen, **hyperparameters)

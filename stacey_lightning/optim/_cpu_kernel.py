@@ -1,12 +1,13 @@
-"""The CPU kernel in C: Stacey's "p2" update in float32 (every exact form of the direction), written in
-cpu_kernel.c and built on first use with the machine's C compiler.
+"""The CPU kernels in C: Stacey's "p2" update in float32 (every exact form of the direction) and its update
+in Adam's norm, written in cpu_kernel.c and built on first use with the machine's C compiler.
 
 Why not the torch.compile'd kernel that serves every other case: its general power is exp(e * log(b))
 with Sleef's exp and log, and inductor turns the float bit casts that a cheaper log needs into a scalar
 loop (benchmarks/results/power_kernels_cpu.md), so at p = 4.5 a step cost 1.4x-1.8x SGD's at 2 threads.
 Written in C, the compiler vectorises the bit fields and the polynomials of the whole update; the cheap
 forms (p = 2, 3, inf) cost 5-10% less than compiled; and the first step does not wait 20-50 s for
-torch.compile (benchmarks/results/step_speed_cpu.md has the figures).
+torch.compile (benchmarks/results/step_speed_cpu.md has the figures). Adam's norm has no compiled kernel:
+its multi-tensor path reads and writes the state in nine passes, the C kernel in one.
 
 The library is built once per source, compiler and vector flags, into a folder of the system's
 temporary directory, under a name that a concurrent build (two workers, two DDP processes) replaces
@@ -33,13 +34,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["kernel", "bind", "KINDS", "FLT_MIN"]
+__all__ = ["kernel", "adam_kernel", "bind", "bind_adam", "KINDS", "FLT_MIN"]
 
 FLT_MIN = 1.1754943508222875e-38  # the smallest normal float32: the kernel's log needs base >= it (eps ensures it)
 KINDS = {"identity": 0, "rsqrt": 1, "sign": 2, "power": 3}  # _functional.direction_kind's names, as the C enum
 _SOURCE = "cpu_kernel.c"
 _SYMBOL = "stacey_p2"
+_ADAM_SYMBOL = "stacey_adam"
 _SCALARS = 10  # _fused.coefficients' first ten; the pp variant's two exponents are not used by "p2"
+_ADAM_SCALARS = 11  # _adam.coefficients
 # The vector flags for the capability torch detected at import (the same that picks its own kernels).
 _VECTOR_FLAGS = {
     "AVX512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma"],
@@ -55,14 +58,14 @@ class _Library:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._function: Callable[..., None] | None = None
+        self._functions: dict[str, Callable[..., None]] | None = None
         self.failed: str | None = None
 
-    def get(self) -> Callable[..., None] | None:
+    def get(self, symbol: str = _SYMBOL) -> Callable[..., None] | None:
         with self._lock:
-            if self._function is None and self.failed is None:
+            if self._functions is None and self.failed is None:
                 try:
-                    self._function = _load(_build())
+                    self._functions = _load(_build())
                 except (OSError, subprocess.SubprocessError, RuntimeError) as error:
                     self.failed = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                     warnings.warn(
@@ -71,7 +74,7 @@ class _Library:
                         RuntimeWarning,
                         stacklevel=6,
                     )
-            return self._function
+            return None if self._functions is None else self._functions[symbol]
 
 
 _LIBRARY = _Library()
@@ -80,6 +83,11 @@ _LIBRARY = _Library()
 def kernel() -> Callable[..., None] | None:
     """The C kernel ``stacey_p2``, built and loaded on first use; None where it cannot be."""
     return _LIBRARY.get()
+
+
+def adam_kernel() -> Callable[..., None] | None:
+    """The C kernel ``stacey_adam`` (Adam's norm), built and loaded on first use; None where it cannot be."""
+    return _LIBRARY.get(_ADAM_SYMBOL)
 
 
 def bind(
@@ -91,18 +99,36 @@ def bind(
     coefficients = (ctypes.c_float * _SCALARS)(*scalars[:_SCALARS])
 
     def update(x: Tensor, g: Tensor, z: Tensor, m: Tensor) -> None:
-        # The kernel writes through raw pointers: what it is given must be exactly what it expects.
-        tensors = (x, g, z, m)
-        if any(t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous() for t in tensors) or any(
-            t.numel() != x.numel() for t in tensors
-        ):
-            raise ValueError("the C kernel takes four contiguous float32 CPU tensors of one length")
+        _check((x, g, z, m))
         function(
             code, x.data_ptr(), g.data_ptr(), z.data_ptr(), m.data_ptr(), x.numel(), coefficients,
             torch.get_num_threads(),
         )  # fmt: skip
 
     return update
+
+
+def bind_adam(function: Callable[..., None], scalars: tuple[float, ...]) -> Callable[..., None]:
+    """``update(x, g, z, m, v)``: one step of the kernel in Adam's norm on five flat float32 CPU tensors of one
+    length, with this step's coefficients (``_adam.coefficients``) bound once."""
+    coefficients = (ctypes.c_float * _ADAM_SCALARS)(*scalars)
+
+    def update(x: Tensor, g: Tensor, z: Tensor, m: Tensor, v: Tensor) -> None:
+        _check((x, g, z, m, v))
+        function(
+            x.data_ptr(), g.data_ptr(), z.data_ptr(), m.data_ptr(), v.data_ptr(), x.numel(), coefficients,
+            torch.get_num_threads(),
+        )  # fmt: skip
+
+    return update
+
+
+def _check(tensors: tuple[Tensor, ...]) -> None:
+    """The kernels write through raw pointers: what they are given must be exactly what they expect."""
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous() for t in tensors) or any(
+        t.numel() != tensors[0].numel() for t in tensors
+    ):
+        raise ValueError(f"the C kernel takes {len(tensors)} contiguous float32 CPU tensors of one length")
 
 
 def _compiler() -> str:
@@ -152,9 +178,17 @@ def _build() -> Path:
     return library
 
 
-def _load(library: Path) -> Callable[..., None]:
-    function = getattr(ctypes.CDLL(str(library)), _SYMBOL)
-    pointers = [ctypes.c_void_p] * 4
-    function.argtypes = [ctypes.c_int, *pointers, ctypes.c_int64, ctypes.POINTER(ctypes.c_float), ctypes.c_int]
-    function.restype = None
-    return function
+def _load(library: Path) -> dict[str, Callable[..., None]]:
+    """The library's kernels by symbol, their argument types declared."""
+    loaded = ctypes.CDLL(str(library))
+    floats, length, threads = ctypes.POINTER(ctypes.c_float), ctypes.c_int64, ctypes.c_int
+    arguments = {
+        _SYMBOL: [ctypes.c_int, *[ctypes.c_void_p] * 4, length, floats, threads],
+        _ADAM_SYMBOL: [*[ctypes.c_void_p] * 5, length, floats, threads],
+    }
+    functions = {}
+    for symbol, argtypes in arguments.items():
+        function = getattr(loaded, symbol)
+        function.argtypes, function.restype = argtypes, None
+        functions[symbol] = function
+    return functions

@@ -37,7 +37,7 @@ from stacey_lightning.optim._functional import (
     signed_power,
 )
 
-__all__ = ["fused_stacey", "local_shards", "RUNTIME", "SMALL_TENSOR_NUMEL", "CPU_COMPILE_OPTIONS"]
+__all__ = ["fused_stacey", "fused_on_cpu", "local_shards", "RUNTIME", "SMALL_TENSOR_NUMEL", "CPU_COMPILE_OPTIONS"]
 
 # A kernel call costs tens of microseconds (guards, wrappers, starting the threads) whatever the
 # tensor's size: below this many elements, tensors are packed into one flat call instead.
@@ -233,7 +233,7 @@ def fused_stacey(
                 RUNTIME.list_kernel(variant, kind)(xs, gs, zs_, ms_, *scalar_tensors)
             else:
                 update = _cpu_update(variant, kind, eps, xs[0].dtype, scalars, scalar_tensors)
-                _fused_on_cpu(update, xs, gs, zs_, ms_, pending, own_state)
+                fused_on_cpu(update, xs, gs, [zs_, ms_], pending, own_state)
         except (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.FailOnRecompileLimitHit) as error:
             # Compiling is impossible here (no C++ compiler, unsupported platform), or, on CUDA,
             # this process has compiled too many parameter lists (one per group and model). Both
@@ -271,32 +271,30 @@ def _cpu_update(
     return lambda x, g, z, m: compiled(x, g, z, m, *scalar_tensors)
 
 
-def _fused_on_cpu(update, xs, gs, zs, ms, pending: list[int], own_state: bool) -> None:
+def fused_on_cpu(update, xs, gs, states: list[list[Tensor]], pending: list[int], own_state: bool) -> None:
+    """``update(x, g, *state)`` over the ``pending`` tensors (emptied as they are updated) on flat tensors: the
+    small ones packed into one call, the others one call each. ``states``: lists of state tensors (z, m, ...)."""
     small = [i for i in pending if xs[i].numel() < SMALL_TENSOR_NUMEL]
     if small:
-        lists = [[t[i] for i in small] for t in (xs, gs, zs, ms)]
+        x_list, g_list, *state_lists = [[t[i] for i in small] for t in (xs, gs, *states)]
         # x and g are packed into new flat tensors (one C++ call per list, not a Python call per tensor);
         # detached, since one tensor alone is packed as an alias of itself (see the loop below).
-        x_flat, g_flat = (torch._C._nn.flatten_dense_tensors(tensors).detach() for tensors in lists[:2])
-        (z_flat, z_copied), (m_flat, m_copied) = _packed_state(lists[2], own_state), _packed_state(lists[3], own_state)
-        update(x_flat, g_flat, z_flat, m_flat)
-        for tensors, packed, copied in (
-            (lists[0], x_flat, True),
-            (lists[2], z_flat, z_copied),
-            (lists[3], m_flat, m_copied),
-        ):
-            if copied:
-                torch._foreach_copy_(tensors, torch._C._nn.unflatten_dense_tensors(packed, tensors))
+        x_flat, g_flat = (torch._C._nn.flatten_dense_tensors(tensors).detach() for tensors in (x_list, g_list))
+        packed_states = [_packed_state(tensors, own_state) for tensors in state_lists]
+        update(x_flat, g_flat, *(flat for flat, _ in packed_states))
+        copies = [(tensors, flat) for tensors, (flat, copied) in zip(state_lists, packed_states) if copied]
+        for tensors, packed in [(x_list, x_flat), *copies]:
+            torch._foreach_copy_(tensors, torch._C._nn.unflatten_dense_tensors(packed, tensors))
         done = set(small)
         pending[:] = [i for i in pending if i not in done]
     for i in list(pending):
         x = xs[i]
-        # z and m are created contiguous; x and g can be any view: use a contiguous copy then.
+        # The state is created contiguous; x and g can be any view: use a contiguous copy then.
         x_flat = x.view(-1) if x.is_contiguous() else x.contiguous().view(-1)
         # Detached flat aliases (same memory): neither views nor requiring grad, like the packed
         # tensors, so that one compiled graph serves every call; views of a parameter made dynamo
         # recompile for requires_grad and again for guards on the view's base's sizes.
-        flat = (t.detach() for t in (x_flat, gs[i].reshape(-1), zs[i].view(-1), ms[i].view(-1)))
+        flat = (t.detach() for t in (x_flat, gs[i].reshape(-1), *(state[i].view(-1) for state in states)))
         update(*flat)
         if x_flat.data_ptr() != x.data_ptr():
             x.copy_(x_flat.view_as(x))

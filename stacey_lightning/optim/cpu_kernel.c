@@ -1,5 +1,6 @@
 /* Stacey's update ("p2" variant) in float32 on the CPU: one pass over x, g, z and m, for each exact form
-   of the direction s(c) (identity at p = 2, rsqrt at p = 3, sign at p = inf, the general power).
+   of the direction s(c) (identity at p = 2, rsqrt at p = 3, sign at p = inf, the general power); and
+   in Adam's norm (stacey_adam), one pass over x, g, z, m and v where the multi-tensor path makes nine.
 
    The same arithmetic as stacey_lightning/optim/_fused.py's compiled kernel, which serves every other
    case (float64, bfloat16, the "pp" variant, CUDA). Why C here: the general power
@@ -100,16 +101,22 @@ static inline __attribute__((always_inline)) void update(float *restrict x, cons
     }
 }
 
+/* This thread's part of n elements: one contiguous slice per thread, a multiple of 16 floats long, so
+   that every slice but the last is whole vectors. Called inside a parallel region. */
+static inline void slice_of(int64_t n, int64_t *start, int64_t *stop) {
+    int64_t count = omp_get_num_threads(), id = omp_get_thread_num();
+    int64_t slice = ((n + count - 1) / count + 15) / 16 * 16;
+    *start = id * slice < n ? id * slice : n;
+    *stop = *start + slice < n ? *start + slice : n;
+}
+
 /* One step on n elements. coefficients: _fused.coefficients' first ten, in its order. */
 void stacey_p2(int kind, float *x, const float *g, float *z, float *m, int64_t n, const float *coefficients,
                int threads) {
 #pragma omp parallel num_threads(threads)
     {
-        /* one contiguous slice per thread, a multiple of 16 floats long: whole vectors up to the last slice */
-        int64_t count = omp_get_num_threads(), id = omp_get_thread_num();
-        int64_t slice = ((n + count - 1) / count + 15) / 16 * 16;
-        int64_t start = id * slice < n ? id * slice : n;
-        int64_t stop = start + slice < n ? start + slice : n;
+        int64_t start, stop;
+        slice_of(n, &start, &stop);
         float *xs = x + start, *zs = z + start, *ms = m + start;
         const float *gs = g + start;
         switch (kind) {
@@ -125,5 +132,35 @@ void stacey_p2(int kind, float *x, const float *g, float *z, float *m, int64_t n
         default:
             update(xs, gs, zs, ms, stop - start, coefficients, POWER);
         }
+    }
+}
+
+/* One thread's slice in Adam's norm, as _adam.py's multi-tensor path computes it: d = c / (sqrt(v) + eps')
+   times the bias corrections, folded into step and eps' on the host. */
+static inline __attribute__((always_inline)) void adam_update(float *restrict x, const float *restrict g,
+                                                              float *restrict z, float *restrict m,
+                                                              float *restrict v, int64_t n, const float *k) {
+    float beta1 = k[0], g_in_c = k[1], alpha = k[2], decay = k[3], tau = k[4], step = k[5], eps = k[6];
+    float beta_v = k[7], g_in_v = k[8], beta2 = k[9], g_in_m = k[10];
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i], mi = m[i], xi = x[i];
+        float c = beta1 * mi + g_in_c * gi;
+        float z_new = z[i] - alpha * c;
+        float vi = beta_v * v[i] + g_in_v * gi * gi;
+        x[i] = decay * xi + tau * (z_new - xi) - step * (c / (sqrtf(vi) + eps));
+        z[i] = z_new;
+        v[i] = vi;
+        m[i] = beta2 * mi + g_in_m * gi;
+    }
+}
+
+/* One step in Adam's norm on n elements. coefficients: _adam.coefficients, in its order. */
+void stacey_adam(float *x, const float *g, float *z, float *m, float *v, int64_t n, const float *coefficients,
+                 int threads) {
+#pragma omp parallel num_threads(threads)
+    {
+        int64_t start, stop;
+        slice_of(n, &start, &stop);
+        adam_update(x + start, g + start, z + start, m + start, v + start, stop - start, coefficients);
     }
 }

@@ -137,9 +137,10 @@ class Stacey(Optimizer):
         fused: use the compiled single-pass path. Default (None): fused wherever torch.compile
             works, falling back to foreach with one warning where it cannot compile. On the CPU the
             float32 steps of variant "p2" run a C kernel built with the machine's C compiler on first
-            use instead (the compiled kernel where it cannot be built, with one warning). Spectral
-            groups run their elementwise parts in multi-tensor kernels around the matmuls whatever
-            ``fused`` says, and so do Adam groups (``foreach=False`` still chooses the plain loop).
+            use instead (the compiled kernel where it cannot be built, with one warning), and so do
+            Adam groups' (one pass where the multi-tensor path makes nine); elsewhere Adam groups run
+            multi-tensor kernels. Spectral groups run their elementwise parts in multi-tensor kernels
+            around the matmuls whatever ``fused`` says (``foreach=False`` still chooses the plain loop).
 
     The defaults were chosen on small tasks (docs/algorithm.md); tune p jointly with lr, alpha and tau.
     """
@@ -279,7 +280,8 @@ class Stacey(Optimizer):
             if group["norm"] == "spectral":
                 spectral_stacey(params, grads, zs, ms, ns_steps=group["ns_steps"], **common)
             elif group["norm"] == "adam":
-                adam_stacey(params, grads, zs, ms, vs, steps, beta_v=group["beta_v"], eps=group["eps"], **common)
+                adam_stacey(params, grads, zs, ms, vs, steps, beta_v=group["beta_v"], eps=group["eps"],
+                            fused=group["fused"], **common)  # fmt: skip
             else:
                 stacey(params, grads, zs, ms, p=group["p"], eps=group["eps"], variant=group["variant"],
                        fused=group["fused"], **common)  # fmt: skip

@@ -29,9 +29,10 @@ from stacey_lightning.optim import _cpu_kernel
 
 SAMPLES = 64
 GLOBAL_BATCH = 16
-C_KERNEL_KINDS: list[str] = []  # the direction kinds the C kernel was bound for, step by step
-_bind = _cpu_kernel.bind
+C_KERNEL_KINDS: list[str] = []  # the direction kinds the C kernel was bound for, step by step ("adam": Adam's norm)
+_bind, _bind_adam = _cpu_kernel.bind, _cpu_kernel.bind_adam
 _cpu_kernel.bind = lambda function, kind, scalars: (C_KERNEL_KINDS.append(kind), _bind(function, kind, scalars))[1]
+_cpu_kernel.bind_adam = lambda function, scalars: (C_KERNEL_KINDS.append("adam"), _bind_adam(function, scalars))[1]
 CONFIG = {"p": 3.0, "lr": 0.02, "tau": 0.05, "weight_decay": 0.01, "kinds": {"matrix": {"p": 4.5}}}
 # The 16 x 8 matrix in the spectral norm; the head and the vectors in Adam's (elementwise on the shards).
 SPECTRAL = {**CONFIG, "norm": "adam", "kinds": {"matrix": {"norm": "spectral"}}}
@@ -132,8 +133,8 @@ def main() -> None:
     module, resumed = fit(2, 2, args.out, ckpt_path=str(args.out / "epoch1-spectral.ckpt"), config=SPECTRAL)
     again = full_state(module, resumed)
     if spectral.global_rank == 0:
-        torch.save({"uninterrupted": whole, "resumed": again, "groups": groups(spectral)},
-                   args.out / "fsdp2_spectral.pt")  # fmt: skip
+        torch.save({"uninterrupted": whole, "resumed": again, "groups": groups(spectral),
+                    "c_kernel": sorted(set(C_KERNEL_KINDS))}, args.out / "fsdp2_spectral.pt")  # fmt: skip
 
 
 if __name__ == "__main__":
