@@ -9,7 +9,7 @@ confirmation), then every anchor's config trained on ``--seeds`` seeds (``stacey
 the trial's own run on seed s). Per run, each statistic is taken as an estimate of the config's mean
 final value over the *other* seeds; reported: its rms error, its bias, how often the one-seed statistic
 ranks first the config whose mean final is best, and what ``study.confirm.curves_settled`` says of
-the seed-0 curves (the study's own view: the rule that picks the tail mean or the final value).
+each seed's curves (the study's own view: the rule that picks the tail mean or the final value).
 
     python benchmarks/settled.py                        # digits, 4 anchors x 8 seeds (about 2 minutes)
     python benchmarks/settled.py --tasks textlm --seeds 4   # a language model (about 12 minutes)
@@ -124,7 +124,8 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
     for result in results:
         configs, monitor, maximize = result["configs"], result["monitor"], result["maximize"]
         count = len(tail([0.0] * result["max_epochs"])) or 1
-        settled = curves_settled([config["curves"][0] for config in configs], maximize)
+        seeds = min(len(config["curves"]) for config in configs)
+        settled = [curves_settled([config["curves"][seed] for config in configs]) for seed in range(seeds)]
         lines += [
             f"## {result['name']}: {monitor} ({'higher' if maximize else 'lower'} is better), "
             f"{result['max_epochs']} epochs, {arguments.seeds} seeds per config",
@@ -146,8 +147,13 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
             rms, bias = estimates(configs, statistic)
             right, seeds = picks_best(configs, statistic, maximize)
             lines.append(f"| {label} | {rms:.4f} | {bias:+.4f} | {right} of {seeds} seeds |")
-        rule = "settled: ranks by the mean of the last epochs" if settled else "not settled: ranks by the final value"
-        lines += ["", f"The study's rule on the seed-0 curves (`study.confirm.curves_settled`): **{rule}**.", ""]
+        lines += [
+            "",
+            "The study's rule (`study.confirm.curves_settled`) on each seed's curves, what a study has when it ranks: "
+            f"**settled on {sum(settled)} of {seeds} seeds** (the mean of the last epochs ranks there, the final "
+            "value on the others).",
+            "",
+        ]
     return "\n".join(lines)
 
 

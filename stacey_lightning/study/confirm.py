@@ -27,12 +27,12 @@ of its final value. On digits (val_acc on 359 images, the last epochs moving a f
 that halves the error of a one-seed estimate of a config's mean final over other seeds (rms 0.0068 to
 0.0047, 4 configs x 8 seeds: benchmarks/results/settled.md). Where the metric is still improving
 (a language model's loss, every epoch lower) the mean of the last epochs would favour a run that got
-low early over one that ends lower, so there the final value ranks, as before. Which of the two is
-decided by the study's own curves, with no constant of a task: the tail mean is used when the bias it
-adds (the mean change per epoch over the completed search trials' last quarters, times (k - 1) / 2) is
-smaller than the noise it removes (their changes' spread, sigma^2 (1 - 1/k), with a change's variance
-2 sigma^2 for independent noise). What a study reports (``Winner.values``, best.yaml, the table) stays
-the final values: the score only ranks.
+low early over one that ends lower, and a run that overfits (its loss rising at the end) over one still
+falling, so there the final value ranks, as before. Which of the two is decided by the study's own
+curves, with no constant of a task (``curves_settled``): the tail mean is used when the curves are not
+trending and the spread of their tail offsets (tail mean less final) is below what their own noise gives;
+a trend that all share shifts every score alike and ranks nothing. What a study reports
+(``Winner.values``, best.yaml, the table) stays the final values: the score only ranks.
 
 What a study delivers is each run's final model (``best.ckpt``), so the score never overrules the end of the
 runs: a candidate that ended better than another on every seed both were trained on ranks above it, whatever
@@ -141,28 +141,49 @@ def tail(values: Sequence[float]) -> list[float]:
     return values[-count:] if len(values) >= count else []
 
 
-def curves_settled(curves: Sequence[Sequence[float]], maximize: bool) -> bool:
-    """Whether runs' per-epoch values have settled: averaging a run's tail removes more noise than the trend
-    it averages in adds (the module's docstring). Measured on the tails' changes per epoch, in the
-    improving direction: their mean (the trend) and their sample variance (2 sigma^2 where the epochs'
-    noise is independent)."""
-    tails = [values for values in map(tail, curves) if values]
-    changes = [(b - a) if maximize else (a - b) for values in tails for a, b in zip(values, values[1:])]
-    if len(changes) < 2:
+def curves_settled(curves: Sequence[Sequence[float]]) -> bool:
+    """Whether runs' per-epoch values have settled: ranking them by their tails' means (``score``) removes more
+    noise than it adds bias. Two tests on the runs' own curves, both needed:
+
+    - No trend: fewer than half of the runs moved one way at every epoch of their last half (which noise alone
+      does with probability 2 / w! over w epochs). On textlm's 5-epoch curves the second test alone took the
+      tails on 3 seeds of 4, reading a curve's bend as noise (benchmarks/results/settled.md).
+    - The offsets' spread: with sigma^2 the epochs' noise, a run's offset b = mean(tail) - final is its bias
+      plus noise of variance sigma^2 (1 - 1/k) for a k-epoch tail. Ranking two runs by tail means instead of
+      finals removes 2 sigma^2 (1 - 1/k) of their difference's variance and adds the spread of their biases
+      (a bias that all share ranks nothing): settled when the sample variance of b over the runs, less its
+      noise, is below that. Sigma^2 comes from within each run (the spread of its changes per epoch over its
+      last half around their mean: 2 sigma^2 (n - 1/n) in sum for n changes of independent noise), so that
+      runs whose tails move apart (one falling, one rising where it overfits) are not read as noise, as they
+      were while every run's changes were pooled (until 2026-12-07)."""
+    runs = [(values, tail(values)) for values in ([v for v in curve if math.isfinite(v)] for curve in curves)]
+    runs = [(values, last) for values, last in runs if last]
+    if len(runs) < 2:  # one run alone ranks nothing
         return False
-    count = statistics.fmean(len(values) for values in tails)
-    bias = statistics.fmean(changes) * (count - 1) / 2
-    removed = statistics.variance(changes) / 2 * (1 - 1 / count)
-    return bias**2 < removed
+    offsets = [statistics.fmean(last) - last[-1] for _, last in runs]
+    squares, weight, trending = 0.0, 0.0, 0
+    for values, last in runs:
+        window = values[-max(len(last) + 1, math.ceil(len(values) / 2), 3) :]
+        changes = [b - a for a, b in zip(window, window[1:])]
+        if len(changes) >= 2:
+            mean = statistics.fmean(changes)
+            squares += sum((change - mean) ** 2 for change in changes)
+            weight += 2 * (len(changes) - 1 / len(changes))
+            trending += all(change > 0 for change in changes) or all(change < 0 for change in changes)
+    if weight == 0 or 2 * trending >= len(runs):
+        return False
+    sigma2 = squares / weight
+    k = statistics.fmean(len(last) for _, last in runs)
+    return statistics.variance(offsets) < 2 * sigma2 * (1 - 1 / k)
 
 
 def _curve(trial: FrozenTrial) -> list[float]:
     return [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
 
 
-def settled(trials: list[FrozenTrial], maximize: bool) -> bool:
+def settled(trials: list[FrozenTrial]) -> bool:
     """Whether the completed search trials' metric has settled (``curves_settled`` on their curves)."""
-    return curves_settled([_curve(t) for t in _complete_search(trials)], maximize)
+    return curves_settled([_curve(t) for t in _complete_search(trials)])
 
 
 def score(trial: FrozenTrial, settled_metric: bool) -> float:
@@ -173,7 +194,7 @@ def score(trial: FrozenTrial, settled_metric: bool) -> float:
 
 def _candidates(spec: StudySpec, trials: list[FrozenTrial], count: int) -> list[FrozenTrial]:
     complete = _complete_search(trials)
-    by_tail = settled(trials, _maximizes(spec))
+    by_tail = settled(trials)
     return sorted(complete, key=lambda t: score(t, by_tail), reverse=_maximizes(spec))[:count]
 
 
@@ -375,7 +396,7 @@ def winner(study: optuna.Study) -> Winner | None:
     trials = study.get_trials(deepcopy=False)
     maximize = _maximize(study)
     seeds_matter = reproduced(trials) is None
-    by_tail = seeds_matter and settled(trials, maximize)
+    by_tail = seeds_matter and settled(trials)
     confirmations: dict[int, list[FrozenTrial]] = {}
     for trial in _results(trials) if seeds_matter else []:
         confirmations.setdefault(trial.user_attrs[CONFIRMS], []).append(trial)
