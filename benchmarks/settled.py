@@ -124,8 +124,8 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
     for result in results:
         configs, monitor, maximize = result["configs"], result["monitor"], result["maximize"]
         count = len(tail([0.0] * result["max_epochs"])) or 1
-        seeds = min(len(config["curves"]) for config in configs)
-        settled = [curves_settled([config["curves"][seed] for config in configs]) for seed in range(seeds)]
+        # The rule as a study applies it: on one seed's curves at a time.
+        settled = [curves_settled(list(curves)) for curves in zip(*(config["curves"] for config in configs))]
         lines += [
             f"## {result['name']}: {monitor} ({'higher' if maximize else 'lower'} is better), "
             f"{result['max_epochs']} epochs, {arguments.seeds} seeds per config",
@@ -150,8 +150,8 @@ def render(arguments: argparse.Namespace, results: list[dict[str, Any]]) -> str:
         lines += [
             "",
             "The study's rule (`study.confirm.curves_settled`) on each seed's curves, what a study has when it ranks: "
-            f"**settled on {sum(settled)} of {seeds} seeds** (the mean of the last epochs ranks there, the final "
-            "value on the others).",
+            f"**settled on {sum(settled)} of {len(settled)} seeds** (the mean of the last epochs ranks there, the "
+            "final value on the others).",
             "",
         ]
     return "\n".join(lines)
