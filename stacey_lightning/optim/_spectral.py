@@ -18,7 +18,9 @@ With tau = 0, betas = (mu^2, mu) it is torch.optim.Muon(momentum=mu, nesterov=Tr
 adjust_lr_fn="match_rms_adamw") (docs/algorithm.md derives it; tests/optim/test_spectral.py checks it).
 
 Newton-Schulz runs in bfloat16 on CUDA, as torch's Muon does, and in the parameter's precision (float32
-at least) on the CPU, where bfloat16 matmuls are slower than float32 ones.
+at least) on the CPU, where bfloat16 matmuls were slower than float32 ones on the machine that chose it; on a
+CPU with AVX512-BF16 they are 2.4x faster, and there this step costs 2.4x-2.9x torch's Muon
+(benchmarks/results/step_speed_spectral_cpu_round9.md).
 
 Parameters sharded by FSDP2 are DTensors split by rows: the direction needs the whole matrix, so each
 process gathers c (``full_tensor``), computes the direction and keeps its own rows. Every process
