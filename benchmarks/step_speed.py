@@ -34,6 +34,7 @@ from _report import SMOKE_NOTE, command_line, write_report
 
 from stacey_lightning import Stacey
 from stacey_lightning.optim._fused import RUNTIME
+from stacey_lightning.optim._spectral import ns_precision
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE = "SGD(momentum, foreach)"
@@ -403,12 +404,19 @@ def _spectral_lines(shapes, device, threads: list[int], args: argparse.Namespace
     table = {
         MUON: lambda params: torch.optim.Muon(params, lr=1e-3, adjust_lr_fn="match_rms_adamw"),
         "Stacey spectral default": lambda params: Stacey(params, norm="spectral", tau=0.0),
+        "Stacey spectral tau=0.01": lambda params: Stacey(params, norm="spectral", tau=0.01),
+        # The precision pinned: what the default is on a CPU without native bfloat16.
+        "Stacey spectral float32": lambda params: Stacey(params, norm="spectral", tau=0.0, ns_dtype="float32"),
         "Stacey spectral plain loop": lambda params: Stacey(params, norm="spectral", tau=0.0, foreach=False),
     }
     results = measure(matrices, device, table, threads, args.repetitions, args.warmup)
     muon = results[MUON]
     size = f"{len(matrices)} matrices, {sum(m.numel() for m in matrices) / 1e6:.1f}M parameters"
-    lines = [f"\nSpectral norm: {size} (median ms; ratio to {MUON}, same thread count; fastest steps' ratio):"]
+    precision = str(ns_precision(torch.empty(0, device=device))).removeprefix("torch.")
+    lines = [
+        f"\nSpectral norm: {size}, Stacey's Newton-Schulz by default in {precision} on this {device.type} (median ms; "
+        f"ratio to {MUON}, same thread count; fastest steps' ratio):"
+    ]
     for count in threads:
         cells = [
             f"{name} {r['median'][count] * 1e3:.2f} ms ({r['median'][count] / muon['median'][count]:.2f}x, "

@@ -184,12 +184,24 @@ def _foreach_primal_and_momentum(
     tau: float,
     weight_decay: float,
     beta2: float,
+    scratch: list[Tensor] | None = None,
 ) -> None:
     """The end of every multi-tensor step, whatever the norm gave the direction d:
-    x = (1 - lr * weight_decay) * x + tau * (z - x) - (1 - tau) * lr * d, then m = beta2 * m + (1 - beta2) * g."""
-    pull = torch._foreach_sub(zs, xs)
+    x = (1 - lr * weight_decay) * x + tau * (z - x) - (1 - tau) * lr * d, then m = beta2 * m + (1 - beta2) * g.
+
+    ``scratch``, tensors like x the caller no longer needs, receives z - x: on the CPU a new tensor the
+    size of the model costs page faults worth several passes over it (23 ms against 3 for ResNet-18's
+    11.7M parameters). Without tau (Muon, Lion) there is no pull to compute."""
+    if tau != 0:
+        if scratch is None:
+            pull = torch._foreach_sub(zs, xs)
+        else:
+            torch._foreach_copy_(scratch, zs)
+            torch._foreach_sub_(scratch, xs)
+            pull = scratch
     torch._foreach_mul_(xs, 1 - lr * weight_decay)
-    torch._foreach_add_(xs, pull, alpha=tau)
+    if tau != 0:
+        torch._foreach_add_(xs, pull, alpha=tau)
     torch._foreach_add_(xs, directions, alpha=-(1 - tau) * lr)
     torch._foreach_mul_(ms, beta2)
     torch._foreach_add_(ms, gs, alpha=1 - beta2)

@@ -17,10 +17,12 @@ Stacey's coupling does not depend on the norm: the step is the "p2" variant's wi
 With tau = 0, betas = (mu^2, mu) it is torch.optim.Muon(momentum=mu, nesterov=True,
 adjust_lr_fn="match_rms_adamw") (docs/algorithm.md derives it; tests/optim/test_spectral.py checks it).
 
-Newton-Schulz runs in bfloat16 on CUDA, as torch's Muon does, and in the parameter's precision (float32
-at least) on the CPU, where bfloat16 matmuls were slower than float32 ones on the machine that chose it; on a
-CPU with AVX512-BF16 they are 2.4x faster, and there this step costs 2.4x-2.9x torch's Muon
-(benchmarks/results/step_speed_spectral_cpu_round9.md).
+Newton-Schulz runs in bfloat16 where the hardware multiplies bfloat16 natively: on CUDA, as torch's Muon
+does, and on CPUs with bfloat16 dot-product instructions (AVX512-BF16, AMX, Arm's BF16), where its matmuls
+are 2.4x-3.7x faster than float32's. Elsewhere it runs in float32 at least: on a CPU without them bfloat16
+matmuls are emulated and slower than float32's (round 5's machine: torch's Muon 17x slower than this step).
+``ns_dtype`` pins the precision instead, for results that do not depend on the machine.
+The iteration is written with addmm, so that its scalings ride in the matmuls instead of passes of their own.
 
 Parameters sharded by FSDP2 are DTensors split by rows: the direction needs the whole matrix, so each
 process gathers c (``full_tensor``), computes the direction and keeps its own rows. Every process
@@ -29,6 +31,7 @@ computes the same direction: the sharded run equals one process.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 
@@ -46,7 +49,9 @@ __all__ = [
     "spectral_direction",
     "spectral_stacey",
     "rms_scale",
-    "ns_dtype",
+    "ns_precision",
+    "NS_DTYPES",
+    "cpu_has_native_bfloat16",
 ]
 
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)  # torch.optim.Muon's quintic (Keller Jordan's)
@@ -56,9 +61,35 @@ SPECTRAL_RMS = 0.2
 _NORM_FLOOR = 1e-7  # torch.optim.Muon's eps: a zero momentum gives a zero direction, not nan
 
 
-def ns_dtype(tensor: Tensor) -> torch.dtype:
-    """The precision Newton-Schulz runs in for ``tensor``: bfloat16 on CUDA, else float32 at least."""
+# The precisions a group's ``ns_dtype`` may pin, by name (the name is what a param group and a checkpoint keep).
+NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
+# /proc/cpuinfo's names of native bfloat16 dot products: x86's AVX512-BF16 and AMX, Arm's BF16.
+_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+@functools.cache
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (read from Linux's /proc/cpuinfo; False elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return not _BF16_CPU_FLAGS.isdisjoint(value.split())
+    except OSError:
+        pass
+    return False
+
+
+def ns_precision(tensor: Tensor, pinned: str | None = None) -> torch.dtype:
+    """The precision Newton-Schulz runs in for ``tensor``: ``pinned`` (a name in NS_DTYPES) if given; else
+    bfloat16 on CUDA and on a CPU with native bfloat16 (float64 tensors keep float64), float32 at least
+    elsewhere."""
+    if pinned is not None:
+        return NS_DTYPES[pinned]
     if tensor.device.type == "cuda":
+        return torch.bfloat16
+    if tensor.dtype != torch.float64 and tensor.device.type == "cpu" and cpu_has_native_bfloat16():
         return torch.bfloat16
     return torch.promote_types(tensor.dtype, torch.float32)
 
@@ -70,29 +101,34 @@ def rms_scale(shape: torch.Size) -> float:
     return SPECTRAL_RMS * math.sqrt(max(rows, cols))
 
 
-def newton_schulz(c: Tensor, steps: int = NS_STEPS, dtype: torch.dtype | None = None) -> Tensor:
-    """msign(c), approximately: ``steps`` quintic Newton-Schulz iterations on c / ||c||_F.
+def newton_schulz(c: Tensor, steps: int = NS_STEPS, dtype: torch.dtype | None = None, scale: float = 1.0) -> Tensor:
+    """msign(c) * scale, approximately: ``steps`` quintic Newton-Schulz iterations on c / ||c||_F.
 
-    ``c`` is a matrix or a batch of matrices (..., rows, cols), each orthogonalised on its own; the
-    result has ``c``'s shape, in ``dtype`` (``c``'s own when None).
+    ``c`` is a matrix (rows, cols) or a batch of them (batch, rows, cols), each orthogonalised on its own;
+    the result has ``c``'s shape, in ``dtype`` (``c``'s own when None). ``scale`` rides in the last
+    iteration's matmul.
     """
     a, b, c2 = NS_COEFFICIENTS
+    addmm = torch.addmm if c.ndim == 2 else torch.baddbmm
     x = c if dtype is None else c.to(dtype)
     transposed = x.shape[-2] > x.shape[-1]  # iterate on the wide form: the Gram matrix is the small one
     if transposed:
         x = x.mT
     x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=_NORM_FLOOR)
-    for _ in range(steps):
+    for step in range(steps):
         gram = x @ x.mT
-        x = a * x + (b * gram + c2 * gram @ gram) @ x
+        polynomial = addmm(gram, gram, gram, beta=b, alpha=c2)  # b * gram + c2 * gram @ gram
+        last = scale if step == steps - 1 else 1.0
+        x = addmm(x, polynomial, x, beta=a * last, alpha=last)  # a * x + polynomial @ x
     return x.mT if transposed else x
 
 
-def spectral_direction(c: Tensor, steps: int = NS_STEPS, dtype: torch.dtype | None = None) -> Tensor:
-    """d = NS(c) * 0.2 * sqrt(max(rows, cols)) for c viewed as (shape[0], -1), in c's shape and dtype."""
+def spectral_direction(c: Tensor, steps: int = NS_STEPS, pinned: str | None = None) -> Tensor:
+    """d = NS(c) * 0.2 * sqrt(max(rows, cols)) for c viewed as (shape[0], -1), in c's shape and dtype;
+    Newton-Schulz in ns_precision(c, pinned)."""
     matrix = c.reshape(c.shape[0], -1)
-    d = newton_schulz(matrix, steps, ns_dtype(c) if dtype is None else dtype)
-    return (d.to(c.dtype) * rms_scale(c.shape)).view_as(c)
+    d = newton_schulz(matrix, steps, ns_precision(c, pinned), rms_scale(c.shape))
+    return d.to(c.dtype).view_as(c)
 
 
 def spectral_stacey(
@@ -108,6 +144,7 @@ def spectral_stacey(
     beta2: float,
     weight_decay: float,
     ns_steps: int,
+    ns_dtype: str | None = None,
     maximize: bool = False,
     foreach: bool | None = None,
 ) -> None:
@@ -115,7 +152,7 @@ def spectral_stacey(
     or the plain loop where ``foreach=False``."""
     step = _single_tensor_spectral_stacey if foreach is False else _multi_tensor_spectral_stacey
     step(params, grads, zs, ms, lr=lr, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
-         ns_steps=ns_steps, maximize=maximize)  # fmt: skip
+         ns_steps=ns_steps, ns_dtype=ns_dtype, maximize=maximize)  # fmt: skip
 
 
 def _single_tensor_spectral_stacey(
@@ -131,11 +168,10 @@ def _single_tensor_spectral_stacey(
     beta2: float,
     weight_decay: float,
     ns_steps: int,
+    ns_dtype: str | None,
     maximize: bool,
-    ns_dtype: torch.dtype | None = None,
 ) -> None:
-    """The plain loop, the oracle of the fast path; ``ns_dtype`` overrides Newton-Schulz's precision
-    (tests run it in float64)."""
+    """The plain loop, the oracle of the fast path (tests run it with ``ns_dtype="float64"``)."""
     for x, g, z, m in zip(params, grads, zs, ms):
         if maximize:
             g = -g
@@ -160,6 +196,7 @@ def _multi_tensor_spectral_stacey(
     beta2: float,
     weight_decay: float,
     ns_steps: int,
+    ns_dtype: str | None,
     maximize: bool,
 ) -> None:
     """The same step with the elementwise parts in multi-tensor kernels and the matrices of one shape
@@ -174,23 +211,40 @@ def _multi_tensor_spectral_stacey(
         c = torch._foreach_mul(ms_, beta1)
         torch._foreach_add_(c, gs, alpha=1 - beta1)
         torch._foreach_add_(zs_, c, alpha=-alpha)
-        d = _batched_directions(c, [shard_layout[id(x)] for x in xs], ns_steps)
-        _foreach_primal_and_momentum(xs, zs_, ms_, gs, d, lr=lr, tau=tau, weight_decay=weight_decay, beta2=beta2)
+        d = _batched_directions(c, [shard_layout[id(x)] for x in xs], ns_steps, ns_dtype)
+        _foreach_primal_and_momentum(
+            xs, zs_, ms_, gs, d, lr=lr, tau=tau, weight_decay=weight_decay, beta2=beta2, scratch=c
+        )
 
 
-def _batched_directions(cs: list[Tensor], layouts: list[tuple | None], ns_steps: int) -> list[Tensor]:
-    """spectral_direction of each c (a local shard where its layout says the parameter is sharded),
-    stacking the unsharded ones of equal shape into batches."""
+def _batched_directions(
+    cs: list[Tensor], layouts: list[tuple | None], ns_steps: int, pinned: str | None
+) -> list[Tensor]:
+    """spectral_direction of each c (a local shard where its layout says the parameter is sharded). On
+    an accelerator the unsharded ones of equal shape are stacked into batches, one matmul per iteration
+    instead of one per matrix. On the CPU each is taken alone: there batched matmuls were slower than
+    single ones (ResNet-18's matrices, 1 and 2 threads, bfloat16 and float32:
+    benchmarks/results/step_speed_spectral_cpu_round10.md)."""
     directions: list[Tensor | None] = [None] * len(cs)
     by_shape: dict[torch.Size, list[int]] = {}
     for index, (c, layout) in enumerate(zip(cs, layouts)):
         if layout is not None:
-            directions[index] = _gathered_direction(_as_dtensor(c, layout), ns_steps, None).to_local()
+            directions[index] = _gathered_direction(_as_dtensor(c, layout), ns_steps, pinned).to_local()
+        elif c.device.type == "cpu":
+            # Left in Newton-Schulz's precision: the multi-tensor update reads bfloat16 as it is, and a
+            # cast would cost a model-sized allocation.
+            matrix = c.reshape(c.shape[0], -1)
+            d = newton_schulz(matrix, ns_steps, ns_precision(c, pinned), rms_scale(c.shape))
+            directions[index] = d.view(c.shape)
         else:
             by_shape.setdefault(c.shape, []).append(index)
     for shape, indices in by_shape.items():
-        batch = torch.stack([cs[i].reshape(shape[0], -1) for i in indices])
-        d = newton_schulz(batch, ns_steps, ns_dtype(batch)).to(batch.dtype) * rms_scale(shape)
+        first = cs[indices[0]]
+        # Each matrix is copied into the batch in Newton-Schulz's precision: one pass, not a stack and a cast.
+        batch = first.new_empty((len(indices), shape[0], math.prod(shape[1:])), dtype=ns_precision(first, pinned))
+        for matrix, i in zip(batch, indices):
+            matrix.copy_(cs[i].reshape(matrix.shape))
+        d = newton_schulz(batch, ns_steps, scale=rms_scale(shape)).to(first.dtype)
         for i, matrix in zip(indices, d.unbind()):
             directions[i] = matrix.view(shape)
     return directions
@@ -216,14 +270,14 @@ def _is_dtensor(t: Tensor) -> bool:
     return dtensor is not None and isinstance(t, dtensor.DTensor)
 
 
-def _gathered_direction(c: Tensor, ns_steps: int, dtype: torch.dtype | None) -> Tensor:
+def _gathered_direction(c: Tensor, ns_steps: int, pinned: str | None) -> Tensor:
     """spectral_direction(c); for a sharded DTensor the whole matrix's direction, of which the result
     holds this process's part (a DTensor like c)."""
     if not _is_dtensor(c):
-        return spectral_direction(c, ns_steps, dtype)
+        return spectral_direction(c, ns_steps, pinned)
     from torch.distributed.tensor import distribute_tensor
 
-    whole = spectral_direction(c.full_tensor(), ns_steps, dtype)
+    whole = spectral_direction(c.full_tensor(), ns_steps, pinned)
     # src_data_rank=None: every process holds the same whole direction, so each keeps its own part
     # without a scatter.
     return distribute_tensor(whole, c.device_mesh, c.placements, src_data_rank=None)

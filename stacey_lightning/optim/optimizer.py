@@ -14,7 +14,7 @@ from torch.optim import Optimizer
 from stacey_lightning.optim._adam import adam_stacey
 from stacey_lightning.optim._functional import _multi_tensor_stacey, _single_tensor_stacey
 from stacey_lightning.optim._fused import RUNTIME, fused_stacey
-from stacey_lightning.optim._spectral import NS_STEPS, spectral_stacey
+from stacey_lightning.optim._spectral import NS_DTYPES, NS_STEPS, spectral_stacey
 
 __all__ = ["Stacey", "stacey", "VARIANTS", "NORMS", "ELEMENTWISE_NORMS", "check_hyperparameters", "check_norm_shapes"]
 
@@ -68,10 +68,21 @@ def check_hyperparameters(group: dict[str, Any]) -> None:
     ns_steps = group.get("ns_steps", NS_STEPS)
     if isinstance(ns_steps, bool) or not isinstance(ns_steps, int) or not 1 <= ns_steps < 100:
         raise ValueError(f"Invalid ns_steps: {ns_steps!r} (must be an integer from 1 to 99)")
+    if group.get("ns_dtype") not in (None, *NS_DTYPES):
+        raise ValueError(
+            f"Invalid ns_dtype: {group['ns_dtype']!r} (choose one of {', '.join(NS_DTYPES)}, or None for the "
+            "machine's fast precision)"
+        )
     if not isinstance(group["tau_follows_lr"], bool):
         raise ValueError(f"Invalid tau_follows_lr: {group['tau_follows_lr']!r} (must be True or False)")
     if group["fused"] and group["foreach"]:
         raise ValueError("Invalid fused/foreach: fused=True and foreach=True are mutually exclusive")
+
+
+def _dtype_name(dtype: Any) -> Any:
+    """A torch dtype's name ("bfloat16" for torch.bfloat16); anything else as it is (the check judges it).
+    Groups keep the name: it reads the same in a checkpoint, a log and a YAML file."""
+    return str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype) else dtype
 
 
 def check_norm_shapes(group: dict[str, Any]) -> None:
@@ -128,6 +139,9 @@ class Stacey(Optimizer):
             and p is not used; their lr is AdamW's (their update's RMS is about 0.2 lr).
         beta_v: the coefficient of the second moment v of ``norm="adam"`` (AdamW's beta2). Default 0.95.
         ns_steps: Newton-Schulz iterations of the spectral direction. Default 5 (torch.optim.Muon's).
+        ns_dtype: the precision of Newton-Schulz, "bfloat16", "float32" or "float64" (or the torch
+            dtype). Default (None): bfloat16 on CUDA and on CPUs that multiply it natively (AVX512-BF16,
+            AMX, Arm BF16), as torch.optim.Muon; float32 at least elsewhere, where bfloat16 is slower.
         tau_follows_lr: scale tau with lr as alpha is scaled, tau_t = min(1, tau * lr / initial lr),
             so that a schedule scales all three of lr, alpha and tau: to first order, a decaying
             schedule then slows Stacey's dynamics down as it slows SGD's, instead of pulling x towards
@@ -159,6 +173,7 @@ class Stacey(Optimizer):
         tau_follows_lr: bool = False,
         norm: str = "lp",
         ns_steps: int = NS_STEPS,
+        ns_dtype: str | torch.dtype | None = None,
         beta_v: float = BETA_V,
         *,
         maximize: bool = False,
@@ -177,6 +192,7 @@ class Stacey(Optimizer):
             tau_follows_lr=tau_follows_lr,
             norm=norm,
             ns_steps=ns_steps,
+            ns_dtype=_dtype_name(ns_dtype),
             beta_v=beta_v,
             maximize=maximize,
             foreach=foreach,
@@ -190,6 +206,7 @@ class Stacey(Optimizer):
         group = self.param_groups[-1]
         group["p"] = float(group["p"])
         group["betas"] = tuple(group["betas"])
+        group["ns_dtype"] = _dtype_name(group.get("ns_dtype"))
         check_hyperparameters(group)
         check_norm_shapes(group)
         for param in group["params"]:
@@ -212,6 +229,7 @@ class Stacey(Optimizer):
             group.setdefault("tau_follows_lr", False)
             group.setdefault("norm", "lp")
             group.setdefault("ns_steps", NS_STEPS)
+            group.setdefault("ns_dtype", None)
             group.setdefault("beta_v", BETA_V)
 
     def _lr_ratio(self, group: dict[str, Any]) -> float:
@@ -278,7 +296,8 @@ class Stacey(Optimizer):
                 foreach=group["foreach"],
             )
             if group["norm"] == "spectral":
-                spectral_stacey(params, grads, zs, ms, ns_steps=group["ns_steps"], **common)
+                spectral_stacey(params, grads, zs, ms, ns_steps=group["ns_steps"], ns_dtype=group["ns_dtype"],
+                                **common)  # fmt: skip
             elif group["norm"] == "adam":
                 adam_stacey(params, grads, zs, ms, vs, steps, beta_v=group["beta_v"], eps=group["eps"],
                             fused=group["fused"], **common)  # fmt: skip
