@@ -123,12 +123,12 @@ def newton_schulz(c: Tensor, steps: int = NS_STEPS, dtype: torch.dtype | None = 
     return x.mT if transposed else x
 
 
-def spectral_direction(c: Tensor, steps: int = NS_STEPS, pinned: str | None = None) -> Tensor:
-    """d = NS(c) * 0.2 * sqrt(max(rows, cols)) for c viewed as (shape[0], -1), in c's shape and dtype;
-    Newton-Schulz in ns_precision(c, pinned)."""
+def spectral_direction(c: Tensor, steps: int = NS_STEPS, pinned: str | None = None, *, cast: bool = True) -> Tensor:
+    """d = NS(c) * 0.2 * sqrt(max(rows, cols)) for c viewed as (shape[0], -1), in c's shape; Newton-Schulz in
+    ns_precision(c, pinned), the result in c's dtype (in Newton-Schulz's with ``cast=False``)."""
     matrix = c.reshape(c.shape[0], -1)
     d = newton_schulz(matrix, steps, ns_precision(c, pinned), rms_scale(c.shape))
-    return d.to(c.dtype).view_as(c)
+    return (d.to(c.dtype) if cast else d).view_as(c)
 
 
 def spectral_stacey(
@@ -233,9 +233,7 @@ def _batched_directions(
         elif c.device.type == "cpu":
             # Left in Newton-Schulz's precision: the multi-tensor update reads bfloat16 as it is, and a
             # cast would cost a model-sized allocation.
-            matrix = c.reshape(c.shape[0], -1)
-            d = newton_schulz(matrix, ns_steps, ns_precision(c, pinned), rms_scale(c.shape))
-            directions[index] = d.view(c.shape)
+            directions[index] = spectral_direction(c, ns_steps, pinned, cast=False)
         else:
             by_shape.setdefault(c.shape, []).append(index)
     for shape, indices in by_shape.items():
