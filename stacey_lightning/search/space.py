@@ -16,6 +16,7 @@ Format (each value a distribution; a plain value means "fixed")::
     kinds: {matrix: {norm: {distribution: categorical, choices: [lp, spectral]}}}  # or a fixed norm
     kinds: {matrix: {step_scale: {distribution: log_uniform, low: 0.1, high: 1.0}}}  # its step, times lr's
     schedule: {name: warmup_cosine, warmup_fraction: 0.05}  # passed through to the config, not tuned
+    anchor_step: 3.0e-3                                      # the step a study's anchors start from
     eps: 1.0e-8                                              # fixed only
     model: {hidden: {distribution: int_log_uniform, low: 32, high: 256}}  # the module's own arguments
 
@@ -34,6 +35,10 @@ The ``model`` section samples the module's own ``__init__`` arguments, for a tas
 LightningCLI config (``tasks.lightning_config``): ``suggest`` draws them on the trial as parameters
 ``model.<argument>``, which the task reads when it builds the module; they are not part of the Stacey
 config, so the study records them with the task's own parameters (``best.yaml``'s ``task`` section).
+
+``anchor_step`` is not sampled either: it is the coordinate step at which a study's anchors train first
+(``search.anchors``; the SGD-like anchor at the same fraction of it as of the default, ``LION_STEP``), for a
+family of models whose step is known to sit elsewhere. It must lie within lr's range.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ __all__ = [
     "DEFAULT_GRADIENT_SCALE",
 ]
 
-KEYS = (*HYPERPARAMETERS, "kinds", "schedule", "model")
+KEYS = (*HYPERPARAMETERS, "kinds", "schedule", "model", "anchor_step")
 # A kind's key of the space's own: its step, times the trial's (suggest turns it into lr_scale).
 STEP_SCALE = "step_scale"
 _BETA_KEYS = ("beta1", "beta2")
@@ -110,6 +115,7 @@ class SearchSpace(SpaceParser):
         self.distributions: dict[str, Distribution] = {}
         self.schedule: dict | None = None
         self.model: dict[str, Distribution] = {}  # "model.<argument>" -> its distribution
+        self.anchor_step: float | None = None  # None: the anchors' own middle steps
         self._parse(spec)
         self._check_combinations()
 
@@ -213,6 +219,8 @@ class SearchSpace(SpaceParser):
                 self._parse_kinds(value)
             elif key == "schedule":
                 self._parse_schedule(value)
+            elif key == "anchor_step":
+                continue  # read once lr's range is known
             else:
                 special = next((kind for kind, owner in SPECIAL.items() if owner == key), None)
                 times = {"alpha": ("lr",), "weight_decay": ("1/lr",)}.get(key, ())
@@ -220,6 +228,16 @@ class SearchSpace(SpaceParser):
                 if key == "eps" and distribution.kind != "fixed":
                     raise self.error(key, "eps is not tuned: give a plain value")
                 self.distributions[key] = distribution
+        if "anchor_step" in spec:
+            self._parse_anchor_step(spec["anchor_step"])
+
+    def _parse_anchor_step(self, value: Any) -> None:
+        lr = self.distributions.get("lr")
+        if lr is None or lr.kind != "coordinate_step":
+            raise self.error("anchor_step", "needs lr sampled as a coordinate step ({distribution: coordinate_step})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lr.low <= value <= lr.high:
+            raise self.error("anchor_step", f"expected a step within lr's range [{lr.low:g}, {lr.high:g}]: {value!r}")
+        self.anchor_step = float(value)
 
     def _parse_schedule(self, value: Any) -> None:
         if not isinstance(value, Mapping):

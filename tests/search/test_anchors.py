@@ -80,6 +80,20 @@ def test_a_space_that_can_choose_the_spectral_norm_starts_from_muon_too():
     assert [a.name for a in anchors_for("stacey", no_adam)][:2] == ["muon-lion-like step 0.001", "lion-like step 0.001"]
 
 
+def test_a_spaces_anchor_step_moves_every_anchor_and_the_language_preset_starts_at_3e_3():
+    """The SGD-like anchor keeps its fraction of the others' step; the ladder's rungs are around the new middle."""
+    language = SearchSpace.load("language")
+    assert [a.name for a in anchors_for("stacey", language)] == [
+        "muon-like step 0.003", "lion-like step 0.003", "centre step 0.003", "sgd-like step 0.0009",
+        "muon-lion-like step 0.003",
+    ]  # fmt: skip
+    lion_anchor = anchors_for("stacey", language)[1]
+    lion = language.sample_config(optuna.trial.FixedTrial(language.params_for(lion_anchor.values)))
+    assert lion["lr"] == pytest.approx(3e-3)  # p = inf: the lr is the step
+    spec = {**yaml.safe_load(preset_path("language").read_text()), "anchor_step": 1e-3}
+    assert anchors_for("stacey", SearchSpace.load(spec))[0].name == "muon-like step 0.001"
+
+
 def test_from_four_runs_up_two_places_are_kept_for_the_winners_ladder():
     from stacey_lightning.search.anchors import anchor_places, enqueue_anchors
 

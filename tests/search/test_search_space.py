@@ -69,6 +69,17 @@ def test_kinds_betas_and_fixed_values_reach_the_config():
         ({"variant": "pp", "p": {"distribution": "p_exponent", "low": 2, "high": ".inf"}}, "p", "pp variant"),
         ({"kinds": {"vector": {"norm": "spectral"}}}, "kinds.vector.norm", "vectors take norm 'lp' or 'adam'"),
         ({"norm": {"distribution": "categorical", "choices": ["lp", "spectral"]}}, "norm", "is a kind's norm"),
+        ({"lr": 0.01, "anchor_step": 3e-3}, "anchor_step", "needs lr sampled as a coordinate step"),
+        (
+            {"lr": {"distribution": "coordinate_step", "low": 1e-4, "high": 1e-2}, "anchor_step": 0.1},
+            "anchor_step",
+            "within lr's range [0.0001, 0.01]: 0.1",
+        ),
+        (
+            {"lr": {"distribution": "coordinate_step", "low": 1e-4, "high": 1e-2}, "anchor_step": "3e-3"},
+            "anchor_step",
+            "within lr's range",
+        ),
         (
             {
                 "variant": {"distribution": "categorical", "choices": ["p2", "pp"]},
