@@ -17,11 +17,13 @@ Stacey's coupling does not depend on the norm: the step is the "p2" variant's wi
 With tau = 0, betas = (mu^2, mu) it is torch.optim.Muon(momentum=mu, nesterov=True,
 adjust_lr_fn="match_rms_adamw") (docs/algorithm.md derives it; tests/optim/test_spectral.py checks it).
 
-Newton-Schulz runs in bfloat16 where the hardware multiplies bfloat16 natively: on CUDA, as torch's Muon
-does, and on CPUs with bfloat16 dot-product instructions (AVX512-BF16, AMX, Arm's BF16), where its matmuls
-are 2.4x-3.7x faster than float32's. Elsewhere it runs in float32 at least: on a CPU without them bfloat16
-matmuls are emulated and slower than float32's (round 5's machine: torch's Muon 17x slower than this step).
-``ns_dtype`` pins the precision instead, for results that do not depend on the machine.
+Newton-Schulz runs in bfloat16 on CUDA, as torch's Muon does, and in float32 (the parameter's precision, float32
+at least) on the CPU. On a CPU that multiplies bfloat16 natively (AVX512-BF16, AMX) bfloat16 would be 2.4x-3.7x
+faster, and ``ns_dtype="bfloat16"`` makes this step torch's Muon's speed there; it is not the default because the
+same configs trained worse with it: textlm's winner 0.033 bpc worse on each of three seeds, the development half's
+winners level on three, worse on two (the autoencoder by 0.018, the recall transformer by 0.008), better on two by
+less (benchmarks/results/step_speed_spectral_cpu_round10.md). On a CPU without native bfloat16 it is emulated and
+an order of magnitude slower (round 5's machine: torch's Muon 17x slower than this step).
 The iteration is written with addmm, so that its scalings ride in the matmuls instead of passes of their own.
 
 Parameters sharded by FSDP2 are DTensors split by rows: the direction needs the whole matrix, so each
@@ -31,7 +33,6 @@ computes the same direction: the sharded run equals one process.
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 
@@ -51,7 +52,6 @@ __all__ = [
     "rms_scale",
     "ns_precision",
     "NS_DTYPES",
-    "cpu_has_native_bfloat16",
 ]
 
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)  # torch.optim.Muon's quintic (Keller Jordan's)
@@ -63,33 +63,14 @@ _NORM_FLOOR = 1e-7  # torch.optim.Muon's eps: a zero momentum gives a zero direc
 
 # The precisions a group's ``ns_dtype`` may pin, by name (the name is what a param group and a checkpoint keep).
 NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
-# /proc/cpuinfo's names of native bfloat16 dot products: x86's AVX512-BF16 and AMX, Arm's BF16.
-_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
-
-
-@functools.cache
-def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (read from Linux's /proc/cpuinfo; False elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    return not _BF16_CPU_FLAGS.isdisjoint(value.split())
-    except OSError:
-        pass
-    return False
 
 
 def ns_precision(tensor: Tensor, pinned: str | None = None) -> torch.dtype:
     """The precision Newton-Schulz runs in for ``tensor``: ``pinned`` (a name in NS_DTYPES) if given; else
-    bfloat16 on CUDA and on a CPU with native bfloat16 (float64 tensors keep float64), float32 at least
-    elsewhere."""
+    bfloat16 on CUDA, float32 at least elsewhere."""
     if pinned is not None:
         return NS_DTYPES[pinned]
     if tensor.device.type == "cuda":
-        return torch.bfloat16
-    if tensor.dtype != torch.float64 and tensor.device.type == "cpu" and cpu_has_native_bfloat16():
         return torch.bfloat16
     return torch.promote_types(tensor.dtype, torch.float32)
 

@@ -70,8 +70,8 @@ def check_hyperparameters(group: dict[str, Any]) -> None:
         raise ValueError(f"Invalid ns_steps: {ns_steps!r} (must be an integer from 1 to 99)")
     if group.get("ns_dtype") not in (None, *NS_DTYPES):
         raise ValueError(
-            f"Invalid ns_dtype: {group['ns_dtype']!r} (choose one of {', '.join(NS_DTYPES)}, or None for the "
-            "machine's fast precision)"
+            f"Invalid ns_dtype: {group['ns_dtype']!r} (choose one of {', '.join(NS_DTYPES)}, or None for "
+            "bfloat16 on CUDA and float32 on the CPU)"
         )
     if not isinstance(group["tau_follows_lr"], bool):
         raise ValueError(f"Invalid tau_follows_lr: {group['tau_follows_lr']!r} (must be True or False)")
@@ -140,8 +140,9 @@ class Stacey(Optimizer):
         beta_v: the coefficient of the second moment v of ``norm="adam"`` (AdamW's beta2). Default 0.95.
         ns_steps: Newton-Schulz iterations of the spectral direction. Default 5 (torch.optim.Muon's).
         ns_dtype: the precision of Newton-Schulz, "bfloat16", "float32" or "float64" (or the torch
-            dtype). Default (None): bfloat16 on CUDA and on CPUs that multiply it natively (AVX512-BF16,
-            AMX, Arm BF16), as torch.optim.Muon; float32 at least elsewhere, where bfloat16 is slower.
+            dtype). Default (None): bfloat16 on CUDA, as torch.optim.Muon; float32 at least on the CPU,
+            where "bfloat16" is 2-4x faster on CPUs that multiply it natively (AVX512-BF16, AMX) but
+            trained worse (optim/_spectral.py).
         tau_follows_lr: scale tau with lr as alpha is scaled, tau_t = min(1, tau * lr / initial lr),
             so that a schedule scales all three of lr, alpha and tau: to first order, a decaying
             schedule then slows Stacey's dynamics down as it slows SGD's, instead of pulling x towards
