@@ -22,7 +22,7 @@ at least) on the CPU. On a CPU that multiplies bfloat16 natively (AVX512-BF16, A
 faster, and ``ns_dtype="bfloat16"`` makes this step torch's Muon's speed there; it is not the default because the
 same configs trained worse with it: textlm's winner 0.033 bpc worse on each of three seeds, the development half's
 winners level on three, worse on two (the autoencoder by 0.018, the recall transformer by 0.008), better on two by
-less (benchmarks/results/step_speed_spectral_cpu_round10.md). On a CPU without native bfloat16 it is emulated and
+less (benchmarks/results/step_speed_spectral_cpu_round10b.md). On a CPU without native bfloat16 it is emulated and
 an order of magnitude slower (round 5's machine: torch's Muon 17x slower than this step).
 The iteration is written with addmm, so that its scalings ride in the matmuls instead of passes of their own.
 
@@ -59,8 +59,6 @@ NS_STEPS = 5
 # The RMS of d per unit lr: msign of an m x n matrix has RMS 1/sqrt(max(m, n)), times rms_scale's factor.
 SPECTRAL_RMS = 0.2
 _NORM_FLOOR = 1e-7  # torch.optim.Muon's eps: a zero momentum gives a zero direction, not nan
-
-
 # The precisions a group's ``ns_dtype`` may pin, by name (the name is what a param group and a checkpoint keep).
 NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
