@@ -28,12 +28,15 @@ def _numbers(text: str) -> list[float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", required=True, help="comma-separated dev workloads")
-    parser.add_argument("--ladders", default=",".join(LADDERS), help="comma-separated anchors' ladders")
+    parser.add_argument("--ladders", default=",".join(LADDERS), help=f"comma-separated, of {', '.join(LADDERS)}")
     parser.add_argument(
         "--steps", type=_numbers, default=[1e-3, 3e-3], help="middle steps (the SGD-like anchor at 0.3 of each)"
     )
     parser.add_argument("--seed", type=int, default=0, help="the seed of every run (default: the tuning seed, 0)")
     arguments = parser.parse_args(argv)
+    unknown = set(arguments.ladders.split(",")) - set(LADDERS)
+    if unknown:
+        parser.error(f"--ladders: unknown {', '.join(sorted(unknown))} (choose from {', '.join(LADDERS)})")
     import optuna
     import torch
 

@@ -99,6 +99,8 @@ def newton_schulz(c: Tensor, steps: int = NS_STEPS, dtype: torch.dtype | None = 
         polynomial = addmm(gram, gram, gram, beta=b, alpha=c2)  # b * gram + c2 * gram @ gram
         last = scale if step == steps - 1 else 1.0
         x = addmm(x, polynomial, x, beta=a * last, alpha=last)  # a * x + polynomial @ x
+    if steps == 0:
+        x = x * scale
     return x.mT if transposed else x
 
 

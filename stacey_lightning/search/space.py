@@ -235,9 +235,10 @@ class SearchSpace(SpaceParser):
         lr = self.distributions.get("lr")
         if lr is None or lr.kind != "coordinate_step":
             raise self.error("anchor_step", "needs lr sampled as a coordinate step ({distribution: coordinate_step})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lr.low <= value <= lr.high:
+        step = self.number("anchor_step", value)  # YAML reads 3e-3 (no dot) as a string, as every number here
+        if not lr.low <= step <= lr.high:
             raise self.error("anchor_step", f"expected a step within lr's range [{lr.low:g}, {lr.high:g}]: {value!r}")
-        self.anchor_step = float(value)
+        self.anchor_step = step
 
     def _parse_schedule(self, value: Any) -> None:
         if not isinstance(value, Mapping):

@@ -92,6 +92,8 @@ def test_a_spaces_anchor_step_moves_every_anchor_and_the_language_preset_starts_
     assert lion["lr"] == pytest.approx(3e-3)  # p = inf: the lr is the step
     spec = {**yaml.safe_load(preset_path("language").read_text()), "anchor_step": 1e-3}
     assert anchors_for("stacey", SearchSpace.load(spec))[0].name == "muon-like step 0.001"
+    # Written as YAML reads 1e-3 without a dot: a string, read as every number of a space is.
+    assert anchors_for("stacey", SearchSpace.load({**spec, "anchor_step": "1e-3"}))[0].name == "muon-like step 0.001"
 
 
 def test_from_four_runs_up_two_places_are_kept_for_the_winners_ladder():

@@ -76,9 +76,9 @@ def test_kinds_betas_and_fixed_values_reach_the_config():
             "within lr's range [0.0001, 0.01]: 0.1",
         ),
         (
-            {"lr": {"distribution": "coordinate_step", "low": 1e-4, "high": 1e-2}, "anchor_step": "3e-3"},
+            {"lr": {"distribution": "coordinate_step", "low": 1e-4, "high": 1e-2}, "anchor_step": "fast"},
             "anchor_step",
-            "within lr's range",
+            "expected a number, got 'fast'",
         ),
         (
             {
