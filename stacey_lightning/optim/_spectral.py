@@ -67,6 +67,8 @@ def ns_precision(tensor: Tensor, pinned: str | None = None) -> torch.dtype:
     """The precision Newton-Schulz runs in for ``tensor``: ``pinned`` (a name in NS_DTYPES) if given; else
     bfloat16 on CUDA, float32 at least elsewhere."""
     if pinned is not None:
+        if pinned not in NS_DTYPES:  # a group edited after construction, or a checkpoint's: not checked there
+            raise ValueError(f"Invalid ns_dtype: {pinned!r} (choose one of {', '.join(NS_DTYPES)}, or None)")
         return NS_DTYPES[pinned]
     if tensor.device.type == "cuda":
         return torch.bfloat16

@@ -127,6 +127,10 @@ def test_ns_dtype_is_kept_by_name_and_a_bad_one_is_refused():
     assert Stacey([layer.weight], norm="spectral").param_groups[0]["ns_dtype"] is None
     with pytest.raises(ValueError, match=r"Invalid ns_dtype: 'half' \(choose one of bfloat16, float32, float64"):
         Stacey([layer.weight], norm="spectral", ns_dtype="half")
+    optimizer.param_groups[0]["ns_dtype"] = torch.bfloat16  # set by hand after construction: refused at the step
+    layer.weight.grad = torch.ones_like(layer.weight)
+    with pytest.raises(ValueError, match=r"Invalid ns_dtype: torch.bfloat16 \(choose one of"):
+        optimizer.step()
 
 
 def test_spectral_groups_refuse_vectors_and_the_pp_variant_and_bad_ns_steps():
