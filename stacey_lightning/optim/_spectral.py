@@ -51,6 +51,7 @@ __all__ = [
     "spectral_stacey",
     "rms_scale",
     "ns_precision",
+    "check_ns_dtype",
     "NS_DTYPES",
 ]
 
@@ -63,12 +64,20 @@ _NORM_FLOOR = 1e-7  # torch.optim.Muon's eps: a zero momentum gives a zero direc
 NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
 
+def check_ns_dtype(name: object) -> None:
+    """Raise a ValueError unless ``name`` is None or a name in NS_DTYPES."""
+    if name is not None and name not in NS_DTYPES:
+        raise ValueError(
+            f"Invalid ns_dtype: {name!r} (choose one of {', '.join(NS_DTYPES)}, or None for bfloat16 on CUDA and "
+            "float32 on the CPU)"
+        )
+
+
 def ns_precision(tensor: Tensor, pinned: str | None = None) -> torch.dtype:
     """The precision Newton-Schulz runs in for ``tensor``: ``pinned`` (a name in NS_DTYPES) if given; else
     bfloat16 on CUDA, float32 at least elsewhere."""
     if pinned is not None:
-        if pinned not in NS_DTYPES:  # a group edited after construction, or a checkpoint's: not checked there
-            raise ValueError(f"Invalid ns_dtype: {pinned!r} (choose one of {', '.join(NS_DTYPES)}, or None)")
+        check_ns_dtype(pinned)  # again here: a group edited after construction is not checked there
         return NS_DTYPES[pinned]
     if tensor.device.type == "cuda":
         return torch.bfloat16
@@ -194,15 +203,13 @@ def _multi_tensor_spectral_stacey(
         c = torch._foreach_mul(ms_, beta1)
         torch._foreach_add_(c, gs, alpha=1 - beta1)
         torch._foreach_add_(zs_, c, alpha=-alpha)
-        d = _batched_directions(c, [shard_layout[id(x)] for x in xs], ns_steps, ns_dtype)
+        d = _directions(c, [shard_layout[id(x)] for x in xs], ns_steps, ns_dtype)
         _foreach_primal_and_momentum(
             xs, zs_, ms_, gs, d, lr=lr, tau=tau, weight_decay=weight_decay, beta2=beta2, scratch=c
         )
 
 
-def _batched_directions(
-    cs: list[Tensor], layouts: list[tuple | None], ns_steps: int, pinned: str | None
-) -> list[Tensor]:
+def _directions(cs: list[Tensor], layouts: list[tuple | None], ns_steps: int, pinned: str | None) -> list[Tensor]:
     """spectral_direction of each c (a local shard where its layout says the parameter is sharded). On
     an accelerator the unsharded ones of equal shape are stacked into batches, one matmul per iteration
     instead of one per matrix. On the CPU each is taken alone: there batched matmuls were slower than

@@ -14,7 +14,7 @@ from torch.optim import Optimizer
 from stacey_lightning.optim._adam import adam_stacey
 from stacey_lightning.optim._functional import _multi_tensor_stacey, _single_tensor_stacey
 from stacey_lightning.optim._fused import RUNTIME, fused_stacey
-from stacey_lightning.optim._spectral import NS_DTYPES, NS_STEPS, spectral_stacey
+from stacey_lightning.optim._spectral import NS_STEPS, check_ns_dtype, spectral_stacey
 
 __all__ = ["Stacey", "stacey", "VARIANTS", "NORMS", "ELEMENTWISE_NORMS", "check_hyperparameters", "check_norm_shapes"]
 
@@ -68,11 +68,7 @@ def check_hyperparameters(group: dict[str, Any]) -> None:
     ns_steps = group.get("ns_steps", NS_STEPS)
     if isinstance(ns_steps, bool) or not isinstance(ns_steps, int) or not 1 <= ns_steps < 100:
         raise ValueError(f"Invalid ns_steps: {ns_steps!r} (must be an integer from 1 to 99)")
-    if group.get("ns_dtype") not in (None, *NS_DTYPES):
-        raise ValueError(
-            f"Invalid ns_dtype: {group['ns_dtype']!r} (choose one of {', '.join(NS_DTYPES)}, or None for "
-            "bfloat16 on CUDA and float32 on the CPU)"
-        )
+    check_ns_dtype(group.get("ns_dtype"))
     if not isinstance(group["tau_follows_lr"], bool):
         raise ValueError(f"Invalid tau_follows_lr: {group['tau_follows_lr']!r} (must be True or False)")
     if group["fused"] and group["foreach"]:

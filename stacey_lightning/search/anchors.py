@@ -120,7 +120,7 @@ def stacey_ladders(space: Any = None) -> list[Ladder]:
     momentum) from ``SGD_STEP``; last, Muon-lion-like (Muon's matrices, the rest sign-like) from
     ``LION_STEP``, first instead of Muon-like in a space that cannot choose Adam's norm. A space's
     ``anchor_step`` replaces ``LION_STEP`` (and scales ``SGD_STEP`` alike): on the development half's two
-    language models every one of the five geometries was better at 3e-3 than at 1e-3, by 0.3 to 0.6 bpc
+    language models every one of the five geometries was better at 3e-3 than at 1e-3, by 0.22 to 0.60 bpc
     (benchmarks/results/suite_dev.md, "Round 10"), and the language preset starts there.
     ``SearchSpace.params_for`` maps them into a space.
 
