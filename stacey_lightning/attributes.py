@@ -30,6 +30,7 @@ __all__ = [
     "DDP_KEY",
     "DDP_RUN",
     "STUDY_OPTIMIZER",
+    "STUDY_SPACE",
     "ANCHORS_ENQUEUED",
     "DDP_DONE_PREFIX",
     "SAMPLERS",
@@ -68,6 +69,7 @@ DDP_RUN = "ddp_run"  # plain DDP: which of that job's training runs it is
 
 # Study user attributes.
 STUDY_OPTIMIZER = "optimizer"  # the optimizer the study tunes: "stacey" or a baseline name
+STUDY_SPACE = "space"  # the search space's fingerprint (SpaceParser.fingerprint) when the study was created
 ANCHORS_ENQUEUED = "anchors_enqueued"  # how many of the study's anchor points it has enqueued (anchors.py)
 DDP_DONE_PREFIX = "stacey_ddp_done:"  # + DDP key: rank 0 of that job has finished after this many runs
 

@@ -155,6 +155,12 @@ class SpaceParser:
     def error(self, key: str, message: str) -> SearchSpaceError:
         return SearchSpaceError(f"{self.source}: {key}: {message}")
 
+    def fingerprint(self) -> dict[str, str]:
+        """What the space samples, key by key, as text: a study records it, and resuming it under another
+        space is refused (``study.open_study``), since its anchors, ladder and sampler read its trials as
+        draws from one space."""
+        return {key: repr(distribution) for key, distribution in self.distributions.items()}
+
     def distribution(
         self,
         key: str,

@@ -175,6 +175,14 @@ class SearchSpace(SpaceParser):
         """The whole Stacey config for ``trial``, validated: ``StaceyConfig.to_dict()``."""
         return StaceyConfig.from_source(self.suggest(trial, gradient_scale)).to_dict()
 
+    def fingerprint(self) -> dict[str, str]:
+        entries = {**super().fingerprint(), **{name: repr(d) for name, d in self.model.items()}}
+        if self.schedule is not None:
+            entries["schedule"] = repr(sorted(self.schedule.items()))
+        if self.anchor_step is not None:
+            entries["anchor_step"] = repr(self.anchor_step)
+        return entries
+
     def model_arguments(self) -> list[str]:
         """The module arguments the ``model`` section samples."""
         return [name.removeprefix("model.") for name in self.model]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import optuna
 
-from stacey_lightning.attributes import STUDY_OPTIMIZER
+from stacey_lightning.attributes import STUDY_OPTIMIZER, STUDY_SPACE
 from stacey_lightning.execution.storage import open_storage
 from stacey_lightning.search.samplers import make_pruner, make_sampler
 from stacey_lightning.study.spec import StudySpec
@@ -17,7 +17,8 @@ def open_study(spec: StudySpec) -> optuna.Study:
     """Create the study or load it, with the sampler of worker ``spec.worker_index`` and the study's pruner.
 
     Raises:
-        ValueError: the study exists with another direction, or tunes another optimizer.
+        ValueError: the study exists with another direction, tunes another optimizer, or samples another
+            search space (a changed range or preset: its anchors, ladder and sampler would mix two spaces).
     """
     storage = open_storage(spec.storage, spec.storage_outage_s)
     existing = next((s for s in optuna.get_all_study_summaries(storage) if s.study_name == spec.study_name), None)
@@ -44,5 +45,14 @@ def open_study(spec: StudySpec) -> optuna.Study:
     elif tuned != spec.optimizer:
         raise ValueError(
             f"study {spec.study_name!r} already tunes {tuned}, not {spec.optimizer}; use another study name"
+        )
+    recorded, space = study.user_attrs.get(STUDY_SPACE), spec.space.fingerprint()
+    if recorded is None:  # a new study, or one from before spaces were recorded
+        study.set_user_attr(STUDY_SPACE, space)
+    elif recorded != space:
+        changed = sorted(key for key in recorded.keys() | space.keys() if recorded.get(key) != space.get(key))
+        raise ValueError(
+            f"space: study {spec.study_name!r} was started with another search space (changed: "
+            f"{', '.join(changed)}); resume it with the space it started with, or use another study name"
         )
     return study

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 from tuning_tasks import FAST, TINY
@@ -82,6 +83,24 @@ def test_bad_space_fails_before_any_trial(tmp_path):
     with pytest.raises(ValueError, match="space.yaml: p: p must be > 1"):
         tune("digits", space=tmp_path / "space.yaml", output_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_resuming_under_another_search_space_is_refused_before_any_trial(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "p: {distribution: p_exponent, low: 2, high: .inf}\n"
+        "lr: {distribution: coordinate_step, low: 1.0e-4, high: 1.0e-2}\n"
+    )
+    study = tune("digits", space=space, n_trials=1, output_dir=tmp_path / "out", task_options=TINY, **FAST)
+    space.write_text(space.read_text().replace("high: 1.0e-2", "high: 3.0e-2") + "anchor_step: 3.0e-3\n")
+    with pytest.raises(
+        ValueError,
+        match=r"^space: study 'digits' was started with another search space \(changed: "
+        r"anchor_step, lr\); resume it with the space it started with, or use another study name$",
+    ):
+        tune("digits", space=space, n_trials=2, output_dir=tmp_path / "out", task_options=TINY, **FAST)
+    storage = f"sqlite:///{(tmp_path / 'out').resolve()}/optuna.db"
+    assert len(study.trials) == len(optuna.load_study(study_name="digits", storage=storage).trials) == 1
 
 
 def test_mask_password():
