@@ -230,3 +230,17 @@ def test_spectral_coupling_smoke(benchmark, tmp_path):
     for row in (uncoupled, coupled, muon):
         assert float(row[2]) == float(row[1])  # one seed: the mean is the run's final value
         assert float(row[3]) == pytest.approx(float(row[1]) - float(muon[1]), abs=2e-4)
+
+
+def test_newton_schulz_times_each_form_at_each_aspect(benchmark, tmp_path):
+    script = benchmark("newton_schulz")
+    output = tmp_path / "ns.md"
+    text = script.main(["--rows", "8", "--aspects", "1,3", "--threads", "1", "--repetitions", "1",
+                        "--output", str(output)])  # fmt: skip
+    assert output.read_text() == text
+    rows = _table(text, "| rows x cols |")
+    assert [row[:2] for row in rows] == [["8 x 8", "1"], ["8 x 24", "3"]]
+    for row in rows:
+        assert all(float(cell) > 0 for cell in row[2:5]) and all(float(cell.rstrip("x")) > 0 for cell in row[5:])
+    error = dict(part.rsplit(" ", 1) for part in text.split("singular values 1 to 1e-6): ")[1].strip().split(", "))
+    assert float(error["gram"]) < 1e-3 < float(error["torch bf16"])

@@ -18,13 +18,20 @@ With tau = 0, betas = (mu^2, mu) it is torch.optim.Muon(momentum=mu, nesterov=Tr
 adjust_lr_fn="match_rms_adamw") (docs/algorithm.md derives it; tests/optim/test_spectral.py checks it).
 
 Newton-Schulz runs in bfloat16 on CUDA, as torch's Muon does, and in float32 (the parameter's precision, float32
-at least) on the CPU. On a CPU that multiplies bfloat16 natively (AVX512-BF16, AMX) bfloat16 would be 2.4x-3.7x
-faster, and ``ns_dtype="bfloat16"`` makes this step torch's Muon's speed there; it is not the default because the
-same configs trained worse with it: textlm's winner 0.033 bpc worse on each of three seeds, the development half's
-winners level on three, worse on two (the autoencoder by 0.018, the recall transformer by 0.008), better on two by
-less (benchmarks/results/step_speed_spectral_cpu_round10b.md). On a CPU without native bfloat16 it is emulated and
-an order of magnitude slower (round 5's machine: torch's Muon 17x slower than this step).
-The iteration is written with addmm, so that its scalings ride in the matmuls instead of passes of their own.
+at least) on the CPU. bfloat16 keeps 8 bits of each entry: a momentum whose singular values spread over decades (a
+few large, many small, as gradients' are) loses its small ones, and msign of a matrix with singular values from 1
+to 1e-6 comes out 12% off (float32: 1e-5; benchmarks/results/newton_schulz_cpu.md); the same configs trained worse
+with it (textlm's winner 0.033 bpc on each of three seeds; benchmarks/results/step_speed_spectral_cpu_round10b.md).
+``ns_dtype="bfloat16"`` gives torch's precision, and its speed on any shape.
+
+What brings float32 to torch's bfloat16 time on a wide matrix is the Gram form: every iterate is X_k = P_k(A) X
+with A = X X^T, so where cols >= GRAM_ASPECT * rows (of the wide form) the iterations run on the rows x rows
+matrix A and X is multiplied once at the end, 17 rows^3 + 2 rows^2 cols flops against 5 (rows^3 + 2 rows^2 cols):
+2.7x fewer at ResNet's 1:9 convolutions, 1.8x at a transformer's 1:4 MLP matrices, none at 1:1.5. On this
+project's CPU that is 0.8x torch's time at 1:9, 1.07x at 1:4.5, 1.4x at 1:3; a square matrix keeps the direct
+form, 2.3x-2.7x torch's. Its float32 error is 1e-4 (it squares the condition
+number once, in A); it is kept to float32 and wider, since in bfloat16 that squaring loses what is left. The
+iterations are written with addmm, so that their scalings ride in the matmuls instead of passes of their own.
 
 Parameters sharded by FSDP2 are DTensors split by rows: the direction needs the whole matrix, so each
 process gathers c (``full_tensor``), computes the direction and keeps its own rows. Every process
@@ -53,6 +60,7 @@ __all__ = [
     "ns_precision",
     "check_ns_dtype",
     "NS_DTYPES",
+    "GRAM_ASPECT",
 ]
 
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)  # torch.optim.Muon's quintic (Keller Jordan's)
@@ -60,6 +68,9 @@ NS_STEPS = 5
 # The RMS of d per unit lr: msign of an m x n matrix has RMS 1/sqrt(max(m, n)), times rms_scale's factor.
 SPECTRAL_RMS = 0.2
 _NORM_FLOOR = 1e-7  # torch.optim.Muon's eps: a zero momentum gives a zero direction, not nan
+# The least cols / rows (of the wide form) from which the Gram form is taken: on this project's CPU, at 1 and 2
+# threads, the two forms take the same time at 1.5 and the Gram form less from 2 (benchmarks/newton_schulz.py).
+GRAM_ASPECT = 2.0
 # The precisions a group's ``ns_dtype`` may pin, by name (the name is what a param group and a checkpoint keep).
 NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
@@ -91,20 +102,36 @@ def rms_scale(shape: torch.Size) -> float:
     return SPECTRAL_RMS * math.sqrt(max(rows, cols))
 
 
-def newton_schulz(c: Tensor, steps: int = NS_STEPS, dtype: torch.dtype | None = None, scale: float = 1.0) -> Tensor:
+def newton_schulz(
+    c: Tensor, steps: int = NS_STEPS, dtype: torch.dtype | None = None, scale: float = 1.0, gram: bool | None = None
+) -> Tensor:
     """msign(c) * scale, approximately: ``steps`` quintic Newton-Schulz iterations on c / ||c||_F.
 
     ``c`` is a matrix (rows, cols) or a batch of them (batch, rows, cols), each orthogonalised on its own;
     the result has ``c``'s shape, in ``dtype`` (``c``'s own when None). ``scale`` rides in the last
-    iteration's matmul.
+    iteration's matmul. ``gram`` picks the form (None: the Gram form where it is faster and precise enough,
+    ``_gram_pays``; False: the direct iteration, the reference).
     """
-    a, b, c2 = NS_COEFFICIENTS
-    addmm = torch.addmm if c.ndim == 2 else torch.baddbmm
     x = c if dtype is None else c.to(dtype)
     transposed = x.shape[-2] > x.shape[-1]  # iterate on the wide form: the Gram matrix is the small one
     if transposed:
         x = x.mT
     x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=_NORM_FLOOR)
+    if steps > 0 and (_gram_pays(x) if gram is None else gram):
+        x = _gram_newton_schulz(x, steps, scale)
+    else:
+        x = _direct_newton_schulz(x, steps, scale)
+    return x.mT if transposed else x
+
+
+def _gram_pays(x: Tensor) -> bool:
+    return x.dtype in (torch.float32, torch.float64) and x.shape[-1] >= GRAM_ASPECT * x.shape[-2]
+
+
+def _direct_newton_schulz(x: Tensor, steps: int, scale: float) -> Tensor:
+    """The iteration as Muon writes it, on a normalised wide x: x <- a x + (b A + c A^2) x, A = x x^T."""
+    a, b, c2 = NS_COEFFICIENTS
+    addmm = torch.addmm if x.ndim == 2 else torch.baddbmm
     for step in range(steps):
         gram = x @ x.mT
         polynomial = addmm(gram, gram, gram, beta=b, alpha=c2)  # b * gram + c2 * gram @ gram
@@ -112,14 +139,34 @@ def newton_schulz(c: Tensor, steps: int = NS_STEPS, dtype: torch.dtype | None = 
         x = addmm(x, polynomial, x, beta=a * last, alpha=last)  # a * x + polynomial @ x
     if steps == 0:
         x = x * scale
-    return x.mT if transposed else x
+    return x
 
 
-def spectral_direction(c: Tensor, steps: int = NS_STEPS, pinned: str | None = None, *, cast: bool = True) -> Tensor:
+def _gram_newton_schulz(x: Tensor, steps: int, scale: float) -> Tensor:
+    """The same iterates on the Gram matrix: x_k = Q_k x_{k-1} with Q_k = a I + b A_k + c A_k^2 and
+    A_k = x_k x_k^T = Q_k A_{k-1} Q_k (Q_k is a polynomial in A_{k-1}), so x_steps = (Q_steps ... Q_1) x and
+    the wide x is multiplied twice, not twice per iteration."""
+    a, b, c2 = NS_COEFFICIENTS
+    addmm = torch.addmm if x.ndim == 2 else torch.baddbmm
+    gram = x @ x.mT
+    product = None  # Q_k ... Q_1
+    for step in range(steps):
+        q = addmm(gram, gram, gram, beta=b, alpha=c2)
+        q.diagonal(dim1=-2, dim2=-1).add_(a)
+        product = q if product is None else q @ product
+        if step < steps - 1:
+            gram = q @ gram @ q
+    return product.mul_(scale) @ x
+
+
+def spectral_direction(
+    c: Tensor, steps: int = NS_STEPS, pinned: str | None = None, *, cast: bool = True, gram: bool | None = None
+) -> Tensor:
     """d = NS(c) * 0.2 * sqrt(max(rows, cols)) for c viewed as (shape[0], -1), in c's shape; Newton-Schulz in
-    ns_precision(c, pinned), the result in c's dtype (in Newton-Schulz's with ``cast=False``)."""
+    ns_precision(c, pinned) and in the form ``gram`` picks (newton_schulz), the result in c's dtype (in
+    Newton-Schulz's with ``cast=False``)."""
     matrix = c.reshape(c.shape[0], -1)
-    d = newton_schulz(matrix, steps, ns_precision(c, pinned), rms_scale(c.shape))
+    d = newton_schulz(matrix, steps, ns_precision(c, pinned), rms_scale(c.shape), gram)
     return (d.to(c.dtype) if cast else d).view_as(c)
 
 
@@ -169,7 +216,7 @@ def _single_tensor_spectral_stacey(
             g = -g
         c = beta1 * m + (1 - beta1) * g  # m from before this step
         z.copy_(z - alpha * c)
-        y = x - lr * _gathered_direction(c, ns_steps, ns_dtype)
+        y = x - lr * _gathered_direction(c, ns_steps, ns_dtype, gram=False)  # Muon's own iteration
         # tau * z + (1 - tau) * y, exactly y where z == y (see _functional's notes on exact resume)
         x.copy_(y + tau * (z - y) - lr * weight_decay * x)
         m.copy_(beta2 * m + (1 - beta2) * g)
@@ -258,14 +305,14 @@ def _is_dtensor(t: Tensor) -> bool:
     return dtensor is not None and isinstance(t, dtensor.DTensor)
 
 
-def _gathered_direction(c: Tensor, ns_steps: int, pinned: str | None) -> Tensor:
+def _gathered_direction(c: Tensor, ns_steps: int, pinned: str | None, gram: bool | None = None) -> Tensor:
     """spectral_direction(c); for a sharded DTensor the whole matrix's direction, of which the result
     holds this process's part (a DTensor like c)."""
     if not _is_dtensor(c):
-        return spectral_direction(c, ns_steps, pinned)
+        return spectral_direction(c, ns_steps, pinned, gram=gram)
     from torch.distributed.tensor import distribute_tensor
 
-    whole = spectral_direction(c.full_tensor(), ns_steps, pinned)
+    whole = spectral_direction(c.full_tensor(), ns_steps, pinned, gram=gram)
     # src_data_rank=None: every process holds the same whole direction, so each keeps its own part
     # without a scatter.
     return distribute_tensor(whole, c.device_mesh, c.placements, src_data_rank=None)

@@ -44,6 +44,50 @@ def test_newton_schulz_sets_singular_values_near_one_and_keeps_the_singular_vect
     assert cosine > 0.98
 
 
+def _spread_spectrum(rows: int, cols: int, dtype=torch.float64) -> torch.Tensor:
+    """A matrix whose singular values fall from 1 to 1e-6, as a momentum's few large and many small ones do."""
+    generator = torch.Generator().manual_seed(4)
+    u, _ = torch.linalg.qr(torch.randn(rows, rows, generator=generator, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(cols, rows, generator=generator, dtype=torch.float64))
+    return ((u * torch.logspace(0, -6, rows, dtype=torch.float64)) @ v.T).to(dtype)
+
+
+@pytest.mark.parametrize(
+    "shape", [(8, 40), (40, 8), (3, 8, 20), (3, 20, 8)], ids=["wide", "tall", "batch", "tall-batch"]
+)
+@pytest.mark.parametrize("steps", [0, 1, 5])
+def test_gram_form_equals_the_direct_iteration_in_float64(shape, steps):
+    c = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    direct = newton_schulz(c, steps, scale=1.7, gram=False)
+    torch.testing.assert_close(newton_schulz(c, steps, scale=1.7, gram=True), direct, rtol=1e-10, atol=1e-12)
+
+
+def test_gram_form_in_float32_keeps_the_small_singular_values_bfloat16_loses():
+    c = _spread_spectrum(64, 576)
+    reference = newton_schulz(c, gram=False)
+
+    def error(dtype, gram):
+        d = newton_schulz(c.float(), dtype=dtype, gram=gram).double()
+        return ((d - reference).norm() / reference.norm()).item()
+
+    assert error(torch.float32, True) < 1e-3
+    assert error(torch.float32, False) < 1e-4
+    assert error(torch.bfloat16, False) > 0.03  # why float32 is the CPU's default (the module's notes)
+
+
+def test_the_gram_form_is_taken_for_wide_matrices_in_float32_or_wider_only():
+    generator = torch.Generator().manual_seed(6)
+    for shape, dtype, gram in [
+        ((8, 16), torch.float32, True),
+        ((16, 8), torch.float64, True),  # tall: iterated as its wide transpose
+        ((8, 15), torch.float32, False),  # under GRAM_ASPECT: the direct form is as fast
+        ((8, 16), torch.bfloat16, False),
+    ]:
+        c = torch.randn(shape, generator=generator).to(dtype)
+        assert torch.equal(newton_schulz(c), newton_schulz(c, gram=gram)), (shape, dtype)
+        assert not torch.equal(newton_schulz(c, gram=True), newton_schulz(c, gram=False)), (shape, dtype)
+
+
 def test_spectral_direction_has_adamw_rms_and_views_convolutions_as_matrices():
     c = torch.randn(16, 4, 3, 3, generator=torch.Generator().manual_seed(1))
     d = spectral_direction(c)
