@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,38 @@ def test_spectral_step_trains_muon_with_its_own_rest_a_sign_like_rest_and_couple
         "cancer-mlp muon lr 0.003 matrices by stacey tau_horizon 1 seed 0",
     ]
     assert len(set(finals.values())) == 3
+
+
+def test_ns_forms_retrains_one_config_under_each_form_it_names(tmp_path, capsys, monkeypatch):
+    """Each form's runs see the step's levers set as the form says, and only they: after the block the step
+    reads the module's own again."""
+    import stacey_lightning.compare as compare_module
+    from benchmarks.suite import ns_forms
+    from stacey_lightning.optim import _spectral
+
+    seen = []
+
+    def compare(*args, **kwargs):
+        seen.append((_spectral.GRAM_ASPECT, _spectral.ns_precision(torch.zeros(2, 2))))
+        return types.SimpleNamespace(runs=[types.SimpleNamespace(final_metric=0.5)])
+
+    monkeypatch.setattr(compare_module, "compare", compare)
+    config = tmp_path / "best.yaml"
+    config.write_text("kinds: {matrix: {norm: spectral}}\n")
+    torch_threads = torch.get_num_threads()
+    try:
+        forms = "default,direct,float64,bfloat16"
+        ns_forms.main(["--workloads", "cancer-mlp", "--config", str(config), "--forms", forms, "--seeds", "1"])
+    finally:
+        torch.set_num_threads(torch_threads)
+    aspect = _spectral.GRAM_ASPECT
+    assert seen == [(aspect, torch.float32), (math.inf, torch.float32), (math.inf, torch.float64),
+                    (aspect, torch.bfloat16)]  # fmt: skip
+    assert _spectral.ns_precision(torch.zeros(2, 2)) == torch.float32
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"cancer-mlp {form}: val_acc 0.5000 (0.5000)" for form in ("default", "direct", "float64", "bfloat16")
+    ]
+    with pytest.raises(SystemExit):
+        ns_forms.main(["--workloads", "cancer-mlp", "--config", str(config), "--forms", "half"])
+    assert "--forms: unknown half" in capsys.readouterr().err
