@@ -29,9 +29,10 @@ with A = X X^T, so where cols >= GRAM_ASPECT * rows (of the wide form) the itera
 matrix A and X is multiplied once at the end, 17 rows^3 + 2 rows^2 cols flops against 5 (rows^3 + 2 rows^2 cols):
 2.7x fewer at ResNet's 1:9 convolutions, 1.8x at a transformer's 1:4 MLP matrices, none at 1:1.5. On this
 project's CPU that is 0.8x torch's time at 1:9, 1.07x at 1:4.5, 1.4x at 1:3; a square matrix keeps the direct
-form, 2.3x-2.7x torch's. Its float32 error is 1e-4 (it squares the condition
-number once, in A); it is kept to float32 and wider, since in bfloat16 that squaring loses what is left. The
-iterations are written with addmm, so that their scalings ride in the matmuls instead of passes of their own.
+form, 2.3x-2.7x torch's. Its float32 error is 1e-4 (it squares the condition number once, in A), and the models
+of the development half trained alike in both forms (benchmarks/results/step_speed_spectral_cpu_round11.md); it is
+kept to float32 and wider, since in bfloat16 that squaring loses what is left. The iterations are written with
+addmm, so that their scalings ride in the matmuls instead of passes of their own.
 
 Parameters sharded by FSDP2 are DTensors split by rows: the direction needs the whole matrix, so each
 process gathers c (``full_tensor``), computes the direction and keeps its own rows. Every process
