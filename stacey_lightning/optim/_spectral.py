@@ -126,7 +126,13 @@ def newton_schulz(
 
 
 def _gram_pays(x: Tensor) -> bool:
-    return x.dtype in (torch.float32, torch.float64) and x.shape[-1] >= GRAM_ASPECT * x.shape[-2]
+    """Whether the Gram form is faster for ``x`` (wide enough) and precise enough: float64, or float32 whose
+    matmuls keep float32's mantissa (TF32 or bfloat16 inside a float32 matmul, which
+    ``torch.set_float32_matmul_precision("high")`` allows, would lose in A what bfloat16 loses)."""
+    precise = x.dtype == torch.float64 or (
+        x.dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest"
+    )
+    return precise and x.shape[-1] >= GRAM_ASPECT * x.shape[-2]
 
 
 def _direct_newton_schulz(x: Tensor, steps: int, scale: float) -> Tensor:

@@ -86,6 +86,14 @@ def test_the_gram_form_is_taken_for_wide_matrices_in_float32_or_wider_only():
         c = torch.randn(shape, generator=generator).to(dtype)
         assert torch.equal(newton_schulz(c), newton_schulz(c, gram=gram)), (shape, dtype)
         assert not torch.equal(newton_schulz(c, gram=True), newton_schulz(c, gram=False)), (shape, dtype)
+    # Where float32 matmuls may round their inputs (TF32, bfloat16), the direct form.
+    c = torch.randn(8, 16, generator=generator)
+    precision = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")
+        assert torch.equal(newton_schulz(c), newton_schulz(c, gram=False))
+    finally:
+        torch.set_float32_matmul_precision(precision)
 
 
 def test_spectral_direction_has_adamw_rms_and_views_convolutions_as_matrices():
