@@ -29,7 +29,7 @@ with A = X X^T, so where cols >= GRAM_ASPECT * rows (of the wide form) the itera
 matrix A and X is multiplied once at the end, 17 rows^3 + 2 rows^2 cols flops against 5 (rows^3 + 2 rows^2 cols):
 2.7x fewer at ResNet's 1:9 convolutions, 1.8x at a transformer's 1:4 MLP matrices, none at 1:1.5. On this
 project's CPU that is 0.8x torch's time at 1:9, 1.07x at 1:4.5, 1.4x at 1:3; a square matrix keeps the direct
-form, 2.3x-2.7x torch's. Its float32 error is 1e-4 (it squares the condition number once, in A), and the models
+form, 1.8x-2.1x torch's. Its float32 error is 1e-4 (it squares the condition number once, in A), and the models
 of the development half trained alike in both forms (benchmarks/results/step_speed_spectral_cpu_round11.md); it is
 kept to float32 and wider, since in bfloat16 that squaring loses what is left. The iterations are written with
 addmm, so that their scalings ride in the matmuls instead of passes of their own.
@@ -110,8 +110,9 @@ def newton_schulz(
 
     ``c`` is a matrix (rows, cols) or a batch of them (batch, rows, cols), each orthogonalised on its own;
     the result has ``c``'s shape, in ``dtype`` (``c``'s own when None). ``scale`` rides in the last
-    iteration's matmul. ``gram`` picks the form (None: the Gram form where it is faster and precise enough,
-    ``_gram_pays``; False: the direct iteration, the reference).
+    iteration's matmul (in the Gram form, in the small product before the last matmul). ``gram`` picks the form
+    (None: the Gram form where it is faster and precise enough, ``_gram_pays``; False: the direct iteration,
+    the reference).
     """
     x = c if dtype is None else c.to(dtype)
     transposed = x.shape[-2] > x.shape[-1]  # iterate on the wide form: the Gram matrix is the small one
@@ -127,12 +128,27 @@ def newton_schulz(
 
 def _gram_pays(x: Tensor) -> bool:
     """Whether the Gram form is faster for ``x`` (wide enough) and precise enough: float64, or float32 whose
-    matmuls keep float32's mantissa (TF32 or bfloat16 inside a float32 matmul, which
-    ``torch.set_float32_matmul_precision("high")`` allows, would lose in A what bfloat16 loses)."""
-    precise = x.dtype == torch.float64 or (
-        x.dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest"
-    )
+    matmuls keep float32's mantissa on its device (TF32 or bfloat16 inside a float32 matmul would lose in A
+    what bfloat16 loses)."""
+    precise = x.dtype == torch.float64 or (x.dtype == torch.float32 and _float32_matmuls_exact(x.device.type))
     return precise and x.shape[-1] >= GRAM_ASPECT * x.shape[-2]
+
+
+@torch.compiler.assume_constant_result  # a setting, not data: a compiled step reads it once, as a constant
+def _float32_matmuls_exact(device_type: str) -> bool:
+    """Whether float32 matmuls on ``device_type`` run in float32 (torch's "ieee"), by the device's own setting
+    (``torch.backends.{cuda,mkldnn}.matmul.fp32_precision``, "none" deferring to ``torch.backends``'), which the
+    legacy ``torch.set_float32_matmul_precision`` and ``allow_tf32`` set too. Read this way, not by
+    ``torch.get_float32_matmul_precision()``: that raises once the new settings are used, and reads CUDA's TF32
+    flag for the CPU."""
+    backends = torch.backends
+    if not hasattr(backends, "fp32_precision"):  # torch before 2.9: only the legacy, global setting
+        return torch.get_float32_matmul_precision() == "highest"
+    matmul = {"cuda": backends.cuda.matmul, "cpu": backends.mkldnn.matmul}.get(device_type)
+    precision = "none" if matmul is None else matmul.fp32_precision
+    if precision == "none":
+        precision = backends.fp32_precision
+    return precision in ("ieee", "none")
 
 
 def _direct_newton_schulz(x: Tensor, steps: int, scale: float) -> Tensor:

@@ -23,9 +23,10 @@ to p = inf, and the pull from a short horizon to none, are covered evenly, ends 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from stacey_lightning.lightning.config import read_number
@@ -47,6 +48,18 @@ _INTEGER = ("int_uniform", "int_log_uniform")
 # The distributions only one key may use: that key's own parametrisation.
 SPECIAL = {"p_exponent": "p", "horizon": "tau_horizon", "coordinate_step": "lr"}
 _RECIPROCAL = ("p_exponent", "horizon")  # sampled through the reciprocal of the value (p - 1, or itself)
+
+
+# How SpaceParser.fingerprint writes a space; a study recorded in another format is re-recorded, not refused.
+FINGERPRINT_FORMAT = "1"
+
+
+def canonical(value: Any) -> str:
+    """``value`` (a mapping of a distribution's fields, a schedule, a number) as one JSON text: keys sorted,
+    unset fields (None, empty) left out, infinity as JSON's Infinity, anything else JSON lacks as its str."""
+    if isinstance(value, Mapping):
+        value = {key: item for key, item in value.items() if item is not None and item != ()}
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 class SearchSpaceError(ValueError):
@@ -158,8 +171,9 @@ class SpaceParser:
     def fingerprint(self) -> dict[str, str]:
         """What the space samples, key by key, as text: a study records it, and resuming it under another
         space is refused (``study.open_study``), since its anchors, ladder and sampler read its trials as
-        draws from one space."""
-        return {key: repr(distribution) for key, distribution in self.distributions.items()}
+        draws from one space. The texts hold each distribution's kind and the fields it sets, not the code's
+        layout of them (``FINGERPRINT_FORMAT`` is the texts' own: a study recorded in another is re-recorded)."""
+        return {key: canonical(asdict(distribution)) for key, distribution in self.distributions.items()}
 
     def distribution(
         self,

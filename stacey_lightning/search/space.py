@@ -46,13 +46,21 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from stacey_lightning._yaml import read_mapping
 from stacey_lightning.lightning.config import HYPERPARAMETERS, KIND_KEYS, KINDS, StaceyConfig
 from stacey_lightning.optim._spectral import SPECTRAL_RMS
-from stacey_lightning.search.distributions import SPECIAL, Distribution, SearchSpaceError, SpaceParser, param_name
+from stacey_lightning.search.distributions import (
+    SPECIAL,
+    Distribution,
+    SearchSpaceError,
+    SpaceParser,
+    canonical,
+    param_name,
+)
 
 __all__ = [
     "SearchSpace",
@@ -176,11 +184,12 @@ class SearchSpace(SpaceParser):
         return StaceyConfig.from_source(self.suggest(trial, gradient_scale)).to_dict()
 
     def fingerprint(self) -> dict[str, str]:
-        entries = {**super().fingerprint(), **{name: repr(d) for name, d in self.model.items()}}
+        """SpaceParser's, with the module's arguments (``model.<argument>``), the schedule and ``anchor_step``."""
+        entries = {**super().fingerprint(), **{name: canonical(asdict(d)) for name, d in self.model.items()}}
         if self.schedule is not None:
-            entries["schedule"] = repr(sorted(self.schedule.items()))
+            entries["schedule"] = canonical(self.schedule)
         if self.anchor_step is not None:
-            entries["anchor_step"] = repr(self.anchor_step)
+            entries["anchor_step"] = canonical(self.anchor_step)
         return entries
 
     def model_arguments(self) -> list[str]:

@@ -7,10 +7,13 @@ import optuna
 
 from stacey_lightning.attributes import STUDY_OPTIMIZER, STUDY_SPACE
 from stacey_lightning.execution.storage import open_storage
+from stacey_lightning.search.distributions import FINGERPRINT_FORMAT
 from stacey_lightning.search.samplers import make_pruner, make_sampler
 from stacey_lightning.study.spec import StudySpec
 
 __all__ = ["open_study"]
+
+FORMAT_KEY = "_format"  # a key of the recorded fingerprint no space has (a space's keys are its own names)
 
 
 def open_study(spec: StudySpec) -> optuna.Study:
@@ -46,8 +49,11 @@ def open_study(spec: StudySpec) -> optuna.Study:
         raise ValueError(
             f"study {spec.study_name!r} already tunes {tuned}, not {spec.optimizer}; use another study name"
         )
-    recorded, space = study.user_attrs.get(STUDY_SPACE), spec.space.fingerprint()
-    if recorded is None:  # a new study, or one from before spaces were recorded
+    recorded = study.user_attrs.get(STUDY_SPACE)
+    space = {**spec.space.fingerprint(), FORMAT_KEY: FINGERPRINT_FORMAT}
+    if recorded is None or recorded.get(FORMAT_KEY) != FINGERPRINT_FORMAT:
+        # A new study, one from before spaces were recorded, or one recorded in another format: nothing to
+        # compare with, so this space is taken as the study's.
         study.set_user_attr(STUDY_SPACE, space)
     elif recorded != space:
         changed = sorted(key for key in recorded.keys() | space.keys() if recorded.get(key) != space.get(key))

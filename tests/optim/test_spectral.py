@@ -4,6 +4,8 @@ special case, the direction itself, the errors, and exact resume."""
 import copy
 import io
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -86,14 +88,35 @@ def test_the_gram_form_is_taken_for_wide_matrices_in_float32_or_wider_only():
         c = torch.randn(shape, generator=generator).to(dtype)
         assert torch.equal(newton_schulz(c), newton_schulz(c, gram=gram)), (shape, dtype)
         assert not torch.equal(newton_schulz(c, gram=True), newton_schulz(c, gram=False)), (shape, dtype)
-    # Where float32 matmuls may round their inputs (TF32, bfloat16), the direct form.
-    c = torch.randn(8, 16, generator=generator)
-    precision = torch.get_float32_matmul_precision()
-    try:
-        torch.set_float32_matmul_precision("high")
-        assert torch.equal(newton_schulz(c), newton_schulz(c, gram=False))
-    finally:
-        torch.set_float32_matmul_precision(precision)
+
+
+# Each setting, in the order a user might make them (the legacy and the new API mixed, after which torch's own
+# get_float32_matmul_precision raises), and the form a wide float32 matrix on the CPU then takes.
+_PRECISION_SETTINGS = """
+import torch
+from stacey_lightning.optim._spectral import newton_schulz
+c = torch.randn(8, 16)
+def form():
+    return "gram" if torch.equal(newton_schulz(c), newton_schulz(c, gram=True)) else "direct"
+print(form())
+torch.set_float32_matmul_precision("high")
+print(form())
+torch.set_float32_matmul_precision("highest")
+torch.backends.cuda.matmul.allow_tf32 = True  # CUDA's alone: the CPU's matmuls stay exact
+print(form())
+torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+print(form())
+torch.backends.mkldnn.matmul.fp32_precision = "ieee"
+torch.backends.cuda.matmul.fp32_precision = "tf32"
+print(form())
+"""
+
+
+@pytest.mark.skipif(not hasattr(torch.backends, "fp32_precision"), reason="torch before 2.9: one global setting")
+def test_the_gram_form_needs_float32_matmuls_at_float32_precision_on_the_device():
+    """Run apart: the settings are process-wide, and once the new API is used the legacy getter raises."""
+    result = subprocess.run([sys.executable, "-c", _PRECISION_SETTINGS], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["gram", "direct", "gram", "direct", "gram"]
 
 
 def test_spectral_direction_has_adamw_rms_and_views_convolutions_as_matrices():

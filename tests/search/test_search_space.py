@@ -192,3 +192,16 @@ def test_in_adams_norm_every_kind_steps_at_the_sampled_step_as_its_rms_and_a_kin
     }  # fmt: skip
     assert groups["matrix"]["lr"] == groups["head"]["lr"] == groups["vector"]["lr"] == pytest.approx(1e-2)
     assert groups["conv"]["lr"] == pytest.approx(2e-3 / 1e-3 ** (1 / 3))  # the l_p step at p = 4
+
+
+def test_the_fingerprint_names_each_key_by_its_kind_and_set_fields_whatever_the_spelling(tmp_path):
+    """What a study records (study.open_study): the same from a preset's name, its file and its mapping, the
+    fields each distribution sets and no others, so that a field the code adds later changes no study's text."""
+    fingerprint = SearchSpace.load("language").fingerprint()
+    assert fingerprint["lr"] == '{"high": 0.01, "kind": "coordinate_step", "low": 0.0001}'
+    assert fingerprint["p"] == '{"high": Infinity, "kind": "p_exponent", "low": 2.0}'
+    assert fingerprint["kinds.matrix.norm"] == '{"choices": ["lp", "spectral"], "kind": "categorical"}'
+    assert (fingerprint["anchor_step"], fingerprint["schedule"]) == ("0.003", '{"name": "constant"}')
+    spec = yaml.safe_load(preset_path("language").read_text())
+    assert SearchSpace.load(preset_path("language")).fingerprint() == fingerprint == SearchSpace(spec).fingerprint()
+    assert SearchSpace.load("default").fingerprint() != fingerprint
