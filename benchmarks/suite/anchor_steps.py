@@ -17,6 +17,7 @@ import itertools
 import tempfile
 
 from benchmarks.suite.registry import DEV, select
+from benchmarks.suite.run import train_config
 
 LADDERS = ("muon-like", "lion-like", "centre", "sgd-like", "muon-lion-like")
 
@@ -41,7 +42,6 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from stacey_lightning.attributes import GRADIENT_SCALE
-    from stacey_lightning.compare import compare
     from stacey_lightning.search.anchors import LION_STEP, stacey_ladders
     from stacey_lightning.search.space import SearchSpace
     from stacey_lightning.tuner.tuning import tune
@@ -59,11 +59,9 @@ def main(argv: list[str] | None = None) -> None:
             ladder = ladders[name]
             rung = ladder.rung(ladder.middle * step / (space.anchor_step or LION_STEP))
             config = space.sample_config(optuna.trial.FixedTrial(space.params_for(rung.values)), scale)
-            with tempfile.TemporaryDirectory() as folder:
-                result = compare(workload.task, ["stacey"], [arguments.seed], config=config, output_dir=folder,
-                                 **settings)  # fmt: skip
+            (final,) = train_config(workload, config, [arguments.seed])
             print(f"{workload.name} {rung.name} (anchors at {step:g}; p {config['p']}, lr {config['lr']:.3g}, gradient "
-                  f"scale {scale:.3g}): {workload.monitor} {result.runs[0].final_metric:.4f}", flush=True)  # fmt: skip
+                  f"scale {scale:.3g}): {workload.monitor} {final:.4f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

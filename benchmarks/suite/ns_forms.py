@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.suite.registry import DEV, select
+from benchmarks.suite.run import train_config
 
 FORMS = ("default", "direct", "float64", "bfloat16")
 
@@ -63,8 +63,6 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--forms: unknown {', '.join(sorted(unknown))} (choose from {', '.join(FORMS)})")
     import torch
 
-    from stacey_lightning.compare import compare
-
     torch.set_num_threads(1)
     for workload in select(DEV, arguments.workloads.split(",")):
         config = arguments.config or (
@@ -74,11 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         if not config.is_file():
             parser.error(f"--runs: no winner at {config}")
         for form in forms:  # one workload's forms one after another: the machine's load hits them alike
-            with ns_form(form), tempfile.TemporaryDirectory() as folder:
-                result = compare(workload.task, ["stacey"], list(range(arguments.seeds)), config=config,
-                                 output_dir=folder, max_epochs=workload.epochs, monitor=workload.monitor,
-                                 direction=workload.direction)  # fmt: skip
-            values = [run.final_metric for run in result.runs]
+            with ns_form(form):
+                values = train_config(workload, config, range(arguments.seeds))
             print(f"{workload.name} {form}: {workload.monitor} {sum(values) / len(values):.4f} "
                   f"({', '.join(f'{value:.4f}' for value in values)})", flush=True)  # fmt: skip
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -32,7 +33,7 @@ from stacey_lightning.baselines import BASELINES, STACEY
 
 __all__ = [
     "FINDER", "Outcome", "default_optimizers", "run_settings", "measure_workload", "time_default_run",
-    "load_average", "SMOKE_TRAINER", "RESULT",
+    "load_average", "SMOKE_TRAINER", "RESULT", "train_config",
 ]  # fmt: skip
 
 FINDER = "stacey-find"
@@ -63,6 +64,18 @@ def run_settings(workload: Workload, smoke: bool) -> tuple[dict[str, Any], int, 
     if smoke:
         return dict(workload.smoke_options), 1, dict(SMOKE_TRAINER)
     return {}, workload.epochs, {}
+
+
+def train_config(workload: Workload, config: Any, seeds: Sequence[int], **settings: Any) -> list[float]:
+    """The final metric of Stacey at ``config`` (a mapping or a config file) trained once on each of ``seeds``,
+    in a temporary folder, at the workload's epochs and metric unless ``settings`` (``compare``'s keywords) say
+    otherwise: the untuned runs of the suite's experiment scripts (anchor_steps, ns_forms, spectral_step)."""
+    from stacey_lightning.compare import compare
+
+    settings = dict(max_epochs=workload.epochs, monitor=workload.monitor, direction=workload.direction) | settings
+    with tempfile.TemporaryDirectory() as folder:
+        result = compare(workload.task, ["stacey"], list(seeds), config=config, output_dir=folder, **settings)
+    return [run.final_metric for run in result.runs]
 
 
 def measure_workload(

@@ -29,6 +29,7 @@ import tempfile
 from typing import Any
 
 from benchmarks.suite.registry import DEV, select
+from benchmarks.suite.run import train_config
 from stacey_lightning.optim.muon_with_adamw import MuonWithAdamW
 from stacey_lightning.optim.optimizer import Stacey
 
@@ -156,10 +157,7 @@ def main(argv: list[str] | None = None) -> None:
                 config["kinds"]["embedding"]["lr_scale"] *= scale
             if beta2 is not None:
                 config["betas"] = [config["betas"][0], beta2]
-            with tempfile.TemporaryDirectory() as folder:
-                result = compare(workload.task, ["stacey"], [seed], config=config, max_epochs=workload.epochs,
-                                 monitor="val_loss", direction="minimize", output_dir=folder)  # fmt: skip
-            final = result.runs[0].final_metric
+            (final,) = train_config(workload, config, [seed], monitor="val_loss", direction="minimize")
             extra = (f" rest x{rest:g}" if rest != 1.0 else "") + (f" beta2 {beta2:g}" if beta2 is not None else "")
             extra += f" rest norm {config.get('norm', 'lp')}"
             print(f"{workload.name} muon-like step {step:g} tau_horizon {horizon:g} embedding x{scale:g}{extra} "
