@@ -53,7 +53,9 @@ __all__ = [
     "SGD_STEP",
 ]
 
-# The factor between one rung of a ladder and the next (search/ladder.py climbs them).
+# The factor between one rung of a ladder and the next (search/ladder.py climbs them). A step halfway between the
+# best rung and its better neighbour, tried after them, was never the best trial of a development study at 8 or 16
+# runs (benchmarks/results/spectral_coupling.md, "Round 12").
 RUNG = 3.0
 # The places a study of 4 runs or more keeps for its winner's ladder (anchor_places).
 LADDER_PLACES = 2
