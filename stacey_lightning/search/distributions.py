@@ -31,7 +31,10 @@ from typing import Any
 
 from stacey_lightning.lightning.config import read_number
 
-__all__ = ["Distribution", "DISTRIBUTIONS", "SPECIAL", "SearchSpaceError", "SpaceParser", "param_name"]
+__all__ = [
+    "Distribution", "DISTRIBUTIONS", "SPECIAL", "SearchSpaceError", "SpaceParser", "param_name", "canonical",
+    "distribution_texts", "FINGERPRINT_FORMAT",
+]  # fmt: skip
 
 DISTRIBUTIONS = (
     "uniform",
@@ -60,6 +63,11 @@ def canonical(value: Any) -> str:
     if isinstance(value, Mapping):
         value = {key: item for key, item in value.items() if item is not None and item != ()}
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def distribution_texts(distributions: Mapping[str, Distribution]) -> dict[str, str]:
+    """Each distribution's kind and the fields it sets, as ``canonical`` text, by key: what a study records."""
+    return {key: canonical(asdict(distribution)) for key, distribution in distributions.items()}
 
 
 class SearchSpaceError(ValueError):
@@ -173,7 +181,7 @@ class SpaceParser:
         space is refused (``study.open_study``), since its anchors, ladder and sampler read its trials as
         draws from one space. The texts hold each distribution's kind and the fields it sets, not the code's
         layout of them (``FINGERPRINT_FORMAT`` is the texts' own: a study recorded in another is re-recorded)."""
-        return {key: canonical(asdict(distribution)) for key, distribution in self.distributions.items()}
+        return distribution_texts(self.distributions)
 
     def distribution(
         self,

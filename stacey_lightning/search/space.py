@@ -46,7 +46,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,7 @@ from stacey_lightning.search.distributions import (
     SearchSpaceError,
     SpaceParser,
     canonical,
+    distribution_texts,
     param_name,
 )
 
@@ -185,7 +185,7 @@ class SearchSpace(SpaceParser):
 
     def fingerprint(self) -> dict[str, str]:
         """SpaceParser's, with the module's arguments (``model.<argument>``), the schedule and ``anchor_step``."""
-        entries = {**super().fingerprint(), **{name: canonical(asdict(d)) for name, d in self.model.items()}}
+        entries = {**super().fingerprint(), **distribution_texts(self.model)}
         if self.schedule is not None:
             entries["schedule"] = canonical(self.schedule)
         if self.anchor_step is not None:
