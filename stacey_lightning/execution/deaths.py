@@ -25,6 +25,7 @@ from stacey_lightning.attributes import (
     FAIL_REASON,
     HOSTNAME,
     LADDER,
+    LADDER_COUPLING,
     LADDER_EMBEDDING,
     LADDER_REST,
     LADDER_STEP,
@@ -51,7 +52,17 @@ _UNKNOWN_DEATH_HINT = "out of memory, or a crash in compiled code?"
 
 
 # What a retry keeps of the trial it runs again.
-_KEPT = (CONFIRMS, TRIAL_SEED, WORKER_DEATHS, ANCHOR, LADDER, LADDER_STEP, LADDER_REST, LADDER_EMBEDDING)
+_KEPT = (
+    CONFIRMS,
+    TRIAL_SEED,
+    WORKER_DEATHS,
+    ANCHOR,
+    LADDER,
+    LADDER_STEP,
+    LADDER_REST,
+    LADDER_EMBEDDING,
+    LADDER_COUPLING,
+)
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, deaths: list[int | None] | None = None) -> None:

@@ -28,7 +28,15 @@ from typing import Any
 
 import optuna
 
-from stacey_lightning.attributes import ANCHOR, ANCHORS_ENQUEUED, LADDER, LADDER_EMBEDDING, LADDER_REST, LADDER_STEP
+from stacey_lightning.attributes import (
+    ANCHOR,
+    ANCHORS_ENQUEUED,
+    LADDER,
+    LADDER_COUPLING,
+    LADDER_EMBEDDING,
+    LADDER_REST,
+    LADDER_STEP,
+)
 from stacey_lightning.search.space import STEP_SCALE
 
 __all__ = [
@@ -49,6 +57,7 @@ __all__ = [
     "SPECTRAL_KINDS",
     "rest_bounds",
     "embedding_bounds",
+    "coupling_bounds",
     "LION_STEP",
     "SGD_STEP",
 ]
@@ -76,7 +85,7 @@ MUON_BETAS = {"beta1": 0.95**2, "beta2": 0.95}
 class Anchor:
     """A named point: config values (``p``, ``lr`` or ``step``, ``tau_horizon``, ``alpha_per_lr``, ...) or a
     baseline's options; a rung of a ``Ladder`` names it (``ladder``), its ``step``, its ``rest`` and its
-    ``embedding``."""
+    ``embedding`` and its ``coupling``."""
 
     name: str
     values: dict[str, Any]
@@ -84,6 +93,7 @@ class Anchor:
     step: float | None = None
     rest: float = 1.0
     embedding: float = 1.0
+    coupling: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,8 @@ class Ladder:
     """A geometry at every step: ``values(step)`` are its config values there, ``middle`` the step of the
     rung a study tries first; its name and ``label`` name each rung ("muon-like step 0.003"). A ladder
     with ``rest`` moves along a second coordinate, the step of the rest of the model (all but the spectral
-    kinds) times the step; one with ``embedding`` along a third, the embeddings' step times the rest's."""
+    kinds) times the step; one with ``embedding`` along a third, the embeddings' step times the rest's; one
+    with ``coupling`` along a fourth, Stacey's pull towards z (tau > 0) from a geometry's tau = 0."""
 
     name: str
     middle: float
@@ -99,20 +110,25 @@ class Ladder:
     label: str = "step"
     rest: bool = False
     embedding: bool = False
+    coupling: bool = False
 
-    def rung(self, step: float, rest: float = 1.0, embedding: float = 1.0) -> Anchor:
+    def rung(self, step: float, rest: float = 1.0, embedding: float = 1.0, coupling: float = 0.0) -> Anchor:
         """The rung at ``step``: the spectral kinds at ``step``, the rest of the model at ``rest`` times it
         (the trial's step, the spectral kinds' step_scale 1 / rest), the embeddings at ``embedding`` times
-        the rest's (their step_scale)."""
+        the rest's (their step_scale), x pulled towards z at ``coupling`` per run (tau_horizon 1 / coupling;
+        alpha as the geometry's: at 0, z stays at the initial weights)."""
         name = f"{self.name} {self.label} {step:.1g}"
         name += f", rest x{rest:.2g}" if rest != 1.0 else ""
         name += f", embeddings x{embedding:.2g}" if embedding != 1.0 else ""
+        name += f", tau_horizon {1 / coupling:.2g}" if coupling else ""
         values = self.values(step * rest)
         if rest != 1.0:
             values.update({f"kinds.{kind}.{STEP_SCALE}": 1.0 / rest for kind in SPECTRAL_KINDS})
         if embedding != 1.0:
             values[f"kinds.embedding.{STEP_SCALE}"] = embedding
-        return Anchor(name, values, self.name, step, rest, embedding)
+        if coupling:
+            values.update(tau_horizon=1.0 / coupling, tau=None)  # tau from the horizon and the run's steps
+        return Anchor(name, values, self.name, step, rest, embedding, coupling)
 
 
 def stacey_ladders(space: Any = None) -> list[Ladder]:
@@ -139,15 +155,17 @@ def stacey_ladders(space: Any = None) -> list[Ladder]:
     ladders = []
     spectral, adam = _can_be_spectral(space), _can_be_adam(space)
     apart = dict(rest=rest_bounds(space) is not None, embedding=embedding_bounds(space) is not None)
+    # The geometries at tau = 0 (all but the centre, which the space's middle horizon couples already).
+    coupled = coupling_bounds(space) is not None
     # A space's anchor_step moves every middle step by one factor (the language preset's: 3x).
     middle = getattr(space, "anchor_step", None) or LION_STEP
-    muon_lion = Ladder("muon-lion-like", middle, _muon_lion_like, **apart)
+    muon_lion = Ladder("muon-lion-like", middle, _muon_lion_like, **apart, coupling=coupled)
     if spectral:
-        ladders.append(Ladder("muon-like", middle, _muon_like, **apart) if adam else muon_lion)
-    ladders.append(Ladder("lion-like", middle, _lion_like))
+        ladders.append(Ladder("muon-like", middle, _muon_like, **apart, coupling=coupled) if adam else muon_lion)
+    ladders.append(Ladder("lion-like", middle, _lion_like, coupling=coupled))
     ladders.append(Ladder("centre", middle, lambda step: {"step": step, **_ALIKE}))
     sgd_step = SGD_STEP * middle / LION_STEP
-    ladders.append(Ladder("sgd-like", sgd_step, lambda step: {**_lion_like(step), "p": 2.0, "lr": None}))
+    ladders.append(Ladder("sgd-like", sgd_step, _sgd_like, coupling=coupled))
     if spectral and adam:
         ladders.append(muon_lion)
     return ladders
@@ -201,6 +219,15 @@ def embedding_bounds(space: Any) -> tuple[float, float] | None:
     return _step_scale_bounds(space, "embedding")
 
 
+def coupling_bounds(space: Any) -> tuple[float, float] | None:
+    """The range of the pull towards z per run (1 / tau_horizon; 0: tau = 0) ``space`` samples, or None where
+    it samples no horizon."""
+    distribution = getattr(space, "distributions", {}).get("tau_horizon")
+    if distribution is None or distribution.kind != "horizon":
+        return None
+    return distribution.r_range()
+
+
 def _step_scale_bounds(space: Any, kind: str) -> tuple[float, float] | None:
     distribution = getattr(space, "distributions", {}).get(f"kinds.{kind}.{STEP_SCALE}")
     if distribution is not None and distribution.kind in ("log_uniform", "uniform"):
@@ -222,6 +249,10 @@ def _lion_like(step: float) -> dict[str, Any]:
     # At p = inf lr is the step itself, for a space that samples lr directly too.
     return {"p": math.inf, "step": step, "lr": step, "tau_horizon": math.inf, "tau": 0.0, "alpha_per_lr": 0.0,
             "alpha": 0.0, "beta2": LION_BETA2, **_ALIKE}  # fmt: skip
+
+
+def _sgd_like(step: float) -> dict[str, Any]:
+    return {**_lion_like(step), "p": 2.0, "lr": None}
 
 
 def baseline_ladders(space: Any) -> list[Ladder]:
@@ -320,7 +351,7 @@ def enqueue_rung(study: optuna.Study, anchor: Anchor, space: Any) -> None:
     attrs: dict[str, Any] = {ANCHOR: anchor.name}
     if anchor.ladder is not None:
         attrs.update({LADDER: anchor.ladder, LADDER_STEP: anchor.step, LADDER_REST: anchor.rest,
-                      LADDER_EMBEDDING: anchor.embedding})  # fmt: skip
+                      LADDER_EMBEDDING: anchor.embedding, LADDER_COUPLING: anchor.coupling})  # fmt: skip
     # skip_if_exists: a second host creating the same study at the same moment adds no duplicates.
     study.enqueue_trial(space.params_for(anchor.values), user_attrs=attrs, skip_if_exists=True)
 

@@ -13,8 +13,11 @@ Muon's AdamW moves the rest by up to five times its matrices' update RMS; and a 
 step times the rest's, where the space lets the embeddings step apart (the language preset: 1 to 10;
 three times was better on the development transformer, worse on its GRU), unless the model's trials
 found no embeddings. The search alternates: the coordinates the best rung has not moved yet first, then
-those it has. Then the sampler goes on. Line searches on the coordinates that moved most between
-models, around the geometry that won.
+those it has. Once the steps' lines are done, a geometry at tau = 0 is tried with Stacey's pull towards z (a
+horizon of one run, then a third of one), where the space samples the horizon: the coupling helped the
+development half's autoencoder and convolutional models and hurt its sequence models (spectral_coupling.md),
+so it is a line to search per model, after the steps, which moved more between models. Then the sampler
+goes on. Line searches on the coordinates that moved most between models, around the geometry that won.
 
 ``next_rung`` is a pure function of the search's trials (confirmation runs left out by the caller): a
 resumed study, or another worker, computes the same next rung. While any rung still runs or waits, the
@@ -29,8 +32,16 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from stacey_lightning.attributes import LADDER, LADDER_EMBEDDING, LADDER_REST, LADDER_STEP, MODEL_KINDS, SURPLUS
-from stacey_lightning.search.anchors import RUNG, Anchor, Ladder, embedding_bounds, rest_bounds
+from stacey_lightning.attributes import (
+    LADDER,
+    LADDER_COUPLING,
+    LADDER_EMBEDDING,
+    LADDER_REST,
+    LADDER_STEP,
+    MODEL_KINDS,
+    SURPLUS,
+)
+from stacey_lightning.search.anchors import RUNG, Anchor, Ladder, coupling_bounds, embedding_bounds, rest_bounds
 
 __all__ = ["next_rung", "step_bounds"]
 
@@ -67,34 +78,48 @@ def next_rung(trials: Sequence[FrozenTrial], ladders: Sequence[Ladder], space: A
 
 
 def _neighbours(
-    ladder: Ladder, here: tuple[float, float, float], bounds: tuple[float, float], space: Any, kinds: set[str] | None
+    ladder: Ladder, here: tuple[float, ...], bounds: tuple[float, float], space: Any, kinds: set[str] | None
 ) -> list:
-    """The rungs next to ``here`` = (step, rest, embedding), in the order they are tried: along each
+    """The rungs next to ``here`` = (step, rest, embedding, coupling), in the order they are tried: along each
     coordinate the ladder moves along, up then down; the coordinates the best rung has not moved from their
-    start first (step, rest, embeddings), then those it has. Alternating so reaches a corner two rungs away
-    from the start in two rungs, where one line search after the other spends the first's last rungs before
-    it (on textlm a study of 8 runs has two rungs after its anchors: the step's x3, then the rest's x3 is
-    0.095 better; spectral_coupling.md)."""
-    step, rest, embedding = here
+    start first (step, rest, embeddings), then those it has, then the coupling's. Alternating so reaches a
+    corner two rungs away from the start in two rungs, where one line search after the other spends the
+    first's last rungs before it (on textlm a study of 8 runs has two rungs after its anchors: the step's x3,
+    then the rest's x3 is 0.095 better; spectral_coupling.md)."""
+    step, rest, embedding, coupling = here
     low, high = bounds
     steps = [
-        (s, rest, embedding) for s in (min(step * RUNG, high), max(step / RUNG, low))
+        (s, rest, embedding, coupling) for s in (min(step * RUNG, high), max(step / RUNG, low))
         if max(s, step) / min(s, step) >= _LEAST_RATIO and low <= s * rest <= high
     ]  # fmt: skip
     spectral = rest_bounds(space) if ladder.rest else None
     # The rest's step is step * rest (within the space's steps) and the spectral kinds' scale 1 / rest.
     rests = [] if spectral is None else [
-        (step, r, embedding) for r in (rest * RUNG, rest / RUNG)
+        (step, r, embedding, coupling) for r in (rest * RUNG, rest / RUNG)
         if _within(1 / r, spectral) and low <= step * r <= high
     ]  # fmt: skip
     # A model without embeddings (as its trials found it) would train the same rung again.
     scale = embedding_bounds(space) if ladder.embedding and (kinds is None or "embedding" in kinds) else None
     embeddings = [] if scale is None else [
-        (step, rest, e) for e in (embedding * RUNG, embedding / RUNG) if _within(e, scale)
+        (step, rest, e, coupling) for e in (embedding * RUNG, embedding / RUNG) if _within(e, scale)
+    ]  # fmt: skip
+    rates = coupling_bounds(space) if ladder.coupling else None
+    couplings = [] if rates is None else [
+        (step, rest, embedding, c) for c in _coupling_neighbours(coupling) if _within(c, rates)
     ]  # fmt: skip
     moved = (not math.isclose(step, ladder.middle, rel_tol=1e-6), rest != 1.0, embedding != 1.0)
     lines = sorted(zip(moved, (steps, rests, embeddings)), key=lambda line: line[0])  # stable: unmoved first
-    return [rung for _, line in lines for rung in line]
+    # The coupling's line last, once the steps' are done: the step moved most between models.
+    return [rung for _, line in lines for rung in line] + couplings
+
+
+def _coupling_neighbours(coupling: float) -> list[float]:
+    """The pulls towards z per run next to ``coupling``, more first: from none (tau = 0), one per run (a horizon
+    of one run); from there RUNG times more, or RUNG times less, where less than one per run is none again."""
+    if coupling == 0.0:
+        return [1.0]
+    less = coupling / RUNG
+    return [coupling * RUNG, less if less >= 1.0 - 1e-9 else 0.0]
 
 
 def _within(value: float, bounds: tuple[float, float]) -> bool:
@@ -108,9 +133,11 @@ def _model_kinds(trials: Sequence[FrozenTrial]) -> set[str] | None:
     return None if recorded is None else set(recorded)
 
 
-def _coordinates(trial: FrozenTrial) -> tuple[float, float, float]:
+def _coordinates(trial: FrozenTrial) -> tuple[float, float, float, float]:
     attrs = trial.user_attrs
-    return float(attrs[LADDER_STEP]), float(attrs.get(LADDER_REST, 1.0)), float(attrs.get(LADDER_EMBEDDING, 1.0))
+    # A rung of a study from before the coupling's line (or of a ladder without it) is uncoupled.
+    return (float(attrs[LADDER_STEP]), float(attrs.get(LADDER_REST, 1.0)), float(attrs.get(LADDER_EMBEDDING, 1.0)),
+            float(attrs.get(LADDER_COUPLING, 0.0)))  # fmt: skip
 
 
 def step_bounds(space: Any) -> tuple[float, float] | None:

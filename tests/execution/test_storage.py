@@ -129,8 +129,8 @@ def test_in_one_process_deaths_count_across_runs_and_interruptions_do_not(capsys
     """--workers 1: a kill ends the command, and the next run finds the trial's process gone (how, it cannot
     know); Ctrl-C re-queues a trial without counting a try."""
     study = optuna.create_study(direction="maximize")
-    rung = {"anchor": "muon-like step 0.003, embeddings x3", "ladder": "muon-like", "ladder_step": 3e-3,
-            "ladder_rest": 1.0, "ladder_embedding": 3.0}  # fmt: skip
+    rung = {"anchor": "muon-like step 0.003, embeddings x3, tau_horizon 1", "ladder": "muon-like", "ladder_step": 3e-3,
+            "ladder_rest": 1.0, "ladder_embedding": 3.0, "ladder_coupling": 1.0}  # fmt: skip
     study.enqueue_trial({"x": 1.0}, user_attrs=rung)
     _take(study, _ended_process())
     fail_dead_trials(study)  # the next run of the command

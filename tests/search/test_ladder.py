@@ -20,9 +20,9 @@ DEFAULT = SearchSpace.load("default")  # steps from 1e-4 to 1e-2, the spectral n
 LADDERS = stacey_ladders(DEFAULT)
 
 
-def rung(ladder, step, value=None, state=TrialState.COMPLETE, rest=1.0, embedding=1.0, **attrs):
+def rung(ladder, step, value=None, state=TrialState.COMPLETE, rest=1.0, embedding=1.0, coupling=0.0, **attrs):
     user_attrs = {"anchor": f"{ladder} step {step:.1g}", "ladder": ladder, "ladder_step": step, "ladder_rest": rest,
-                  "ladder_embedding": embedding}  # fmt: skip
+                  "ladder_embedding": embedding, "ladder_coupling": coupling}  # fmt: skip
     return trial(value, state, {**user_attrs, **attrs})
 
 
@@ -51,6 +51,14 @@ REST_WON_STEP_LOST = FIRST_ROUND + [
     rung("muon-like", 1e-3 / 3, 2.7, rest=3.0),
 ]
 
+# The Lion-like step lost both ways; then, at a horizon of one run, it won and the step lost both ways again.
+LION_STEP_DONE = [rung("lion-like", 1e-3, 2.0), rung("lion-like", 3e-3, 2.9), rung("lion-like", 1e-3 / 3, 3.0)]
+LION_COUPLED_STEP_DONE = LION_STEP_DONE + [
+    rung("lion-like", 1e-3, 1.9, coupling=1.0),
+    rung("lion-like", 3e-3, 2.5, coupling=1.0),
+    rung("lion-like", 1e-3 / 3, 2.5, coupling=1.0),
+]
+
 
 @pytest.mark.parametrize(
     "trials, expected",
@@ -75,11 +83,39 @@ REST_WON_STEP_LOST = FIRST_ROUND + [
             FIRST_ROUND + [rung("muon-like", 3e-3, 2.9), rung("muon-like", 1e-3 / 3, 3.0)],
             ("muon-like", 1e-3, "muon-like step 0.001, rest x3"),
         ),
-        # Lion-like has no second coordinate: every kind steps alike there.
-        ([rung("lion-like", 1e-3, 2.0), rung("lion-like", 3e-3, 2.9), rung("lion-like", 1e-3 / 3, 3.0)], None),
+        # Lion-like has no coordinate of the rest: every kind steps alike there. Its step's line done, the
+        # coupling's: from tau = 0 to a horizon of one run.
+        (
+            LION_STEP_DONE,
+            ("lion-like", 1e-3, "lion-like step 0.001, tau_horizon 1"),
+        ),
+        # The coupling lost: the ladder is done.
+        (
+            LION_STEP_DONE + [rung("lion-like", 1e-3, state=TrialState.PRUNED, coupling=1.0)],
+            None,
+        ),
+        # It won: the step's line again, at that coupling (another point), then three times the coupling.
+        (
+            LION_STEP_DONE + [rung("lion-like", 1e-3, 1.9, coupling=1.0)],
+            ("lion-like", 3e-3, "lion-like step 0.003, tau_horizon 1"),
+        ),
+        (
+            LION_COUPLED_STEP_DONE,
+            ("lion-like", 1e-3, "lion-like step 0.001, tau_horizon 0.33"),
+        ),
+        # Three times more lost too, and nine times is beyond the space's shortest horizon (0.3): done.
+        (
+            LION_COUPLED_STEP_DONE + [rung("lion-like", 1e-3, 2.2, coupling=3.0)],
+            None,
+        ),
         # The space's top step (1e-2) is too close above 9e-3 to be a rung of its own, and the rest cannot step
-        # three times 9e-3 in it: the ladder is done.
-        (FIRST_ROUND + [rung("muon-like", 3e-3, 2.6), rung("muon-like", 9e-3, 2.5)], None),
+        # three times 9e-3 in it: the steps' lines are done, the coupling's is next.
+        (
+            FIRST_ROUND + [rung("muon-like", 3e-3, 2.6), rung("muon-like", 9e-3, 2.5)],
+            ("muon-like", 9e-3, "muon-like step 0.009, tau_horizon 1"),
+        ),
+        # The centre's middle horizon couples it already: it has no coupling's line.
+        ([rung("centre", 1e-3, 2.0), rung("centre", 3e-3, 2.9), rung("centre", 1e-3 / 3, 3.0)], None),
         # A move along the rest: the step next, at that rest (the rest at 3e-3 * 3 = 9e-3 is in the space's range).
         (
             FIRST_ROUND
@@ -89,7 +125,10 @@ REST_WON_STEP_LOST = FIRST_ROUND + [
         # The step lost both ways there: the rest up again; then a third of it is outside the range (the
         # matrices would step more than the rest) and 27 times too, so a worse x9 ends it.
         (REST_WON_STEP_LOST, ("muon-like", 1e-3, "muon-like step 0.001, rest x9")),
-        (REST_WON_STEP_LOST + [rung("muon-like", 1e-3, 2.55, rest=9.0)], None),
+        (
+            REST_WON_STEP_LOST + [rung("muon-like", 1e-3, 2.55, rest=9.0)],
+            ("muon-like", 1e-3, "muon-like step 0.001, rest x3, tau_horizon 1"),
+        ),
         # A rung still running: the winner is not known.
         (FIRST_ROUND + [rung("muon-like", 3e-3, state=TrialState.RUNNING)], None),
         # The best is the sampler's, not a rung: no ladder to climb.
@@ -151,14 +190,14 @@ LANGUAGE = SearchSpace.load({**yaml.safe_load(preset_path("language").read_text(
                            rung("muon-like", 3e-3, 2.5, embedding=3.0)],
             "muon-like step 0.003, rest x3, embeddings x9",
         ),
-        # 27 times is beyond the range's 10; every neighbour lost: done.
+        # 27 times is beyond the range's 10; every step's neighbour lost: the coupling's line.
         (
             FIRST_ROUND + [rung("muon-like", 3e-3, 2.6), rung("muon-like", 3e-3, 2.5, rest=3.0),
                            rung("muon-like", 3e-3, 2.4, rest=3.0, embedding=3.0),
                            rung("muon-like", 1e-3, 2.45, rest=3.0, embedding=3.0),
                            rung("muon-like", 3e-3, 2.5, embedding=3.0),
                            rung("muon-like", 3e-3, 2.42, rest=3.0, embedding=9.0)],
-            None,
+            "muon-like step 0.003, rest x3, embeddings x3, tau_horizon 1",
         ),
     ],
 )  # fmt: skip
@@ -185,6 +224,27 @@ def test_a_model_without_embeddings_gets_no_embeddings_rung():
     with_them = [rung("muon-like", 1e-3, 2.8, model_kinds=["embedding", "matrix"]), *FIRST_ROUND[:1], *FIRST_ROUND[2:]]
     found = next_rung(with_them + moved, stacey_ladders(LANGUAGE), LANGUAGE, minimize=True)
     assert found.name == "muon-like step 0.003, embeddings x3"
+
+
+def test_a_coupled_rung_pulls_towards_z_at_its_horizon_and_keeps_the_rest_of_its_config():
+    """tau_horizon 1 / coupling, tau from it and the run's steps; alpha the geometry's (the space's least)."""
+    uncoupled = DEFAULT.sample_config(optuna.trial.FixedTrial(DEFAULT.params_for(LADDERS[0].rung(3e-3).values)))
+    assert float(uncoupled["tau_horizon"]) == math.inf  # tau = 0: Muon
+    for coupling in (1.0, 3.0):
+        found = LADDERS[0].rung(3e-3, coupling=coupling)
+        config = DEFAULT.sample_config(optuna.trial.FixedTrial(DEFAULT.params_for(found.values)))
+        assert config["tau_horizon"] == pytest.approx(1 / coupling)
+        assert {k: v for k, v in config.items() if k != "tau_horizon"} == {
+            k: v for k, v in uncoupled.items() if k != "tau_horizon"
+        }
+
+
+def test_a_space_without_a_horizon_has_no_coupling_line():
+    for tau in (0.0, {"distribution": "log_uniform", "low": 1e-4, "high": 1e-1}):  # fixed; sampled for itself
+        space = SearchSpace.load({"p": {"distribution": "p_exponent", "low": 2.0, "high": ".inf"},
+                                  "lr": {"distribution": "coordinate_step", "low": 1e-4, "high": 1e-2},
+                                  "tau": tau})  # fmt: skip
+        assert climb(LION_STEP_DONE, space=space, ladders=stacey_ladders(space)) is None
 
 
 def test_the_rung_at_the_top_of_the_range_is_clipped_into_it():
