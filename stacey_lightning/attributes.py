@@ -59,7 +59,7 @@ LADDER = "ladder"  # the ladder an anchor is a rung of ("muon-like"; search/ladd
 LADDER_STEP = "ladder_step"  # that rung's step (a baseline's: its lr)
 LADDER_REST = "ladder_rest"  # a Muon-like rung's step of the rest of the model, times its step (1: alike)
 LADDER_EMBEDDING = "ladder_embedding"  # a Muon-like rung's embeddings' step, times the rest's (1: alike)
-LADDER_COUPLING = "ladder_coupling"  # a rung's pull towards z, 1 / tau_horizon (0: tau = 0, the anchors')
+LADDER_COUPLING = "ladder_coupling"  # a rung's pull towards z, 1 / tau_horizon (0: its geometry's own horizon)
 SURPLUS = "surplus"  # asked for by a racing worker after the study was full: failed before training
 EPOCHS = "epochs"  # the epochs the trial trained, recorded when its fit ends (budget.py)
 CONFIRMS = "confirms"  # a confirmation run: the number of the trial it trains again on another seed (confirm.py)

@@ -116,7 +116,7 @@ class Ladder:
         """The rung at ``step``: the spectral kinds at ``step``, the rest of the model at ``rest`` times it
         (the trial's step, the spectral kinds' step_scale 1 / rest), the embeddings at ``embedding`` times
         the rest's (their step_scale), x pulled towards z at ``coupling`` per run (tau_horizon 1 / coupling;
-        alpha as the geometry's: at 0, z stays at the initial weights)."""
+        alpha as the geometry's, which a space clips to its least: the presets' 0.1 lr, so z moves slowly)."""
         name = f"{self.name} {self.label} {step:.1g}"
         name += f", rest x{rest:.2g}" if rest != 1.0 else ""
         name += f", embeddings x{embedding:.2g}" if embedding != 1.0 else ""

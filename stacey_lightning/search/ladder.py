@@ -12,12 +12,13 @@ matrices' step up to ten times it, where the space lets the matrices step apart 
 Muon's AdamW moves the rest by up to five times its matrices' update RMS; and a third, the embeddings'
 step times the rest's, where the space lets the embeddings step apart (the language preset: 1 to 10;
 three times was better on the development transformer, worse on its GRU), unless the model's trials
-found no embeddings. The search alternates: the coordinates the best rung has not moved yet first, then
-those it has. Once the steps' lines are done, a geometry at tau = 0 is tried with Stacey's pull towards z (a
-horizon of one run, then a third of one), where the space samples the horizon: the coupling helped the
-development half's autoencoder and convolutional models and hurt its sequence models (spectral_coupling.md),
-so it is a line to search per model, after the steps, which moved more between models. Then the sampler
-goes on. Line searches on the coordinates that moved most between models, around the geometry that won.
+found no embeddings. The search alternates: the coordinates the best rung has not moved yet first, then those
+it has. Once the steps' lines are done, a geometry at tau = 0 is tried with Stacey's pull towards z (a horizon
+of one run; if that wins, the steps' lines there, then a third of a run), where the space samples the horizon:
+the coupling helped the development half's autoencoder and convolutional models and hurt its sequence models
+(spectral_coupling.md), so it is a line to search per model, after the steps, which moved more between models.
+Then the sampler goes on. Line searches on the coordinates that moved most between models, around the geometry
+that won.
 
 ``next_rung`` is a pure function of the search's trials (confirmation runs left out by the caller): a
 resumed study, or another worker, computes the same next rung. While any rung still runs or waits, the

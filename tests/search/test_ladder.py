@@ -103,9 +103,20 @@ LION_COUPLED_STEP_DONE = LION_STEP_DONE + [
             LION_COUPLED_STEP_DONE,
             ("lion-like", 1e-3, "lion-like step 0.001, tau_horizon 0.33"),
         ),
-        # Three times more lost too, and nine times is beyond the space's shortest horizon (0.3): done.
+        # Three times more lost too, and three times less is the uncoupled rung, tried: done.
         (
             LION_COUPLED_STEP_DONE + [rung("lion-like", 1e-3, 2.2, coupling=3.0)],
+            None,
+        ),
+        # Three times more won, and its steps lost there: nine times is beyond the space's shortest horizon (0.3, a
+        # rate of 3.3 a run) and a third of it, one a run, was tried: done.
+        (
+            LION_COUPLED_STEP_DONE
+            + [
+                rung("lion-like", 1e-3, 1.8, coupling=3.0),
+                rung("lion-like", 3e-3, 2.5, coupling=3.0),
+                rung("lion-like", 1e-3 / 3, 2.5, coupling=3.0),
+            ],
             None,
         ),
         # The space's top step (1e-2) is too close above 9e-3 to be a rung of its own, and the rest cannot step
@@ -240,11 +251,26 @@ def test_a_coupled_rung_pulls_towards_z_at_its_horizon_and_keeps_the_rest_of_its
 
 
 def test_a_space_without_a_horizon_has_no_coupling_line():
+    steps = {"p": {"distribution": "p_exponent", "low": 2.0, "high": ".inf"},
+             "lr": {"distribution": "coordinate_step", "low": 1e-4, "high": 1e-2}}  # fmt: skip
     for tau in (0.0, {"distribution": "log_uniform", "low": 1e-4, "high": 1e-1}):  # fixed; sampled for itself
-        space = SearchSpace.load({"p": {"distribution": "p_exponent", "low": 2.0, "high": ".inf"},
-                                  "lr": {"distribution": "coordinate_step", "low": 1e-4, "high": 1e-2},
-                                  "tau": tau})  # fmt: skip
+        space = SearchSpace.load({**steps, "tau": tau})
         assert climb(LION_STEP_DONE, space=space, ladders=stacey_ladders(space)) is None
+    for horizon in (1.0, ".inf"):  # a fixed horizon
+        space = SearchSpace.load({**steps, "tau_horizon": horizon})
+        assert climb(LION_STEP_DONE, space=space, ladders=stacey_ladders(space)) is None
+    # A horizon of two runs at least: one run's pull is outside the space, so there is no rung to try.
+    space = SearchSpace.load({**steps, "tau_horizon": {"distribution": "horizon", "low": 2.0, "high": ".inf"}})
+    assert climb(LION_STEP_DONE, space=space, ladders=stacey_ladders(space)) is None
+
+
+def test_a_study_from_before_the_coupling_line_reads_its_rungs_as_uncoupled():
+    """Rungs recorded without ``ladder_coupling`` are at tau = 0: the line starts from them, and a coupled rung
+    that lost ends it."""
+    old = [trial(t.value, user_attrs={k: v for k, v in t.user_attrs.items() if k != "ladder_coupling"})
+           for t in LION_STEP_DONE]  # fmt: skip
+    assert climb(old) == ("lion-like", pytest.approx(1e-3), "lion-like step 0.001, tau_horizon 1")
+    assert climb(old + [rung("lion-like", 1e-3, 2.5, coupling=1.0)]) is None
 
 
 def test_the_rung_at_the_top_of_the_range_is_clipped_into_it():
