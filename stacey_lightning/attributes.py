@@ -22,6 +22,7 @@ __all__ = [
     "LADDER_REST",
     "LADDER_EMBEDDING",
     "LADDER_COUPLING",
+    "RUNG_COORDINATES",
     "SURPLUS",
     "GRADIENT_SCALE",
     "MODEL_KINDS",
@@ -60,6 +61,9 @@ LADDER_STEP = "ladder_step"  # that rung's step (a baseline's: its lr)
 LADDER_REST = "ladder_rest"  # a Muon-like rung's step of the rest of the model, times its step (1: alike)
 LADDER_EMBEDDING = "ladder_embedding"  # a Muon-like rung's embeddings' step, times the rest's (1: alike)
 LADDER_COUPLING = "ladder_coupling"  # a rung's pull towards z, 1 / tau_horizon (0: its geometry's own horizon)
+# Where a rung records each of its coordinates, in Anchor.coordinates' order, with the value of a rung that has not
+# moved along it (None: every rung records it), which a rung from an older study without it reads.
+RUNG_COORDINATES = {LADDER_STEP: None, LADDER_REST: 1.0, LADDER_EMBEDDING: 1.0, LADDER_COUPLING: 0.0}
 SURPLUS = "surplus"  # asked for by a racing worker after the study was full: failed before training
 EPOCHS = "epochs"  # the epochs the trial trained, recorded when its fit ends (budget.py)
 CONFIRMS = "confirms"  # a confirmation run: the number of the trial it trains again on another seed (confirm.py)

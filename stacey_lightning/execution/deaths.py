@@ -25,12 +25,9 @@ from stacey_lightning.attributes import (
     FAIL_REASON,
     HOSTNAME,
     LADDER,
-    LADDER_COUPLING,
-    LADDER_EMBEDDING,
-    LADDER_REST,
-    LADDER_STEP,
     PID,
     RETRY_OF,
+    RUNG_COORDINATES,
     TRIAL_SEED,
     WORKER_DEATHS,
 )
@@ -52,17 +49,7 @@ _UNKNOWN_DEATH_HINT = "out of memory, or a crash in compiled code?"
 
 
 # What a retry keeps of the trial it runs again.
-_KEPT = (
-    CONFIRMS,
-    TRIAL_SEED,
-    WORKER_DEATHS,
-    ANCHOR,
-    LADDER,
-    LADDER_STEP,
-    LADDER_REST,
-    LADDER_EMBEDDING,
-    LADDER_COUPLING,
-)
+_KEPT = (CONFIRMS, TRIAL_SEED, WORKER_DEATHS, ANCHOR, LADDER, *RUNG_COORDINATES)
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial, deaths: list[int | None] | None = None) -> None:

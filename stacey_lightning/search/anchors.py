@@ -28,15 +28,7 @@ from typing import Any
 
 import optuna
 
-from stacey_lightning.attributes import (
-    ANCHOR,
-    ANCHORS_ENQUEUED,
-    LADDER,
-    LADDER_COUPLING,
-    LADDER_EMBEDDING,
-    LADDER_REST,
-    LADDER_STEP,
-)
+from stacey_lightning.attributes import ANCHOR, ANCHORS_ENQUEUED, LADDER, RUNG_COORDINATES
 from stacey_lightning.search.space import STEP_SCALE
 
 __all__ = [
@@ -94,6 +86,11 @@ class Anchor:
     rest: float = 1.0
     embedding: float = 1.0
     coupling: float = 0.0
+
+    @property
+    def coordinates(self) -> tuple:
+        """(step, rest, embedding, coupling): where on its ladder a rung is (attributes.RUNG_COORDINATES)."""
+        return self.step, self.rest, self.embedding, self.coupling
 
 
 @dataclass(frozen=True)
@@ -350,8 +347,7 @@ def enqueue_rung(study: optuna.Study, anchor: Anchor, space: Any) -> None:
     and step (what search/ladder.py reads back)."""
     attrs: dict[str, Any] = {ANCHOR: anchor.name}
     if anchor.ladder is not None:
-        attrs.update({LADDER: anchor.ladder, LADDER_STEP: anchor.step, LADDER_REST: anchor.rest,
-                      LADDER_EMBEDDING: anchor.embedding, LADDER_COUPLING: anchor.coupling})  # fmt: skip
+        attrs.update({LADDER: anchor.ladder, **dict(zip(RUNG_COORDINATES, anchor.coordinates))})
     # skip_if_exists: a second host creating the same study at the same moment adds no duplicates.
     study.enqueue_trial(space.params_for(anchor.values), user_attrs=attrs, skip_if_exists=True)
 

@@ -33,15 +33,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from stacey_lightning.attributes import (
-    LADDER,
-    LADDER_COUPLING,
-    LADDER_EMBEDDING,
-    LADDER_REST,
-    LADDER_STEP,
-    MODEL_KINDS,
-    SURPLUS,
-)
+from stacey_lightning.attributes import LADDER, MODEL_KINDS, RUNG_COORDINATES, SURPLUS
 from stacey_lightning.search.anchors import RUNG, Anchor, Ladder, coupling_bounds, embedding_bounds, rest_bounds
 
 __all__ = ["next_rung", "step_bounds"]
@@ -134,11 +126,13 @@ def _model_kinds(trials: Sequence[FrozenTrial]) -> set[str] | None:
     return None if recorded is None else set(recorded)
 
 
-def _coordinates(trial: FrozenTrial) -> tuple[float, float, float, float]:
+def _coordinates(trial: FrozenTrial) -> tuple[float, ...]:
+    """(step, rest, embedding, coupling) as ``trial`` recorded them; a rung of a study from before a coordinate
+    existed (the coupling's, round 13) is where that coordinate starts."""
     attrs = trial.user_attrs
-    # A rung of a study from before the coupling's line (or of a ladder without it) is uncoupled.
-    return (float(attrs[LADDER_STEP]), float(attrs.get(LADDER_REST, 1.0)), float(attrs.get(LADDER_EMBEDDING, 1.0)),
-            float(attrs.get(LADDER_COUPLING, 0.0)))  # fmt: skip
+    return tuple(
+        float(attrs[name] if start is None else attrs.get(name, start)) for name, start in RUNG_COORDINATES.items()
+    )
 
 
 def step_bounds(space: Any) -> tuple[float, float] | None:
