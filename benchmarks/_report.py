@@ -8,7 +8,8 @@ import platform
 import shlex
 import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 
 __all__ = [
     "machine", "command_line", "write_report", "run_benchmark", "add_threads_argument", "add_workdir_argument",
-    "task_list", "SMOKE_NOTE",
+    "task_list", "interleaved_times", "add_timing_arguments", "SMOKE_NOTE",
 ]  # fmt: skip
 
 SMOKE_NOTE = "SMOKE RUN: a tiny budget that only checks the script; the numbers mean nothing."
@@ -83,6 +84,36 @@ def run_benchmark(
         torch.set_num_threads(threads)  # in-process callers (the tests) get their setting back
     print(text)
     return text
+
+
+def interleaved_times(
+    calls: Mapping[Any, Callable[[], object]], threads: Sequence[int], repetitions: int
+) -> dict[tuple, list[float]]:
+    """Seconds per call, ``{(thread count, key): [seconds, ...]}``, of each of ``calls`` at each thread count: a
+    warm-up round, then ``repetitions`` rounds that each make every call once, so that the machine's noise hits all
+    alike. Torch's thread count is given back afterwards."""
+    before = torch.get_num_threads()
+    times: dict[tuple, list[float]] = {}
+    try:
+        for repetition in range(repetitions + 1):
+            for count in threads:
+                torch.set_num_threads(count)
+                for key, call in calls.items():
+                    start = time.perf_counter()
+                    call()
+                    if repetition:
+                        times.setdefault((count, key), []).append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    return times
+
+
+def add_timing_arguments(parser: Any, output: Path) -> None:
+    """The options of a timing script (``interleaved_times``): ``--threads`` (thread counts, default 1,2: a kernel
+    level at one thread can be behind at two), ``--repetitions`` (default 9) and ``--output`` (default ``output``)."""
+    parser.add_argument("--threads", type=lambda text: [int(x) for x in text.split(",")], default=[1, 2])
+    parser.add_argument("--repetitions", type=int, default=9)
+    parser.add_argument("--output", type=Path, default=output)
 
 
 def add_threads_argument(parser: Any) -> None:

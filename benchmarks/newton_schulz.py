@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
-from _report import command_line, write_report
+from _report import add_timing_arguments, command_line, interleaved_times, write_report
 from torch.optim._muon import _zeropower_via_newtonschulz
 
 from stacey_lightning.optim._spectral import GRAM_ASPECT, NS_COEFFICIENTS, NS_STEPS, newton_schulz
@@ -50,20 +50,11 @@ def errors(rows: int, cols: int) -> dict[str, float]:
 
 
 def timings(shapes, threads: list[int], repetitions: int) -> dict[tuple, list[float]]:
-    """Seconds per call of every form on every shape at every thread count, interleaved repetition by
-    repetition (so that the machine's noise hits all alike)."""
+    """Seconds per call of every form on every shape at every thread count, ``{(threads, (shape, form)): [...]}``,
+    interleaved (``interleaved_times``)."""
     matrices = {shape: torch.randn(shape) for shape in shapes}
-    times: dict[tuple, list[float]] = {}
-    for repetition in range(repetitions + 1):  # the first is a warm-up
-        for count in threads:
-            torch.set_num_threads(count)
-            for shape, c in matrices.items():
-                for name, form in FORMS.items():
-                    start = time.perf_counter()
-                    form(c)
-                    if repetition:
-                        times.setdefault((count, shape, name), []).append(time.perf_counter() - start)
-    return times
+    calls = {(shape, name): partial(form, c) for shape, c in matrices.items() for name, form in FORMS.items()}
+    return interleaved_times(calls, threads, repetitions)
 
 
 def _floats(text: str) -> list[float]:
@@ -74,21 +65,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=lambda t: [int(x) for x in _floats(t)], default=[256, 768])
     parser.add_argument("--aspects", type=_floats, default=[1, 1.5, 2, 3, 4.5, 9])
-    parser.add_argument("--threads", type=lambda t: [int(x) for x in _floats(t)], default=[1, 2])
-    parser.add_argument("--repetitions", type=int, default=9)
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    add_timing_arguments(parser, RESULTS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> str:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse(argv)
-    threads = torch.get_num_threads()
     shapes = [(rows, round(rows * aspect)) for rows in args.rows for aspect in args.aspects]
-    try:
-        times = timings(shapes, args.threads, args.repetitions)
-    finally:
-        torch.set_num_threads(threads)
+    times = timings(shapes, args.threads, args.repetitions)
     header = "| rows x cols | aspect | " + " | ".join(
         f"{count} thread{'s' if count > 1 else ''}: direct ms | gram ms | torch bf16 ms | gram / direct | gram / torch"
         for count in args.threads
@@ -97,7 +82,7 @@ def main(argv: list[str] | None = None) -> str:
     for shape in shapes:
         cells = [f"{shape[0]} x {shape[1]}", f"{shape[1] / shape[0]:g}"]
         for count in args.threads:
-            ms = {name: statistics.median(times[(count, shape, name)]) * 1e3 for name in FORMS}
+            ms = {name: statistics.median(times[(count, (shape, name))]) * 1e3 for name in FORMS}
             cells += [f"{ms[name]:.3g}" for name in FORMS]
             cells += [f"{ms['gram'] / ms['direct']:.2f}x", f"{ms['gram'] / ms['torch bf16']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")

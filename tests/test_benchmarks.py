@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -230,6 +231,20 @@ def test_spectral_coupling_smoke(benchmark, tmp_path):
     for row in (uncoupled, coupled, muon):
         assert float(row[2]) == float(row[1])  # one seed: the mean is the run's final value
         assert float(row[3]) == pytest.approx(float(row[1]) - float(muon[1]), abs=2e-4)
+
+
+def test_stacked_maps_times_each_map_against_the_whole_and_torch(benchmark, tmp_path):
+    script = benchmark("stacked_maps")
+    output = tmp_path / "stacked.md"
+    text = script.main(["--sizes", "8", "--threads", "1", "--repetitions", "1", "--output", str(output)])
+    assert output.read_text() == text
+    rows = _table(text, "| weight |")
+    assert [row[1] for row in rows] == ["24 x 8", "32 x 8", "24 x 8"]  # attention's q, k, v, LSTM, GRU
+    for row in rows:
+        assert all(float(cell) > 0 for cell in row[2:6]) and all(float(cell.rstrip("x")) > 0 for cell in row[6:])
+    # Each map's direction, batched or one at a time, is the same.
+    c = torch.randn(24, 8)
+    torch.testing.assert_close(script.FORMS["per map, batched"](c, 3).reshape(24, 8), script.FORMS["per map"](c, 3))
 
 
 def test_newton_schulz_times_each_form_at_each_aspect(benchmark, tmp_path):

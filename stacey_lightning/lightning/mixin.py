@@ -33,7 +33,12 @@ import torch
 
 from stacey_lightning.lightning.choice import OptimizerChoice
 from stacey_lightning.lightning.config import HYPERPARAMETERS, ConfigSource, StaceyConfig
-from stacey_lightning.lightning.param_groups import baseline_param_groups, check_groups, param_groups
+from stacey_lightning.lightning.param_groups import (
+    baseline_param_groups,
+    check_groups,
+    param_groups,
+    stacked_matrices,
+)
 from stacey_lightning.lightning.schedule import build_scheduler
 from stacey_lightning.optim.optimizer import Stacey
 
@@ -87,7 +92,14 @@ class StaceyMixin:
     def stacey_param_groups(self, config: StaceyConfig) -> list[dict[str, Any]]:
         """The param groups for Stacey; by default one per kind (see param_groups). Override it to
         group parameters your own way: every parameter requiring grad must be in exactly one group."""
-        return param_groups(self, config)
+        return param_groups(self, config, stacked=self.stacey_stacked_matrices())
+
+    def stacey_stacked_matrices(self) -> dict[torch.Tensor, int]:
+        """``{weight: k}`` for the weights that stack k maps along their rows, which the spectral norm steps as
+        k matrices: by default those torch's modules stack (nn.LSTM's and nn.GRU's gates, nn.MultiheadAttention's
+        q, k, v; ``param_groups.stacked_matrices``). Override it to add the model's own, such as a fused
+        ``self.qkv = nn.Linear(d, 3 * d)``: ``return {**super().stacey_stacked_matrices(), self.qkv.weight: 3}``."""
+        return stacked_matrices(self)
 
     def stacey_optimizer_config(self, config: ConfigSource | None = None) -> dict[str, Any]:
         """``{"optimizer": Stacey, "lr_scheduler": {...}}`` (no lr_scheduler for the constant schedule),

@@ -14,12 +14,14 @@ even when FSDP1 has flattened it to one dimension), and from the number of dimen
 The spectral norm (``kinds: {matrix: {norm: spectral}}``) is for hidden matrices: a kind set to it
 leaves the model's output head, the weight of its last ``nn.Linear``, in a group of its own named
 "head" with the config's global norm, p and lr, as Muon's users leave the head to AdamW
-(torch.optim.Muon's docs; ``norm: adam`` is that AdamW).
+(torch.optim.Muon's docs; ``norm: adam`` is that AdamW). In a spectral group, a weight in which one
+of torch's modules stacks several maps (an LSTM's or a GRU's gates, multi-head attention's query, key
+and value) is stepped as those maps (the group's ``blocks``: ``stacked_matrices``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -32,6 +34,7 @@ __all__ = [
     "parameter_kind",
     "parameters_by_kind",
     "output_head",
+    "stacked_matrices",
     "param_groups",
     "baseline_param_groups",
     "check_groups",
@@ -93,10 +96,33 @@ def output_head(module: nn.Module) -> torch.Tensor | None:
     return head
 
 
+def stacked_matrices(module: nn.Module) -> dict[torch.Tensor, int]:
+    """``{param: k}`` for each weight of ``module`` in which one of torch's modules stacks k > 1 maps along its
+    rows: an nn.LSTM's input and hidden weights hold its 4 gates' maps, an nn.GRU's 3, and an
+    nn.MultiheadAttention's in_proj_weight its query, key and value projections (3). Each is a map of its own:
+    the spectral norm steps them apart (Stacey's ``blocks``). A weight stacked by the model's own code (a fused
+    ``nn.Linear(d, 3 * d)`` for q, k, v) is the model's to declare (``StaceyMixin.stacey_stacked_matrices``)."""
+    stacked: dict[torch.Tensor, int] = {}
+    for owner in module.modules():
+        if isinstance(owner, nn.RNNBase):
+            gates = _GATES.get(owner.mode, 1)
+            for name, param in owner.named_parameters(recurse=False):
+                if gates > 1 and name.startswith(("weight_ih", "weight_hh")):
+                    stacked[param] = gates
+        elif isinstance(owner, nn.MultiheadAttention) and owner.in_proj_weight is not None:
+            stacked[owner.in_proj_weight] = 3
+    return stacked
+
+
+# The gates nn.RNNBase stacks in each weight, by its mode (a plain RNN's one map is the whole weight).
+_GATES = {"LSTM": 4, "GRU": 3}
+
+
 def param_groups(
     module: nn.Module,
     config: StaceyConfig,
     kind_of: Callable[[nn.Module, torch.Tensor], str] = parameter_kind,
+    stacked: Mapping[torch.Tensor, int] | None = None,
 ) -> list[dict[str, Any]]:
     """One Stacey param group per kind present in ``module``, in the order of ``KINDS``.
 
@@ -109,9 +135,12 @@ def param_groups(
         module: the model.
         config: the validated Stacey config.
         kind_of: ``kind_of(owner_module, param) -> kind``; replace it to classify differently.
+        stacked: ``{param: k}``, the weights that stack k maps along their rows, which a spectral group steps
+            as k matrices (its ``blocks``). Default: those of torch's modules (``stacked_matrices``).
     """
     groups = []
     head = output_head(module)
+    stacked = stacked_matrices(module) if stacked is None else stacked
     for kind, params in parameters_by_kind(module, kind_of).items():
         overrides = config.kinds.get(kind, {})
         default_weight_decay = 0.0 if kind == "vector" else config.weight_decay
@@ -128,6 +157,10 @@ def param_groups(
         # (a spectral kind's lr_scale is for its spectral steps), with its kind's weight decay.
         spectral = group["norm"] == "spectral"
         groups.extend(_head_apart(group, head, norm=config.norm, p=config.p, lr=config.lr) if spectral else [group])
+    for group in groups:
+        blocks = [stacked.get(param, 1) for param in group["params"]]
+        if group["norm"] == "spectral" and max(blocks) > 1:
+            group["blocks"] = blocks
     return groups
 
 

@@ -34,6 +34,12 @@ of the development half trained alike in both forms (benchmarks/results/step_spe
 kept to float32 and wider, since in bfloat16 that squaring loses what is left. The iterations are written with
 addmm, so that their scalings ride in the matmuls instead of passes of their own.
 
+A parameter may stack several matrices along its first dimension: torch's recurrent layers keep their gates' maps
+in one weight (nn.LSTM four, nn.GRU three) and nn.MultiheadAttention its query, key and value projections. Each is a
+map of its own, and the spectral norm of the maps together (the block-diagonal operator) is the largest of theirs,
+so its steepest direction is msign of each block, each scaled by its own shape (``blocks``; the l_p and Adam
+directions are elementwise and need no such thing). One block is the whole matrix, as torch's Muon takes it.
+
 Parameters sharded by FSDP2 are DTensors split by rows: the direction needs the whole matrix, so each
 process gathers c (``full_tensor``), computes the direction and keeps its own rows. Every process
 computes the same direction: the sharded run equals one process.
@@ -96,9 +102,10 @@ def ns_precision(tensor: Tensor, pinned: str | None = None) -> torch.dtype:
     return torch.promote_types(tensor.dtype, torch.float32)
 
 
-def rms_scale(shape: torch.Size) -> float:
-    """0.2 * sqrt(max(rows, cols)) of the matrix view (shape[0], -1): AdamW's update RMS."""
-    rows = shape[0]
+def rms_scale(shape: torch.Size | tuple[int, ...], blocks: int = 1) -> float:
+    """0.2 * sqrt(max(rows, cols)) of the matrix view (shape[0], -1), or of each of its ``blocks`` blocks of rows:
+    AdamW's update RMS."""
+    rows = shape[0] // blocks
     cols = math.prod(shape[1:])
     return SPECTRAL_RMS * math.sqrt(max(rows, cols))
 
@@ -183,13 +190,26 @@ def _gram_newton_schulz(x: Tensor, steps: int, scale: float) -> Tensor:
 
 
 def spectral_direction(
-    c: Tensor, steps: int = NS_STEPS, pinned: str | None = None, *, cast: bool = True, gram: bool | None = None
+    c: Tensor,
+    steps: int = NS_STEPS,
+    pinned: str | None = None,
+    *,
+    cast: bool = True,
+    gram: bool | None = None,
+    blocks: int = 1,
 ) -> Tensor:
     """d = NS(c) * 0.2 * sqrt(max(rows, cols)) for c viewed as (shape[0], -1), in c's shape; Newton-Schulz in
     ns_precision(c, pinned) and in the form ``gram`` picks (newton_schulz), the result in c's dtype (in
-    Newton-Schulz's with ``cast=False``)."""
+    Newton-Schulz's with ``cast=False``). With ``blocks`` > 1 the view's rows are that many matrices, each
+    orthogonalised and scaled on its own."""
     matrix = c.reshape(c.shape[0], -1)
-    d = newton_schulz(matrix, steps, ns_precision(c, pinned), rms_scale(c.shape), gram)
+    dtype, scale = ns_precision(c, pinned), rms_scale(c.shape, blocks)
+    if blocks == 1:
+        d = newton_schulz(matrix, steps, dtype, scale, gram)
+    elif c.device.type == "cpu":  # one block at a time: batched matmuls were slower on the CPU (_directions)
+        d = torch.cat([newton_schulz(block, steps, dtype, scale, gram) for block in matrix.split(c.shape[0] // blocks)])
+    else:
+        d = newton_schulz(matrix.reshape(blocks, -1, matrix.shape[1]), steps, dtype, scale, gram)
     return (d.to(c.dtype) if cast else d).view_as(c)
 
 
@@ -207,14 +227,16 @@ def spectral_stacey(
     weight_decay: float,
     ns_steps: int,
     ns_dtype: str | None = None,
+    blocks: list[int] | None = None,
     maximize: bool = False,
     foreach: bool | None = None,
 ) -> None:
     """Functional spectral Stacey step over lists of matrices (updated in place): the multi-tensor path,
-    or the plain loop where ``foreach=False``."""
+    or the plain loop where ``foreach=False``. ``blocks``: the matrices each parameter stacks (None: one each)."""
     step = _single_tensor_spectral_stacey if foreach is False else _multi_tensor_spectral_stacey
+    blocks = [1] * len(params) if blocks is None else blocks
     step(params, grads, zs, ms, lr=lr, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
-         ns_steps=ns_steps, ns_dtype=ns_dtype, maximize=maximize)  # fmt: skip
+         ns_steps=ns_steps, ns_dtype=ns_dtype, blocks=blocks, maximize=maximize)  # fmt: skip
 
 
 def _single_tensor_spectral_stacey(
@@ -231,15 +253,16 @@ def _single_tensor_spectral_stacey(
     weight_decay: float,
     ns_steps: int,
     ns_dtype: str | None,
+    blocks: list[int],
     maximize: bool,
 ) -> None:
     """The plain loop, the oracle of the fast path (tests run it with ``ns_dtype="float64"``)."""
-    for x, g, z, m in zip(params, grads, zs, ms):
+    for x, g, z, m, k in zip(params, grads, zs, ms, blocks):
         if maximize:
             g = -g
         c = beta1 * m + (1 - beta1) * g  # m from before this step
         z.copy_(z - alpha * c)
-        y = x - lr * _gathered_direction(c, ns_steps, ns_dtype, gram=False)  # Muon's own iteration
+        y = x - lr * _gathered_direction(c, ns_steps, ns_dtype, gram=False, blocks=k)  # Muon's own iteration
         # tau * z + (1 - tau) * y, exactly y where z == y (see _functional's notes on exact resume)
         x.copy_(y + tau * (z - y) - lr * weight_decay * x)
         m.copy_(beta2 * m + (1 - beta2) * g)
@@ -259,12 +282,13 @@ def _multi_tensor_spectral_stacey(
     weight_decay: float,
     ns_steps: int,
     ns_dtype: str | None,
+    blocks: list[int],
     maximize: bool,
 ) -> None:
     """The same step with the elementwise parts in multi-tensor kernels and the matrices of one shape
     orthogonalised as one batch (one matmul per iteration instead of one per matrix)."""
     # Elementwise work on the shards this process holds; a sharded matrix's direction is gathered whole.
-    layouts = {id(x): _layout(x) for x in params}
+    layouts = {id(x): (_layout(x), k) for x, k in zip(params, blocks)}
     local = [local_shards(tensors) for tensors in (params, grads, zs, ms)]
     shard_layout = {id(x_local): layouts[id(x)] for x, x_local in zip(params, local[0])}
     for xs, gs, zs_, ms_ in group_by_device_and_dtype(*local):
@@ -273,38 +297,42 @@ def _multi_tensor_spectral_stacey(
         c = torch._foreach_mul(ms_, beta1)
         torch._foreach_add_(c, gs, alpha=1 - beta1)
         torch._foreach_add_(zs_, c, alpha=-alpha)
-        d = _directions(c, [shard_layout[id(x)] for x in xs], ns_steps, ns_dtype)
+        layout, block_counts = zip(*(shard_layout[id(x)] for x in xs))
+        d = _directions(c, list(layout), list(block_counts), ns_steps, ns_dtype)
         _foreach_primal_and_momentum(
             xs, zs_, ms_, gs, d, lr=lr, tau=tau, weight_decay=weight_decay, beta2=beta2, scratch=c
         )
 
 
-def _directions(cs: list[Tensor], layouts: list[tuple | None], ns_steps: int, pinned: str | None) -> list[Tensor]:
-    """spectral_direction of each c (a local shard where its layout says the parameter is sharded). On
-    an accelerator the unsharded ones of equal shape are stacked into batches, one matmul per iteration
-    instead of one per matrix. On the CPU each is taken alone: there batched matmuls were slower than
-    single ones (ResNet-18's matrices, 1 and 2 threads, bfloat16 and float32:
+def _directions(
+    cs: list[Tensor], layouts: list[tuple | None], blocks: list[int], ns_steps: int, pinned: str | None
+) -> list[Tensor]:
+    """spectral_direction of each c (a local shard where its layout says the parameter is sharded), of its
+    ``blocks`` blocks. On an accelerator the unsharded blocks of equal shape are stacked into batches, one
+    matmul per iteration instead of one per matrix. On the CPU each is taken alone: there batched matmuls were
+    slower than single ones (ResNet-18's matrices, 1 and 2 threads, bfloat16 and float32:
     benchmarks/results/step_speed_spectral_cpu_round10.md)."""
     directions: list[Tensor | None] = [None] * len(cs)
-    by_shape: dict[torch.Size, list[int]] = {}
-    for index, (c, layout) in enumerate(zip(cs, layouts)):
+    by_shape: dict[tuple[torch.Size, int], list[int]] = {}
+    for index, (c, layout, k) in enumerate(zip(cs, layouts, blocks)):
         if layout is not None:
-            directions[index] = _gathered_direction(_as_dtensor(c, layout), ns_steps, pinned).to_local()
+            directions[index] = _gathered_direction(_as_dtensor(c, layout), ns_steps, pinned, blocks=k).to_local()
         elif c.device.type == "cpu":
             # Left in Newton-Schulz's precision: the multi-tensor update reads bfloat16 as it is, and a
             # cast would cost a model-sized allocation.
-            directions[index] = spectral_direction(c, ns_steps, pinned, cast=False)
+            directions[index] = spectral_direction(c, ns_steps, pinned, cast=False, blocks=k)
         else:
-            by_shape.setdefault(c.shape, []).append(index)
-    for shape, indices in by_shape.items():
+            by_shape.setdefault((c.shape, k), []).append(index)
+    for (shape, k), indices in by_shape.items():
         first = cs[indices[0]]
-        # Each matrix is copied into the batch in Newton-Schulz's precision: one pass, not a stack and a cast.
-        batch = first.new_empty((len(indices), shape[0], math.prod(shape[1:])), dtype=ns_precision(first, pinned))
-        for matrix, i in zip(batch, indices):
-            matrix.copy_(cs[i].reshape(matrix.shape))
-        d = newton_schulz(batch, ns_steps, scale=rms_scale(shape)).to(first.dtype)
-        for i, matrix in zip(indices, d.unbind()):
-            directions[i] = matrix.view(shape)
+        # Each block is copied into the batch in Newton-Schulz's precision: one pass, not a stack and a cast.
+        block = (shape[0] // k, math.prod(shape[1:]))
+        batch = first.new_empty((len(indices) * k, *block), dtype=ns_precision(first, pinned))
+        for matrices, i in zip(batch.split(k), indices):
+            matrices.copy_(cs[i].reshape(matrices.shape))
+        d = newton_schulz(batch, ns_steps, scale=rms_scale(shape, k)).to(first.dtype)
+        for i, matrices in zip(indices, d.split(k)):
+            directions[i] = matrices.view(shape)
     return directions
 
 
@@ -328,14 +356,16 @@ def _is_dtensor(t: Tensor) -> bool:
     return dtensor is not None and isinstance(t, dtensor.DTensor)
 
 
-def _gathered_direction(c: Tensor, ns_steps: int, pinned: str | None, gram: bool | None = None) -> Tensor:
+def _gathered_direction(
+    c: Tensor, ns_steps: int, pinned: str | None, gram: bool | None = None, blocks: int = 1
+) -> Tensor:
     """spectral_direction(c); for a sharded DTensor the whole matrix's direction, of which the result
     holds this process's part (a DTensor like c)."""
     if not _is_dtensor(c):
-        return spectral_direction(c, ns_steps, pinned, gram=gram)
+        return spectral_direction(c, ns_steps, pinned, gram=gram, blocks=blocks)
     from torch.distributed.tensor import distribute_tensor
 
-    whole = spectral_direction(c.full_tensor(), ns_steps, pinned, gram=gram)
+    whole = spectral_direction(c.full_tensor(), ns_steps, pinned, gram=gram, blocks=blocks)
     # src_data_rank=None: every process holds the same whole direction, so each keeps its own part
     # without a scatter.
     return distribute_tensor(whole, c.device_mesh, c.placements, src_data_rank=None)

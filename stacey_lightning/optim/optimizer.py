@@ -82,16 +82,37 @@ def _dtype_name(dtype: Any) -> Any:
 
 
 def check_norm_shapes(group: dict[str, Any]) -> None:
-    """Raise a ValueError if a spectral group holds a parameter that is not a matrix (ndim < 2)."""
+    """Raise a ValueError if a spectral group holds a parameter that is not a matrix (ndim < 2), or ``blocks``
+    is not one count, or one per parameter, of matrices that each parameter's rows split into."""
+    where = f"group {group['name']!r}" if "name" in group else "a group"
+    counts = block_counts(group)
     if group.get("norm", "lp") != "spectral":
         return
-    for param in group["params"]:
+    for param, blocks in zip(group["params"], counts):
         if param.ndim < 2:
-            where = f"group {group['name']!r}" if "name" in group else "a group"
             raise ValueError(
                 f"Invalid norm: 'spectral' for a parameter of shape {tuple(param.shape)} in {where}: the "
                 "spectral norm needs a matrix (ndim >= 2); put vectors and biases in a group with norm='lp'"
             )
+        if param.shape[0] % blocks:
+            raise ValueError(
+                f"Invalid blocks: {blocks} for a parameter of shape {tuple(param.shape)} in {where}: its "
+                f"{param.shape[0]} rows do not split into {blocks} matrices"
+            )
+
+
+def block_counts(group: dict[str, Any]) -> list[int]:
+    """The matrices each parameter of ``group`` stacks along its rows: ``group["blocks"]``, one count for every
+    parameter or one per parameter (default 1); a ValueError naming the group if it is neither."""
+    blocks = group.get("blocks", 1)
+    counts = [blocks] * len(group["params"]) if isinstance(blocks, int) and not isinstance(blocks, bool) else blocks
+    valid = isinstance(counts, (list, tuple)) and len(counts) == len(group["params"])
+    if not valid or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in counts):
+        where = f"group {group['name']!r}" if "name" in group else "a group"
+        raise ValueError(
+            f"Invalid blocks: {blocks!r} in {where} (must be an integer >= 1, or a list of one per parameter)"
+        )
+    return list(counts)
 
 
 class Stacey(Optimizer):
@@ -139,6 +160,12 @@ class Stacey(Optimizer):
             dtype). Default (None): bfloat16 on CUDA, as torch.optim.Muon; float32 at least on the CPU,
             where "bfloat16" is 2-4x faster on CPUs that multiply it natively (AVX512-BF16, AMX) but
             trained worse (optim/_spectral.py).
+        blocks (a group's key, not an argument): the matrices a spectral parameter stacks along its first
+            dimension, as torch's recurrent layers keep their gates (nn.LSTM 4, nn.GRU 3) and
+            nn.MultiheadAttention its query, key and value (its in_proj_weight 3): the direction is msign of
+            each, the steepest direction in the spectral norm of the maps they are. One count for every
+            parameter of the group or a list of one per parameter. Default 1 (the whole matrix, as
+            torch.optim.Muon takes it); ``StaceyMixin`` sets it for those modules.
         tau_follows_lr: scale tau with lr as alpha is scaled, tau_t = min(1, tau * lr / initial lr),
             so that a schedule scales all three of lr, alpha and tau: to first order, a decaying
             schedule then slows Stacey's dynamics down as it slows SGD's, instead of pulling x towards
@@ -204,6 +231,7 @@ class Stacey(Optimizer):
         group["p"] = float(group["p"])
         group["betas"] = tuple(group["betas"])
         group["ns_dtype"] = _dtype_name(group.get("ns_dtype"))
+        group.setdefault("blocks", 1)
         check_hyperparameters(group)
         check_norm_shapes(group)
         for param in group["params"]:
@@ -228,6 +256,7 @@ class Stacey(Optimizer):
             group.setdefault("ns_steps", NS_STEPS)
             group.setdefault("ns_dtype", None)
             group.setdefault("beta_v", BETA_V)
+            group.setdefault("blocks", 1)
 
     def _lr_ratio(self, group: dict[str, Any]) -> float:
         """lr / initial lr: how far a scheduler has scaled the step (1 without one)."""
@@ -293,8 +322,9 @@ class Stacey(Optimizer):
                 foreach=group["foreach"],
             )
             if group["norm"] == "spectral":
+                blocks = dict(zip(map(id, group["params"]), block_counts(group)))
                 spectral_stacey(params, grads, zs, ms, ns_steps=group["ns_steps"], ns_dtype=group["ns_dtype"],
-                                **common)  # fmt: skip
+                                blocks=[blocks[id(param)] for param in params], **common)  # fmt: skip
             elif group["norm"] == "adam":
                 adam_stacey(params, grads, zs, ms, vs, steps, beta_v=group["beta_v"], eps=group["eps"],
                             fused=group["fused"], **common)  # fmt: skip

@@ -8,7 +8,8 @@ In one launch it fits (a) 2 epochs, (b) 1 epoch and saves Lightning's distribute
 (c) resumes (b) to 2 epochs; rank 0 writes the full parameters and optimizer state of (a) and (c),
 and every rank its parameter groups' kinds and sizes and what StaceyMonitor logged in (a), to DIR.
 Then (d) fits 2 epochs with the hidden matrix in the spectral norm (its rows sharded over the two
-processes) and writes its full state too.
+processes), declared as three stacked maps of 4 rows (one of which straddles the shards), and writes its
+full state too.
 """
 
 from __future__ import annotations
@@ -34,17 +35,22 @@ _bind, _bind_adam = _cpu_kernel.bind, _cpu_kernel.bind_adam
 _cpu_kernel.bind = lambda function, kind, scalars: (C_KERNEL_KINDS.append(kind), _bind(function, kind, scalars))[1]
 _cpu_kernel.bind_adam = lambda function, scalars: (C_KERNEL_KINDS.append("adam"), _bind_adam(function, scalars))[1]
 CONFIG = {"p": 3.0, "lr": 0.02, "tau": 0.05, "weight_decay": 0.01, "kinds": {"matrix": {"p": 4.5}}}
-# The 16 x 8 matrix in the spectral norm; the head and the vectors in Adam's (elementwise on the shards).
+# The 12 x 8 matrix in the spectral norm; the head and the vectors in Adam's (elementwise on the shards).
 SPECTRAL = {**CONFIG, "norm": "adam", "kinds": {"matrix": {"norm": "spectral"}}}
 
 
 class ShardedRegression(StaceyMixin, pl.LightningModule):
-    """MLP 8 -> 16 -> 1 with a LayerNorm, each layer and the whole sharded with FSDP2 over the data-parallel mesh."""
+    """MLP 8 -> 12 -> 1 with a LayerNorm, each layer and the whole sharded with FSDP2 over the data-parallel mesh;
+    its hidden weight declared as ``stacked`` maps (as a fused q, k, v projection is)."""
 
-    def __init__(self, config: dict = CONFIG) -> None:
+    def __init__(self, config: dict = CONFIG, stacked: int = 1) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Tanh(), nn.Linear(16, 1))
+        self.net = nn.Sequential(nn.Linear(8, 12), nn.LayerNorm(12), nn.Tanh(), nn.Linear(12, 1))
+        self.stacked = stacked
         self.set_stacey_config(config)
+
+    def stacey_stacked_matrices(self) -> dict[torch.Tensor, int]:
+        return {**super().stacey_stacked_matrices(), self.net[0].weight: self.stacked}
 
     def configure_model(self) -> None:
         shard_layers(self, self.net)
@@ -92,14 +98,22 @@ def full_state(module: ShardedRegression, trainer: pl.Trainer) -> dict:
 
 def groups(trainer: pl.Trainer) -> list[dict]:
     return [
-        {"kind": g["kind"], "p": g["p"], "norm": g["norm"], "numel": sum(p.numel() for p in g["params"])}
+        {
+            "kind": g["kind"],
+            "p": g["p"],
+            "norm": g["norm"],
+            "numel": sum(p.numel() for p in g["params"]),
+            "blocks": g["blocks"],
+        }
         for g in trainer.optimizers[0].param_groups
     ]
 
 
-def fit(devices: int, max_epochs: int, root: Path, ckpt_path: str | None = None, config: dict = CONFIG) -> tuple:
+def fit(
+    devices: int, max_epochs: int, root: Path, ckpt_path: str | None = None, config: dict = CONFIG, stacked: int = 1
+) -> tuple:
     pl.seed_everything(0)
-    module = ShardedRegression(config)
+    module = ShardedRegression(config, stacked)
     fitted = trainer(devices, max_epochs, root)
     fitted.fit(module, ckpt_path=ckpt_path)
     return module, fitted
@@ -126,11 +140,12 @@ def main() -> None:
                  "disabled_reason": RUNTIME.disabled_reason}  # fmt: skip
         torch.save({"uninterrupted": whole, "resumed": again, "steps": resumed.global_step, "fused": fused},
                    args.out / "fsdp2.pt")  # fmt: skip
-    module, spectral = fit(2, 2, args.out, config=SPECTRAL)
+    module, spectral = fit(2, 2, args.out, config=SPECTRAL, stacked=3)
     whole = full_state(module, spectral)
-    _, first = fit(2, 1, args.out, config=SPECTRAL)
+    _, first = fit(2, 1, args.out, config=SPECTRAL, stacked=3)
     first.save_checkpoint(args.out / "epoch1-spectral.ckpt")
-    module, resumed = fit(2, 2, args.out, ckpt_path=str(args.out / "epoch1-spectral.ckpt"), config=SPECTRAL)
+    checkpoint = str(args.out / "epoch1-spectral.ckpt")
+    module, resumed = fit(2, 2, args.out, ckpt_path=checkpoint, config=SPECTRAL, stacked=3)
     again = full_state(module, resumed)
     if spectral.global_rank == 0:
         torch.save({"uninterrupted": whole, "resumed": again, "groups": groups(spectral),

@@ -35,11 +35,13 @@ def test_fsdp2_default_path_matches_one_process_and_resumes_exactly(tmp_path):
         assert geometry.keys() == monitored(single).keys() and len(geometry) == 8
         for name, value in monitored(single).items():
             assert geometry[name] == pytest.approx(value, rel=1e-4), name
-    # The spectral direction of a row-sharded matrix is the whole matrix's, and Adam's steps the shards: the
-    # sharded run equals one process (head, hidden matrix, vectors).
+    # The spectral direction of a row-sharded matrix is the whole matrix's (here of each of the three maps it
+    # stacks, the second split between the processes), and Adam's steps the shards: the sharded run equals one
+    # process (head, hidden matrix, vectors).
     spectral = torch.load(tmp_path / "fsdp2_spectral.pt", weights_only=False)
-    module, single = fit(1, 2, tmp_path / "single-spectral", config=SPECTRAL)
+    module, single = fit(1, 2, tmp_path / "single-spectral", config=SPECTRAL, stacked=3)
     assert spectral["groups"] == groups(single) and [g["norm"] for g in groups(single)] == ["adam", "spectral", "adam"]
+    assert [g["blocks"] for g in groups(single)] == [1, [3], 1]
     assert "adam" in spectral["c_kernel"]  # Adam's norm stepped the shards in the C kernel
     for name, expected in full_state(module, single).items():
         torch.testing.assert_close(spectral["uninterrupted"][name], expected, rtol=1e-5, atol=1e-6, msg=name)

@@ -83,3 +83,37 @@ def test_kinds_come_from_module_types_when_sharding_flattens_shapes():
     assert [group["kind"] for group in flattened] == kinds == ["matrix", "conv", "embedding", "vector"]
     assert [len(group["params"]) for group in flattened] == [1, 1, 1, 4]  # vectors: 2 biases, 2 norm params
     assert [group["name"] for group in flattened] == kinds  # LearningRateMonitor: lr-Stacey/matrix, ...
+
+
+class Recurrent(nn.Module):
+    """Weights in which torch's modules stack maps: a 2-layer LSTM (4 gates), a GRU (3), a plain RNN (1),
+    attention's q, k, v (3), and plain matrices around them."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(20, 8)
+        self.lstm = nn.LSTM(8, 6, num_layers=2, bidirectional=True)
+        self.gru = nn.GRU(12, 6)
+        self.rnn = nn.RNN(6, 6)
+        self.attention = nn.MultiheadAttention(6, 2)
+        self.head = nn.Linear(6, 20)
+
+
+def test_in_spectral_groups_a_weight_of_stacked_maps_is_stepped_as_those_maps():
+    model = Recurrent()
+    spectral = StaceyConfig.from_source({"kinds": {"matrix": {"norm": "spectral"}}})
+    groups = param_groups(model, spectral)
+    _assert_each_parameter_once(model, groups)
+    matrix = next(group for group in groups if group["name"] == "matrix")
+    expected = {param: 4 for name, param in model.lstm.named_parameters() if name.startswith("weight")}
+    expected |= {model.gru.weight_ih_l0: 3, model.gru.weight_hh_l0: 3}
+    expected |= {model.attention.in_proj_weight: 3}
+    assert len(expected) == 8 + 2 + 1  # 2 layers x 2 directions x (input, hidden) for the LSTM
+    assert matrix["blocks"] == [expected.get(param, 1) for param in matrix["params"]]
+    assert any(param is model.rnn.weight_hh_l0 for param in matrix["params"])  # one map: whole
+    assert "blocks" not in next(group for group in groups if group["name"] == "head")  # not a spectral group
+    Stacey(groups)  # every count splits its weight's rows
+    # Elementwise norms step every entry alike: the groups carry no blocks.
+    assert all("blocks" not in group for group in param_groups(model, StaceyConfig()))
+    # A model without stacked weights has none either.
+    assert all("blocks" not in group for group in param_groups(nn.Linear(3, 4), spectral))

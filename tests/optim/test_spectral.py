@@ -22,6 +22,8 @@ from stacey_lightning.optim._spectral import (
 # Wide, tall, square, a convolution viewed as (out, in*kh*kw) wide and one tall, and two of one shape
 # (one batch on an accelerator).
 SHAPES = [(6, 9), (12, 5), (7, 7), (4, 3, 2, 2), (12, 2, 1, 2), (6, 9)]
+# The same, some of them stacks of matrices along their rows (an LSTM's gates, attention's q, k, v).
+STACKED = [3, 4, 1, 2, 3, 1]
 HYPERPARAMETERS = dict(lr=3e-2, alpha=0.2, tau=0.05, beta1=0.8, beta2=0.95, weight_decay=0.1, ns_steps=5)
 
 
@@ -134,11 +136,12 @@ def test_zero_momentum_gives_a_zero_direction_not_nan():
     assert torch.equal(spectral_direction(torch.zeros(3, 5)), torch.zeros(3, 5))
 
 
+@pytest.mark.parametrize("blocks", [[1] * len(SHAPES), STACKED], ids=["whole", "stacked"])
 @pytest.mark.parametrize("maximize, tau", [(False, 0.05), (True, 0.05), (False, 0.0)])
-def test_multi_tensor_path_equals_the_plain_loop_in_float64(maximize, tau):
+def test_multi_tensor_path_equals_the_plain_loop_in_float64(maximize, tau, blocks):
     """In float32 (pinned, as on every CPU by default; bfloat16's error the Muon test bounds); at tau = 0 the
-    fast path skips the pull towards z."""
-    hyperparameters = {**HYPERPARAMETERS, "tau": tau}
+    fast path skips the pull towards z; each matrix whole, or some of them as stacks of matrices."""
+    hyperparameters = {**HYPERPARAMETERS, "tau": tau, "blocks": blocks}
     fast_state = [_tensors(seed) for seed in (0, 1, 2)]  # x, z, m in float32
     plain_state = [[t.double() for t in tensors] for tensors in fast_state]
     for step in range(10):
@@ -187,6 +190,52 @@ def test_stacey_at_tau_0_and_betas_mu_squared_mu_is_torch_muon(path):
         assert (param - muon_param).norm() < (0.002 if path.get("ns_dtype") == "bfloat16" else 0.01) * moved
 
 
+@pytest.mark.parametrize(
+    "path, device",
+    [(dict(foreach=False), "cpu"), (dict(), "cpu"), pytest.param(dict(), "cuda", marks=pytest.mark.gpu)],
+    ids=["plain", "default", "cuda"],
+)
+def test_a_stack_of_matrices_steps_as_those_matrices_apart(path, device):
+    """A (3 r, c) weight with blocks=3 (an LSTM's gates, attention's q, k, v) moves as three (r, c) weights,
+    each in its own spectral norm and at its own shape's RMS, to the last bit on the CPU (on CUDA its blocks
+    join the batch of their shape); the other weight of the group (blocks given one per parameter) as it would
+    alone."""
+    generator = torch.Generator().manual_seed(5)
+    stacked, other = (torch.randn(shape, generator=generator).to(device) for shape in ((12, 5), (4, 6)))
+    together = [torch.nn.Parameter(stacked.clone()), torch.nn.Parameter(other.clone())]
+    apart = [torch.nn.Parameter(block.clone()) for block in stacked.split(4)] + [torch.nn.Parameter(other.clone())]
+    options = dict(lr=2e-2, tau=0.05, alpha=0.3, betas=(0.9, 0.95), weight_decay=0.1, norm="spectral", **path)
+    optimizer = Stacey([{"params": together, "blocks": [3, 1]}], **options)
+    reference = Stacey(apart, **options)
+    for step in range(5):
+        grad, other_grad = _gradients(step, together)
+        grad, other_grad = grad.to(device), other_grad.to(device)
+        for param, g in zip(together, (grad, other_grad)):
+            param.grad = g.clone()
+        for param, g in zip(apart, [*grad.split(4), other_grad]):
+            param.grad = g.clone()
+        optimizer.step()
+        reference.step()
+
+    def same(a: torch.Tensor, b: torch.Tensor) -> None:
+        if device == "cpu":
+            assert torch.equal(a, b)
+        else:
+            torch.testing.assert_close(a, b)
+
+    same(together[0], torch.cat(apart[:3]))
+    same(together[1], apart[3])
+    state, reference_state = optimizer.state[together[0]], [reference.state[param] for param in apart[:3]]
+    same(state["z"], torch.cat([s["z"] for s in reference_state]))
+    # Not what the whole matrix does: three maps, three directions.
+    whole = torch.nn.Parameter(stacked.clone())
+    alone = Stacey([whole], **options)
+    for step in range(5):
+        whole.grad = _gradients(step, together)[0].to(device)
+        alone.step()
+    assert not torch.allclose(whole, together[0])
+
+
 def test_newton_schulz_runs_in_float32_on_the_cpu_unless_pinned():
     assert ns_precision(torch.zeros(2, 2)) == torch.float32
     assert ns_precision(torch.zeros(2, 2, dtype=torch.bfloat16)) == torch.float32  # at least float32
@@ -218,6 +267,16 @@ def test_spectral_groups_refuse_vectors_and_the_pp_variant_and_bad_ns_steps():
         Stacey([layer.weight], norm="l2")
     with pytest.raises(ValueError, match="Invalid ns_steps: 0"):
         Stacey([layer.weight], norm="spectral", ns_steps=0)
+    gru = torch.nn.GRU(4, 6)  # weights (18, 4) and (18, 6): three gates
+    with pytest.raises(ValueError, match=r"Invalid blocks: 4 for a parameter of shape \(18, 4\) in group 'gru'"):
+        Stacey([{"params": [gru.weight_ih_l0], "norm": "spectral", "blocks": 4, "name": "gru"}])
+    for bad in (0, True, 1.5, [3], [3, 3, 3]):
+        with pytest.raises(ValueError, match=r"Invalid blocks: .* \(must be an integer >= 1, or a list of one per"):
+            Stacey([{"params": [gru.weight_ih_l0, gru.weight_hh_l0], "norm": "spectral", "blocks": bad}])
+    # Elementwise norms need no blocks, but a malformed count is still refused; a fitting one is kept.
+    with pytest.raises(ValueError, match="Invalid blocks: -1"):
+        Stacey([{"params": [gru.weight_ih_l0], "blocks": -1}])
+    assert Stacey([{"params": [gru.weight_ih_l0], "blocks": 3}]).param_groups[0]["blocks"] == 3
 
 
 @pytest.mark.parametrize("rest", ["lp", "adam"])
@@ -228,7 +287,7 @@ def test_a_spectral_state_dict_resumes_bit_identically(rest):
 
     def groups(model):
         return [
-            {"params": [model[0].weight, model[2].weight], "norm": "spectral"},
+            {"params": [model[0].weight, model[2].weight], "norm": "spectral", "blocks": [2, 1]},
             {"params": [model[0].bias, model[2].bias], "norm": rest},
         ]
 
@@ -250,12 +309,22 @@ def test_a_spectral_state_dict_resumes_bit_identically(rest):
     resumed_model.load_state_dict(checkpoint["model"])
     resumed = Stacey(groups(resumed_model), lr=1e-2, tau=0.02)
     resumed.load_state_dict(checkpoint["optimizer"])
-    assert resumed.param_groups[0]["norm"] == "spectral"
+    assert resumed.param_groups[0]["norm"] == "spectral" and resumed.param_groups[0]["blocks"] == [2, 1]
     assert ("step" in resumed.state[resumed_model[0].bias]) == (rest == "adam")
     train(model, optimizer, 3)
     train(resumed_model, resumed, 3)
     for a, b in zip(model.parameters(), resumed_model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_state_dict_from_before_blocks_resumes_with_each_matrix_whole():
+    """A checkpoint written before ``blocks`` existed goes on as it ran: every matrix whole."""
+    gru = torch.nn.GRU(4, 6)
+    saved = Stacey([{"params": [gru.weight_ih_l0], "norm": "spectral"}]).state_dict()
+    del saved["param_groups"][0]["blocks"]
+    resumed = Stacey([{"params": [gru.weight_ih_l0], "norm": "spectral", "blocks": 3}])
+    resumed.load_state_dict(saved)
+    assert resumed.param_groups[0]["blocks"] == 1
 
 
 @pytest.mark.gpu
