@@ -2,12 +2,17 @@
 each map's own (Stacey's ``blocks``, float32 on the CPU) against the stacked matrix whole, Stacey's float32 and
 torch's Muon's bfloat16 (what torch.optim.Muon computes for it), at 1 and 2 threads, interleaved, medians.
 
-    python benchmarks/stacked_maps.py [--sizes 128,512,768] [--repetitions 9]
+    python benchmarks/stacked_maps.py [--sizes 128,512,768] [--models textlm,gru,encoder] [--repetitions 9]
 
 Columns: ``per map`` ``spectral_direction(c, blocks=k)`` as the step takes it (one block at a time on the CPU);
 ``per map, batched`` the same k blocks as one batched Newton-Schulz (what an accelerator does); ``whole``
 ``spectral_direction(c)``, the stacked matrix's own direction in float32 (the Gram form where it is wide);
 ``torch bf16`` torch.optim.Muon's iteration on the whole matrix. The ratios are against torch's.
+
+Then whole optimizer steps on models with stacked weights (``--models``, random gradients): Stacey at
+its Muon-like point (spectral matrices, Adam's norm elsewhere, tau = 0) with the mixin's groups, each stacked weight
+as its maps (``per map``) and whole (``whole``), against the peer ``muon`` (torch's Muon and AdamW) on the same
+groups.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import torch
 from _report import add_timing_arguments, command_line, interleaved_times, write_report
+from torch import nn
 from torch.optim._muon import _zeropower_via_newtonschulz
 
 from stacey_lightning.optim._spectral import NS_COEFFICIENTS, NS_STEPS, newton_schulz, rms_scale, spectral_direction
@@ -31,6 +38,7 @@ LAYOUTS = (
     ("LSTM weight_hh (4h x h)", 4, 1, 1),
     ("GRU weight_hh (3h x h)", 3, 1, 1),
 )
+STEPS = ("per map", "whole", "torch muon")
 FORMS = {
     "per map": lambda c, k: spectral_direction(c, blocks=k),
     "per map, batched": lambda c, k: newton_schulz(c.view(k, -1, c.shape[1]), scale=rms_scale(c.shape, k)),
@@ -49,9 +57,50 @@ def timings(cases, threads: list[int], repetitions: int) -> dict[tuple, list[flo
     return interleaved_times(calls, threads, repetitions)
 
 
+# Stacey's Muon-like point (search/anchors.py): Muon's geometry and momentum at tau = 0.
+MUON_LIKE = {"norm": "adam", "kinds": {"matrix": {"norm": "spectral"}}, "tau": 0.0, "betas": [0.9025, 0.95]}
+
+
+def models() -> dict[str, Callable[[], nn.Module]]:
+    """The models whose steps are timed: textlm (its fused qkv declared), and a GRU and a transformer encoder
+    language model at the sizes of the suite's stdlib-gru and stdlib-transformer-narrow."""
+    from stacey_lightning.tasks.textlm import TextLMModule
+
+    def gru() -> nn.Module:
+        return nn.ModuleList([nn.Embedding(256, 64), nn.GRU(64, 128), nn.Linear(128, 256)])
+
+    def encoder() -> nn.Module:
+        layer = nn.TransformerEncoderLayer(128, 4, 512, dropout=0.0, batch_first=True, norm_first=True)
+        return nn.ModuleList([nn.Embedding(256, 128), nn.TransformerEncoder(layer, 2, enable_nested_tensor=False),
+                              nn.Linear(128, 256)])  # fmt: skip
+
+    return {"textlm": TextLMModule, "gru": gru, "encoder": encoder}
+
+
+def step_calls(model: nn.Module) -> dict[str, Callable[[], object]]:
+    """One optimizer step of each optimizer on ``model``, its gradients drawn once."""
+    from stacey_lightning.lightning.config import StaceyConfig
+    from stacey_lightning.lightning.param_groups import baseline_param_groups, param_groups
+    from stacey_lightning.optim import Stacey
+    from stacey_lightning.optim.muon_with_adamw import MuonWithAdamW
+
+    stacked = getattr(model, "stacey_stacked_matrices", None)  # textlm declares its fused qkv
+    generator = torch.Generator().manual_seed(0)
+    for param in model.parameters():
+        param.grad = torch.randn(param.shape, generator=generator) * 1e-2
+    config = StaceyConfig.from_source(MUON_LIKE)
+    optimizers = {
+        "per map": Stacey(param_groups(model, config, stacked=stacked and stacked()), **config.optimizer_arguments()),
+        "whole": Stacey(param_groups(model, config, stacked={}), **config.optimizer_arguments()),
+        "torch muon": MuonWithAdamW(baseline_param_groups(model, 0.01, head_apart=True)),
+    }
+    return {name: optimizer.step for name, optimizer in optimizers.items()}
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], default=[128, 512, 768])
+    parser.add_argument("--models", type=lambda t: [x for x in t.split(",") if x], default=list(models()))
     add_timing_arguments(parser, RESULTS)
     return parser.parse_args(argv)
 
@@ -75,7 +124,27 @@ def main(argv: list[str] | None = None) -> str:
             cells += [f"{ms[form]:.3g}" for form in FORMS]
             cells += [f"{ms['per map'] / ms['torch bf16']:.2f}x", f"{ms['whole'] / ms['torch bf16']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
-    body = "\n".join([f"Medians of {args.repetitions} interleaved calls.", "", *lines])
+    built = models()
+    steps = {(model, name): call for model in args.models for name, call in step_calls(built[model]()).items()}
+    step_times = interleaved_times(steps, args.threads, args.repetitions)
+    step_lines = [
+        "| model | " + " | ".join(
+            f"{count} thread{'s' if count > 1 else ''}: per map ms | whole ms | torch muon ms | per map / whole | "
+            "per map / torch" for count in args.threads
+        ) + " |",
+        "|---" * (1 + 5 * len(args.threads)) + "|",
+    ]  # fmt: skip
+    for model in args.models:
+        cells = [model]
+        for count in args.threads:
+            ms = {name: statistics.median(step_times[(count, (model, name))]) * 1e3 for name in STEPS}
+            cells += [f"{ms[name]:.3g}" for name in STEPS]
+            cells += [f"{ms['per map'] / ms['whole']:.2f}x", f"{ms['per map'] / ms['torch muon']:.2f}x"]
+        step_lines.append("| " + " | ".join(cells) + " |")
+    body = "\n".join([
+        f"Medians of {args.repetitions} interleaved calls.", "", "The direction of one stacked weight:", "", *lines, "",
+        "Whole optimizer steps (Stacey's Muon-like point, the peer `muon`):", "", *step_lines,
+    ])  # fmt: skip
     title = "The spectral direction of stacked maps: each map's against the stacked matrix's and torch's Muon's"
     text = write_report(args.output, title, command_line("stacked_maps.py", argv), body)
     print(text)

@@ -236,8 +236,12 @@ def test_spectral_coupling_smoke(benchmark, tmp_path):
 def test_stacked_maps_times_each_map_against_the_whole_and_torch(benchmark, tmp_path):
     script = benchmark("stacked_maps")
     output = tmp_path / "stacked.md"
-    text = script.main(["--sizes", "8", "--threads", "1", "--repetitions", "1", "--output", str(output)])
+    text = script.main(["--sizes", "8", "--models", "gru,encoder", "--threads", "1", "--repetitions", "1",
+                        "--output", str(output)])  # fmt: skip
     assert output.read_text() == text
+    steps = _table(text, "| model |")
+    assert [row[0] for row in steps] == ["gru", "encoder"]
+    assert all(float(cell.rstrip("x")) > 0 for row in steps for cell in row[1:])
     rows = _table(text, "| weight |")
     assert [row[1] for row in rows] == ["24 x 8", "32 x 8", "24 x 8"]  # attention's q, k, v, LSTM, GRU
     for row in rows:
