@@ -84,35 +84,39 @@ def _dtype_name(dtype: Any) -> Any:
 def check_norm_shapes(group: dict[str, Any]) -> None:
     """Raise a ValueError if a spectral group holds a parameter that is not a matrix (ndim < 2), or ``blocks``
     is not one count, or one per parameter, of matrices that each parameter's rows split into."""
-    where = f"group {group['name']!r}" if "name" in group else "a group"
-    counts = block_counts(group)
-    if group.get("norm", "lp") != "spectral":
-        return
-    for param, blocks in zip(group["params"], counts):
-        if param.ndim < 2:
-            raise ValueError(
-                f"Invalid norm: 'spectral' for a parameter of shape {tuple(param.shape)} in {where}: the "
-                "spectral norm needs a matrix (ndim >= 2); put vectors and biases in a group with norm='lp'"
-            )
-        if param.shape[0] % blocks:
-            raise ValueError(
-                f"Invalid blocks: {blocks} for a parameter of shape {tuple(param.shape)} in {where}: its "
-                f"{param.shape[0]} rows do not split into {blocks} matrices"
-            )
+    if group.get("norm", "lp") == "spectral":
+        for param in group["params"]:
+            if param.ndim < 2:
+                raise ValueError(
+                    f"Invalid norm: 'spectral' for a parameter of shape {tuple(param.shape)} in {_where(group)}: "
+                    "the spectral norm needs a matrix (ndim >= 2); put vectors and biases in a group with norm='lp'"
+                )
+    block_counts(group)
 
 
 def block_counts(group: dict[str, Any]) -> list[int]:
     """The matrices each parameter of ``group`` stacks along its rows: ``group["blocks"]``, one count for every
-    parameter or one per parameter (default 1); a ValueError naming the group if it is neither."""
+    parameter or one per parameter (default 1); a ValueError naming the group if it is neither, or if in a
+    spectral group a parameter's rows do not split into its count (checked at each step too: a group's
+    options may be set by hand after construction)."""
     blocks = group.get("blocks", 1)
     counts = [blocks] * len(group["params"]) if isinstance(blocks, int) and not isinstance(blocks, bool) else blocks
     valid = isinstance(counts, (list, tuple)) and len(counts) == len(group["params"])
     if not valid or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in counts):
-        where = f"group {group['name']!r}" if "name" in group else "a group"
         raise ValueError(
-            f"Invalid blocks: {blocks!r} in {where} (must be an integer >= 1, or a list of one per parameter)"
+            f"Invalid blocks: {blocks!r} in {_where(group)} (must be an integer >= 1, or a list of one per parameter)"
         )
+    for param, k in zip(group["params"], counts):
+        if group.get("norm", "lp") == "spectral" and param.shape[0] % k:
+            raise ValueError(
+                f"Invalid blocks: {k} for a parameter of shape {tuple(param.shape)} in {_where(group)}: its "
+                f"{param.shape[0]} rows do not split into {k} matrices"
+            )
     return list(counts)
+
+
+def _where(group: dict[str, Any]) -> str:
+    return f"group {group['name']!r}" if "name" in group else "a group"
 
 
 class Stacey(Optimizer):

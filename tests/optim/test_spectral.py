@@ -277,6 +277,11 @@ def test_spectral_groups_refuse_vectors_and_the_pp_variant_and_bad_ns_steps():
     with pytest.raises(ValueError, match="Invalid blocks: -1"):
         Stacey([{"params": [gru.weight_ih_l0], "blocks": -1}])
     assert Stacey([{"params": [gru.weight_ih_l0], "blocks": 3}]).param_groups[0]["blocks"] == 3
+    optimizer = Stacey([{"params": [gru.weight_ih_l0], "norm": "spectral", "blocks": 3}])
+    optimizer.param_groups[0]["blocks"] = 4  # set by hand after construction: refused at the step
+    gru.weight_ih_l0.grad = torch.ones_like(gru.weight_ih_l0)
+    with pytest.raises(ValueError, match=r"Invalid blocks: 4 for a parameter of shape \(18, 4\) in a group"):
+        optimizer.step()
 
 
 @pytest.mark.parametrize("rest", ["lp", "adam"])
