@@ -2,12 +2,13 @@
 each map's own (Stacey's ``blocks``, float32 on the CPU) against the stacked matrix whole, Stacey's float32 and
 torch's Muon's bfloat16 (what torch.optim.Muon computes for it), at 1 and 2 threads, interleaved, medians.
 
-    python benchmarks/stacked_maps.py [--sizes 128,512,768] [--models textlm,gru,encoder] [--repetitions 9]
+    python benchmarks/stacked_maps.py [--sizes 128,512,768] [--models gru,lstm] [--repetitions 9]
 
-Columns: ``per map`` ``spectral_direction(c, blocks=k)`` as the step takes it (one block at a time on the CPU);
-``per map, batched`` the same k blocks as one batched Newton-Schulz (what an accelerator does); ``whole``
-``spectral_direction(c)``, the stacked matrix's own direction in float32 (the Gram form where it is wide);
-``torch bf16`` torch.optim.Muon's iteration on the whole matrix. The ratios are against torch's.
+Columns: ``maps one at a time`` and ``maps batched``, ``spectral_direction(c, blocks=k, batched=...)``: the step
+batches them on the CPU where no side of a block exceeds ``CPU_BATCH_SIDE``, one at a time beyond (and always
+batches on an accelerator); ``whole`` ``spectral_direction(c)``, the stacked matrix's own direction in float32 (the
+Gram form where it is wide); ``torch bf16`` torch.optim.Muon's iteration on the whole matrix. The ratios are
+against torch's; ``step's / torch`` is the form the step takes.
 
 Then whole optimizer steps on models with stacked weights (``--models``, random gradients): Stacey at
 its Muon-like point (spectral matrices, Adam's norm elsewhere, tau = 0) with the mixin's groups, each stacked weight
@@ -29,7 +30,7 @@ from _report import add_timing_arguments, command_line, interleaved_times, write
 from torch import nn
 from torch.optim._muon import _zeropower_via_newtonschulz
 
-from stacey_lightning.optim._spectral import NS_COEFFICIENTS, NS_STEPS, newton_schulz, rms_scale, spectral_direction
+from stacey_lightning.optim._spectral import CPU_BATCH_SIDE, NS_COEFFICIENTS, NS_STEPS, spectral_direction
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stacked_maps_cpu.md"
 # (name, maps, rows per map / size, cols / size): the stacked weights of torch's modules at width `size`.
@@ -40,8 +41,8 @@ LAYOUTS = (
 )
 STEPS = ("per map", "whole", "torch muon")
 FORMS = {
-    "per map": lambda c, k: spectral_direction(c, blocks=k),
-    "per map, batched": lambda c, k: newton_schulz(c.view(k, -1, c.shape[1]), scale=rms_scale(c.shape, k)),
+    "maps one at a time": lambda c, k: spectral_direction(c, blocks=k, batched=False),
+    "maps batched": lambda c, k: spectral_direction(c, blocks=k, batched=True),
     "whole": lambda c, k: spectral_direction(c),
     "torch bf16": lambda c, k: _zeropower_via_newtonschulz(c, NS_COEFFICIENTS, NS_STEPS, 1e-7),
 }
@@ -62,19 +63,12 @@ MUON_LIKE = {"norm": "adam", "kinds": {"matrix": {"norm": "spectral"}}, "tau": 0
 
 
 def models() -> dict[str, Callable[[], nn.Module]]:
-    """The models whose steps are timed: textlm (its fused qkv declared), and a GRU and a transformer encoder
-    language model at the sizes of the suite's stdlib-gru and stdlib-transformer-narrow."""
-    from stacey_lightning.tasks.textlm import TextLMModule
-
-    def gru() -> nn.Module:
-        return nn.ModuleList([nn.Embedding(256, 64), nn.GRU(64, 128), nn.Linear(128, 256)])
-
-    def encoder() -> nn.Module:
-        layer = nn.TransformerEncoderLayer(128, 4, 512, dropout=0.0, batch_first=True, norm_first=True)
-        return nn.ModuleList([nn.Embedding(256, 128), nn.TransformerEncoder(layer, 2, enable_nested_tensor=False),
-                              nn.Linear(128, 256)])  # fmt: skip
-
-    return {"textlm": TextLMModule, "gru": gru, "encoder": encoder}
+    """The models whose steps are timed, at the sizes of the suite's stdlib-gru and recall-lstm: an embedding, one
+    recurrent layer (its two weights stacked gates), a head."""
+    return {
+        "gru": lambda: nn.ModuleList([nn.Embedding(256, 64), nn.GRU(64, 128), nn.Linear(128, 256)]),
+        "lstm": lambda: nn.ModuleList([nn.Embedding(32, 32), nn.LSTM(32, 128), nn.Linear(128, 16)]),
+    }
 
 
 def step_calls(model: nn.Module) -> dict[str, Callable[[], object]]:
@@ -84,13 +78,12 @@ def step_calls(model: nn.Module) -> dict[str, Callable[[], object]]:
     from stacey_lightning.optim import Stacey
     from stacey_lightning.optim.muon_with_adamw import MuonWithAdamW
 
-    stacked = getattr(model, "stacey_stacked_matrices", None)  # textlm declares its fused qkv
     generator = torch.Generator().manual_seed(0)
     for param in model.parameters():
         param.grad = torch.randn(param.shape, generator=generator) * 1e-2
     config = StaceyConfig.from_source(MUON_LIKE)
     optimizers = {
-        "per map": Stacey(param_groups(model, config, stacked=stacked and stacked()), **config.optimizer_arguments()),
+        "per map": Stacey(param_groups(model, config), **config.optimizer_arguments()),
         "whole": Stacey(param_groups(model, config, stacked={}), **config.optimizer_arguments()),
         "torch muon": MuonWithAdamW(baseline_param_groups(model, 0.01, head_apart=True)),
     }
@@ -112,7 +105,7 @@ def main(argv: list[str] | None = None) -> str:
     times = timings(cases, args.threads, args.repetitions)
     columns = " | ".join(f"{name} ms" for name in FORMS)
     header = "| weight | shape | " + " | ".join(
-        f"{count} thread{'s' if count > 1 else ''}: {columns} | per map / torch | whole / torch"
+        f"{count} thread{'s' if count > 1 else ''}: {columns} | step's / torch | whole / torch"
         for count in args.threads
     )
     lines = [header + " |", "|---" * (2 + (len(FORMS) + 2) * len(args.threads)) + "|"]
@@ -122,7 +115,8 @@ def main(argv: list[str] | None = None) -> str:
         for count in args.threads:
             ms = {form: statistics.median(times[(count, (case, form))]) * 1e3 for form in FORMS}
             cells += [f"{ms[form]:.3g}" for form in FORMS]
-            cells += [f"{ms['per map'] / ms['torch bf16']:.2f}x", f"{ms['whole'] / ms['torch bf16']:.2f}x"]
+            step = ms["maps batched" if max(rows, cols) <= CPU_BATCH_SIDE else "maps one at a time"]
+            cells += [f"{step / ms['torch bf16']:.2f}x", f"{ms['whole'] / ms['torch bf16']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     built = models()
     steps = {(model, name): call for model in args.models for name, call in step_calls(built[model]()).items()}

@@ -236,11 +236,11 @@ def test_spectral_coupling_smoke(benchmark, tmp_path):
 def test_stacked_maps_times_each_map_against_the_whole_and_torch(benchmark, tmp_path):
     script = benchmark("stacked_maps")
     output = tmp_path / "stacked.md"
-    text = script.main(["--sizes", "8", "--models", "gru,encoder", "--threads", "1", "--repetitions", "1",
+    text = script.main(["--sizes", "8", "--models", "gru,lstm", "--threads", "1", "--repetitions", "1",
                         "--output", str(output)])  # fmt: skip
     assert output.read_text() == text
     steps = _table(text, "| model |")
-    assert [row[0] for row in steps] == ["gru", "encoder"]
+    assert [row[0] for row in steps] == ["gru", "lstm"]
     assert all(float(cell.rstrip("x")) > 0 for row in steps for cell in row[1:])
     rows = _table(text, "| weight |")
     assert [row[1] for row in rows] == ["24 x 8", "32 x 8", "24 x 8"]  # attention's q, k, v, LSTM, GRU
@@ -248,7 +248,7 @@ def test_stacked_maps_times_each_map_against_the_whole_and_torch(benchmark, tmp_
         assert all(float(cell) > 0 for cell in row[2:6]) and all(float(cell.rstrip("x")) > 0 for cell in row[6:])
     # Each map's direction, batched or one at a time, is the same.
     c = torch.randn(24, 8)
-    torch.testing.assert_close(script.FORMS["per map, batched"](c, 3).reshape(24, 8), script.FORMS["per map"](c, 3))
+    torch.testing.assert_close(script.FORMS["maps batched"](c, 3), script.FORMS["maps one at a time"](c, 3))
 
 
 def test_newton_schulz_times_each_form_at_each_aspect(benchmark, tmp_path):

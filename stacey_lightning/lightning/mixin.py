@@ -96,9 +96,9 @@ class StaceyMixin:
 
     def stacey_stacked_matrices(self) -> dict[torch.Tensor, int]:
         """``{weight: k}`` for the weights that stack k maps along their rows, which the spectral norm steps as
-        k matrices: by default those torch's modules stack (nn.LSTM's and nn.GRU's gates, nn.MultiheadAttention's
-        q, k, v; ``param_groups.stacked_matrices``). Override it to add the model's own, such as a fused
-        ``self.qkv = nn.Linear(d, 3 * d)``: ``return {**super().stacey_stacked_matrices(), self.qkv.weight: 3}``."""
+        k matrices: by default the gates torch's recurrent layers stack (nn.LSTM's 4, nn.GRU's 3;
+        ``param_groups.stacked_matrices``). Override it to add the model's own, such as a hand-written cell's
+        ``self.gates = nn.Linear(n, 4 * h)``: ``return {**super().stacey_stacked_matrices(), self.gates.weight: 4}``."""
         return stacked_matrices(self)
 
     def stacey_optimizer_config(self, config: ConfigSource | None = None) -> dict[str, Any]:

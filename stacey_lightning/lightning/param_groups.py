@@ -15,8 +15,8 @@ The spectral norm (``kinds: {matrix: {norm: spectral}}``) is for hidden matrices
 leaves the model's output head, the weight of its last ``nn.Linear``, in a group of its own named
 "head" with the config's global norm, p and lr, as Muon's users leave the head to AdamW
 (torch.optim.Muon's docs; ``norm: adam`` is that AdamW). In a spectral group, a weight in which one
-of torch's modules stacks several maps (an LSTM's or a GRU's gates, multi-head attention's query, key
-and value) is stepped as those maps (the group's ``blocks``: ``stacked_matrices``).
+of torch's recurrent layers stacks its gates' maps (an LSTM's four, a GRU's three) is stepped as those
+maps (the group's ``blocks``: ``stacked_matrices``).
 """
 
 from __future__ import annotations
@@ -97,25 +97,31 @@ def output_head(module: nn.Module) -> torch.Tensor | None:
 
 
 def stacked_matrices(module: nn.Module) -> dict[torch.Tensor, int]:
-    """``{param: k}`` for each weight of ``module`` in which one of torch's modules stacks k > 1 maps along its
-    rows: an nn.LSTM's input and hidden weights hold its 4 gates' maps, an nn.GRU's 3, and an
-    nn.MultiheadAttention's in_proj_weight its query, key and value projections (3). Each is a map of its own:
-    the spectral norm steps them apart (Stacey's ``blocks``). A weight stacked by the model's own code (a fused
-    ``nn.Linear(d, 3 * d)`` for q, k, v) is the model's to declare (``StaceyMixin.stacey_stacked_matrices``)."""
+    """``{param: k}`` for each weight of ``module`` in which one of torch's recurrent layers or cells stacks its
+    k > 1 gates' maps along its rows: an nn.LSTM's (and nn.LSTMCell's) input and hidden weights 4, an nn.GRU's
+    (and nn.GRUCell's) 3. Each gate's map feeds its own nonlinearity: the spectral norm steps them apart
+    (Stacey's ``blocks``). An LSTM's projection (``weight_hr``, with proj_size) is one map.
+
+    Attention's stacked query, key and value (nn.MultiheadAttention's in_proj_weight) are left whole: the query
+    and key maps act together, through their product, and as maps they trained better on some transformers and
+    worse on others (benchmarks/results/suite_dev.md, "Round 14"). A model may declare them, or a stack of its
+    own code, with ``StaceyMixin.stacey_stacked_matrices``."""
     stacked: dict[torch.Tensor, int] = {}
     for owner in module.modules():
-        if isinstance(owner, nn.RNNBase):
-            gates = _GATES.get(owner.mode, 1)
+        if isinstance(owner, (nn.RNNBase, nn.RNNCellBase)):
+            gates = _gates(owner)
             for name, param in owner.named_parameters(recurse=False):
                 if gates > 1 and name.startswith(("weight_ih", "weight_hh")):
                     stacked[param] = gates
-        elif isinstance(owner, nn.MultiheadAttention) and owner.in_proj_weight is not None:
-            stacked[owner.in_proj_weight] = 3
     return stacked
 
 
-# The gates nn.RNNBase stacks in each weight, by its mode (a plain RNN's one map is the whole weight).
-_GATES = {"LSTM": 4, "GRU": 3}
+def _gates(owner: nn.Module) -> int:
+    """The gates a recurrent layer or cell of torch's stacks in each weight (a plain RNN's one map is the whole
+    weight); by its mode or class, so that a subclass counts as its base."""
+    if isinstance(owner, nn.RNNBase):
+        return {"LSTM": 4, "GRU": 3}.get(owner.mode, 1)
+    return 4 if isinstance(owner, nn.LSTMCell) else 3 if isinstance(owner, nn.GRUCell) else 1
 
 
 def param_groups(
@@ -140,7 +146,7 @@ def param_groups(
     """
     groups = []
     head = output_head(module)
-    stacked = stacked_matrices(module) if stacked is None else stacked
+    stacked = stacked_matrices(module) if stacked is None else _checked_stacks(module, stacked)
     for kind, params in parameters_by_kind(module, kind_of).items():
         overrides = config.kinds.get(kind, {})
         default_weight_decay = 0.0 if kind == "vector" else config.weight_decay
@@ -162,6 +168,20 @@ def param_groups(
         if group["norm"] == "spectral" and max(blocks) > 1:
             group["blocks"] = blocks
     return groups
+
+
+def _checked_stacks(module: nn.Module, stacked: Mapping[torch.Tensor, int]) -> Mapping[torch.Tensor, int]:
+    """``stacked``, or a ValueError naming the first key that is not a parameter of ``module`` (a module given
+    for its weight, a tensor of another model), which would otherwise be left whole without a word."""
+    parameters = {id(param) for param in module.parameters()}
+    for key in stacked:
+        if id(key) not in parameters:
+            what = type(key).__name__ if not isinstance(key, torch.Tensor) else f"a tensor of shape {tuple(key.shape)}"
+            raise ValueError(
+                f"stacked matrices: {what} is not a parameter of {type(module).__name__}; give each stacked weight "
+                "itself (such as self.qkv.weight), with the number of maps it stacks"
+            )
+    return stacked
 
 
 def baseline_param_groups(

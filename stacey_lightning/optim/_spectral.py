@@ -35,10 +35,11 @@ kept to float32 and wider, since in bfloat16 that squaring loses what is left. T
 addmm, so that their scalings ride in the matmuls instead of passes of their own.
 
 A parameter may stack several matrices along its first dimension: torch's recurrent layers keep their gates' maps
-in one weight (nn.LSTM four, nn.GRU three) and nn.MultiheadAttention its query, key and value projections. Each is a
-map of its own, and the spectral norm of the maps together (the block-diagonal operator) is the largest of theirs,
-so its steepest direction is msign of each block, each scaled by its own shape (``blocks``; the l_p and Adam
-directions are elementwise and need no such thing). One block is the whole matrix, as torch's Muon takes it.
+in one weight (nn.LSTM four, nn.GRU three), nn.MultiheadAttention its query, key and value projections. Measured as
+those maps, each in its own spectral norm, the largest of them (max_i ||W_i||_2, the spectral norm of the
+block-diagonal diag(W_1, ..., W_k)), the steepest direction decouples into msign of each block, each scaled by its
+own shape (``blocks``; the l_p and Adam directions are elementwise and need no such thing). One block is the whole
+matrix, as torch's Muon takes it (which blocks the mixin sets: lightning/param_groups.py).
 
 Parameters sharded by FSDP2 are DTensors split by rows: the direction needs the whole matrix, so each
 process gathers c (``full_tensor``), computes the direction and keeps its own rows. Every process
@@ -68,6 +69,7 @@ __all__ = [
     "check_ns_dtype",
     "NS_DTYPES",
     "GRAM_ASPECT",
+    "CPU_BATCH_SIDE",
 ]
 
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)  # torch.optim.Muon's quintic (Keller Jordan's)
@@ -78,6 +80,10 @@ _NORM_FLOOR = 1e-7  # torch.optim.Muon's eps: a zero momentum gives a zero direc
 # The least cols / rows (of the wide form) from which the Gram form is taken: on this project's CPU, at 1 and 2
 # threads, the two forms take the same time at 1.5 and the Gram form less from 2 (benchmarks/newton_schulz.py).
 GRAM_ASPECT = 2.0
+# The largest side of a stack's blocks that the CPU orthogonalises as one batch: at 64 and 128 a batch was 1.04x-2.7x
+# faster than one block at a time, at 256 level (within 1.15x either way), at 512 and 768 up to 1.35x slower at 2
+# threads (benchmarks/results/stacked_maps_cpu.md).
+CPU_BATCH_SIDE = 128
 # The precisions a group's ``ns_dtype`` may pin, by name (the name is what a param group and a checkpoint keep).
 NS_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
@@ -197,20 +203,28 @@ def spectral_direction(
     cast: bool = True,
     gram: bool | None = None,
     blocks: int = 1,
+    batched: bool | None = None,
 ) -> Tensor:
     """d = NS(c) * 0.2 * sqrt(max(rows, cols)) for c viewed as (shape[0], -1), in c's shape; Newton-Schulz in
     ns_precision(c, pinned) and in the form ``gram`` picks (newton_schulz), the result in c's dtype (in
     Newton-Schulz's with ``cast=False``). With ``blocks`` > 1 the view's rows are that many matrices, each
-    orthogonalised and scaled on its own."""
+    orthogonalised and scaled on its own: as one batch (``batched``; by default off the CPU and for small blocks
+    on it), or one block at a time (by default on the CPU from blocks of more than ``CPU_BATCH_SIDE`` rows or
+    columns)."""
+    if c.shape[0] % blocks:
+        raise ValueError(f"Invalid blocks: {blocks} for a matrix of {c.shape[0]} rows (they must split evenly)")
     matrix = c.reshape(c.shape[0], -1)
     dtype, scale = ns_precision(c, pinned), rms_scale(c.shape, blocks)
+    if batched is None:
+        batched = c.device.type != "cpu" or max(c.shape[0] // blocks, matrix.shape[1]) <= CPU_BATCH_SIDE
     if blocks == 1:
         d = newton_schulz(matrix, steps, dtype, scale, gram)
-    elif c.device.type == "cpu":  # one block at a time: batched matmuls were slower on the CPU (_directions)
-        d = torch.cat([newton_schulz(block, steps, dtype, scale, gram) for block in matrix.split(c.shape[0] // blocks)])
-    else:
+    elif batched:
         d = newton_schulz(matrix.reshape(blocks, -1, matrix.shape[1]), steps, dtype, scale, gram)
-    return (d.to(c.dtype) if cast else d).view_as(c)
+    else:
+        d = torch.cat([newton_schulz(block, steps, dtype, scale, gram) for block in matrix.split(c.shape[0] // blocks)])
+    # reshape, not view: a tall matrix's direction comes back transposed (newton_schulz iterates on the wide form)
+    return (d.to(c.dtype) if cast else d).reshape(c.shape)
 
 
 def spectral_stacey(
@@ -288,17 +302,17 @@ def _multi_tensor_spectral_stacey(
     """The same step with the elementwise parts in multi-tensor kernels and the matrices of one shape
     orthogonalised as one batch (one matmul per iteration instead of one per matrix)."""
     # Elementwise work on the shards this process holds; a sharded matrix's direction is gathered whole.
-    layouts = {id(x): (_layout(x), k) for x, k in zip(params, blocks)}
+    layout_and_blocks = {id(x): (_layout(x), k) for x, k in zip(params, blocks)}
     local = [local_shards(tensors) for tensors in (params, grads, zs, ms)]
-    shard_layout = {id(x_local): layouts[id(x)] for x, x_local in zip(params, local[0])}
+    of_shard = {id(x_local): layout_and_blocks[id(x)] for x, x_local in zip(params, local[0])}
     for xs, gs, zs_, ms_ in group_by_device_and_dtype(*local):
         if maximize:
             gs = torch._foreach_neg(gs)
         c = torch._foreach_mul(ms_, beta1)
         torch._foreach_add_(c, gs, alpha=1 - beta1)
         torch._foreach_add_(zs_, c, alpha=-alpha)
-        layout, block_counts = zip(*(shard_layout[id(x)] for x in xs))
-        d = _directions(c, list(layout), list(block_counts), ns_steps, ns_dtype)
+        layouts, counts = zip(*(of_shard[id(x)] for x in xs))
+        d = _directions(c, list(layouts), list(counts), ns_steps, ns_dtype)
         _foreach_primal_and_momentum(
             xs, zs_, ms_, gs, d, lr=lr, tau=tau, weight_decay=weight_decay, beta2=beta2, scratch=c
         )
@@ -313,7 +327,7 @@ def _directions(
     slower than single ones (ResNet-18's matrices, 1 and 2 threads, bfloat16 and float32:
     benchmarks/results/step_speed_spectral_cpu_round10.md)."""
     directions: list[Tensor | None] = [None] * len(cs)
-    by_shape: dict[tuple[torch.Size, int], list[int]] = {}
+    by_block: dict[tuple[int, int], list[int]] = {}
     for index, (c, layout, k) in enumerate(zip(cs, layouts, blocks)):
         if layout is not None:
             directions[index] = _gathered_direction(_as_dtensor(c, layout), ns_steps, pinned, blocks=k).to_local()
@@ -322,18 +336,27 @@ def _directions(
             # cast would cost a model-sized allocation.
             directions[index] = spectral_direction(c, ns_steps, pinned, cast=False, blocks=k)
         else:
-            by_shape.setdefault((c.shape, k), []).append(index)
-    for (shape, k), indices in by_shape.items():
-        first = cs[indices[0]]
-        # Each block is copied into the batch in Newton-Schulz's precision: one pass, not a stack and a cast.
-        block = (shape[0] // k, math.prod(shape[1:]))
-        batch = first.new_empty((len(indices) * k, *block), dtype=ns_precision(first, pinned))
-        for matrices, i in zip(batch.split(k), indices):
-            matrices.copy_(cs[i].reshape(matrices.shape))
-        d = newton_schulz(batch, ns_steps, scale=rms_scale(shape, k)).to(first.dtype)
-        for i, matrices in zip(indices, d.split(k)):
-            directions[i] = matrices.view(shape)
+            # One batch per block shape: attention's q, k, v (d x d each) join its d x d output projection.
+            by_block.setdefault((c.shape[0] // k, math.prod(c.shape[1:])), []).append(index)
+    for indices in by_block.values():
+        chosen = [cs[i] for i in indices]
+        for i, d in zip(indices, _batched_directions(chosen, [blocks[i] for i in indices], ns_steps, pinned)):
+            directions[i] = d
     return directions
+
+
+def _batched_directions(cs: list[Tensor], blocks: list[int], ns_steps: int, pinned: str | None) -> list[Tensor]:
+    """spectral_direction of each c, its blocks (all of one shape, and so of one scale) orthogonalised as one
+    batch: one matmul per iteration instead of one per matrix, in each c's dtype."""
+    first = cs[0]
+    block = (first.shape[0] // blocks[0], math.prod(first.shape[1:]))
+    # Each block is copied into the batch in Newton-Schulz's precision: one pass, not a stack and a cast.
+    batch = first.new_empty((sum(blocks), *block), dtype=ns_precision(first, pinned))
+    for matrices, c, k in zip(batch.split(blocks), cs, blocks):
+        matrices.copy_(c.reshape(k, *block))
+    d = newton_schulz(batch, ns_steps, scale=rms_scale(block))
+    # reshape, not view: a tall block's direction comes back transposed (newton_schulz iterates on the wide form)
+    return [matrices.reshape(c.shape).to(c.dtype) for matrices, c in zip(d.split(blocks), cs)]
 
 
 def _layout(t: Tensor) -> tuple | None:

@@ -167,9 +167,9 @@ class Stacey(Optimizer):
         blocks (a group's key, not an argument): the matrices a spectral parameter stacks along its first
             dimension, as torch's recurrent layers keep their gates (nn.LSTM 4, nn.GRU 3) and
             nn.MultiheadAttention its query, key and value (its in_proj_weight 3): the direction is msign of
-            each, the steepest direction in the spectral norm of the maps they are. One count for every
+            each, the steepest direction when each map is measured in its own spectral norm. One count for every
             parameter of the group or a list of one per parameter. Default 1 (the whole matrix, as
-            torch.optim.Muon takes it); ``StaceyMixin`` sets it for those modules.
+            torch.optim.Muon takes it); ``StaceyMixin`` sets it for recurrent layers' gates.
         tau_follows_lr: scale tau with lr as alpha is scaled, tau_t = min(1, tau * lr / initial lr),
             so that a schedule scales all three of lr, alpha and tau: to first order, a decaying
             schedule then slows Stacey's dynamics down as it slows SGD's, instead of pulling x towards

@@ -235,10 +235,6 @@ class TextLMModule(StaceyMixin, pl.LightningModule):
         # Mean over validation characters, weighted by how many each batch holds.
         self.val_nats = MeanMetric()
 
-    def stacey_stacked_matrices(self) -> dict[torch.Tensor, int]:
-        # Each block's qkv weight holds the query, key and value projections, rows in that order (forward).
-        return {**super().stacey_stacked_matrices(), **{block.qkv.weight: 3 for block in self.blocks}}
-
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.embedding_dropout(self.token_embedding(tokens) + self.position_embedding(positions))

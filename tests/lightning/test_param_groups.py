@@ -86,20 +86,24 @@ def test_kinds_come_from_module_types_when_sharding_flattens_shapes():
 
 
 class Recurrent(nn.Module):
-    """Weights in which torch's modules stack maps: a 2-layer LSTM (4 gates), a GRU (3), a plain RNN (1),
-    attention's q, k, v (3), and plain matrices around them."""
+    """Weights in which torch's recurrent layers stack their gates: a 2-layer bidirectional LSTM (4), a GRU (3, a
+    subclass of torch's), a plain RNN (1), an LSTM and a GRU cell, an LSTM with a projection (its weight_hr one
+    map); attention's stacked q, k, v and attention with kdim and vdim (left whole), and plain matrices."""
 
     def __init__(self):
         super().__init__()
         self.embedding = nn.Embedding(20, 8)
         self.lstm = nn.LSTM(8, 6, num_layers=2, bidirectional=True)
-        self.gru = nn.GRU(12, 6)
+        self.gru = type("MyGRU", (nn.GRU,), {})(12, 6)
         self.rnn = nn.RNN(6, 6)
+        self.cells = nn.ModuleList([nn.LSTMCell(6, 6), nn.GRUCell(6, 6), nn.RNNCell(6, 6)])
+        self.projected = nn.LSTM(6, 8, proj_size=4)
         self.attention = nn.MultiheadAttention(6, 2)
+        self.cross = nn.MultiheadAttention(6, 2, kdim=4, vdim=5)
         self.head = nn.Linear(6, 20)
 
 
-def test_in_spectral_groups_a_weight_of_stacked_maps_is_stepped_as_those_maps():
+def test_in_spectral_groups_a_weight_of_stacked_gates_is_stepped_as_those_maps():
     model = Recurrent()
     spectral = StaceyConfig.from_source({"kinds": {"matrix": {"norm": "spectral"}}})
     groups = param_groups(model, spectral)
@@ -107,13 +111,31 @@ def test_in_spectral_groups_a_weight_of_stacked_maps_is_stepped_as_those_maps():
     matrix = next(group for group in groups if group["name"] == "matrix")
     expected = {param: 4 for name, param in model.lstm.named_parameters() if name.startswith("weight")}
     expected |= {model.gru.weight_ih_l0: 3, model.gru.weight_hh_l0: 3}
-    expected |= {model.attention.in_proj_weight: 3}
-    assert len(expected) == 8 + 2 + 1  # 2 layers x 2 directions x (input, hidden) for the LSTM
+    expected |= {model.cells[0].weight_ih: 4, model.cells[0].weight_hh: 4}
+    expected |= {model.cells[1].weight_ih: 3, model.cells[1].weight_hh: 3}
+    expected |= {model.projected.weight_ih_l0: 4, model.projected.weight_hh_l0: 4}  # (32, 6), (32, 4)
+    assert len(expected) == 8 + 2 + 4 + 2  # 2 layers x 2 directions x (input, hidden) for the first LSTM
     assert matrix["blocks"] == [expected.get(param, 1) for param in matrix["params"]]
-    assert any(param is model.rnn.weight_hh_l0 for param in matrix["params"])  # one map: whole
+    # One map each, and attention's stacked q, k, v (a model may declare them): whole.
+    for whole in (model.rnn.weight_hh_l0, model.cells[2].weight_hh, model.projected.weight_hr_l0,
+                  model.attention.in_proj_weight, model.cross.q_proj_weight):  # fmt: skip
+        assert any(param is whole for param in matrix["params"]) and whole not in expected
     assert "blocks" not in next(group for group in groups if group["name"] == "head")  # not a spectral group
     Stacey(groups)  # every count splits its weight's rows
     # Elementwise norms step every entry alike: the groups carry no blocks.
     assert all("blocks" not in group for group in param_groups(model, StaceyConfig()))
     # A model without stacked weights has none either.
     assert all("blocks" not in group for group in param_groups(nn.Linear(3, 4), spectral))
+
+
+def test_a_declared_stack_must_be_a_parameter_of_the_model():
+    model = nn.Sequential(nn.Linear(4, 12), nn.Linear(12, 2))
+    spectral = StaceyConfig.from_source({"kinds": {"matrix": {"norm": "spectral"}}})
+    (matrix,) = [g for g in param_groups(model, spectral, stacked={model[0].weight: 3}) if g["name"] == "matrix"]
+    assert matrix["blocks"] == [3]
+    with pytest.raises(ValueError, match=r"stacked matrices: Linear is not a parameter of Sequential; give each"):
+        param_groups(model, spectral, stacked={model[0]: 3})  # the module, not its weight
+    with pytest.raises(ValueError, match=r"a tensor of shape \(12, 4\) is not a parameter of Sequential"):
+        param_groups(model, spectral, stacked={nn.Linear(4, 12).weight: 3})
+    with pytest.raises(ValueError, match=r"Invalid blocks: 5 for a parameter of shape \(12, 4\) in group 'matrix'"):
+        Stacey(param_groups(model, spectral, stacked={model[0].weight: 5}))

@@ -6,12 +6,15 @@ import io
 import math
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 import torch
 
 from stacey_lightning import Stacey
 from stacey_lightning.optim._spectral import (
+    _batched_directions,
+    _directions,
     _multi_tensor_spectral_stacey,
     _single_tensor_spectral_stacey,
     newton_schulz,
@@ -22,8 +25,9 @@ from stacey_lightning.optim._spectral import (
 # Wide, tall, square, a convolution viewed as (out, in*kh*kw) wide and one tall, and two of one shape
 # (one batch on an accelerator).
 SHAPES = [(6, 9), (12, 5), (7, 7), (4, 3, 2, 2), (12, 2, 1, 2), (6, 9)]
-# The same, some of them stacks of matrices along their rows (an LSTM's gates, attention's q, k, v).
-STACKED = [3, 4, 1, 2, 3, 1]
+# The same, some of them stacks of matrices along their rows (an LSTM's gates, attention's q, k, v): blocks
+# wide (2 x 9, 2 x 12) and tall (6 x 5, 6 x 4: their directions come back transposed).
+STACKED = [3, 2, 1, 2, 2, 1]
 HYPERPARAMETERS = dict(lr=3e-2, alpha=0.2, tau=0.05, beta1=0.8, beta2=0.95, weight_decay=0.1, ns_steps=5)
 
 
@@ -197,9 +201,9 @@ def test_stacey_at_tau_0_and_betas_mu_squared_mu_is_torch_muon(path):
 )
 def test_a_stack_of_matrices_steps_as_those_matrices_apart(path, device):
     """A (3 r, c) weight with blocks=3 (an LSTM's gates, attention's q, k, v) moves as three (r, c) weights,
-    each in its own spectral norm and at its own shape's RMS, to the last bit on the CPU (on CUDA its blocks
-    join the batch of their shape); the other weight of the group (blocks given one per parameter) as it would
-    alone."""
+    each in its own spectral norm and at its own shape's RMS, to float32's rounding (its blocks are one batch,
+    whose matmuls round apart from single ones); the other weight of the group (blocks given one per parameter)
+    as it would alone."""
     generator = torch.Generator().manual_seed(5)
     stacked, other = (torch.randn(shape, generator=generator).to(device) for shape in ((12, 5), (4, 6)))
     together = [torch.nn.Parameter(stacked.clone()), torch.nn.Parameter(other.clone())]
@@ -217,14 +221,9 @@ def test_a_stack_of_matrices_steps_as_those_matrices_apart(path, device):
         optimizer.step()
         reference.step()
 
-    def same(a: torch.Tensor, b: torch.Tensor) -> None:
-        if device == "cpu":
-            assert torch.equal(a, b)
-        else:
-            torch.testing.assert_close(a, b)
-
+    same = partial(torch.testing.assert_close, rtol=1e-5, atol=1e-6)
     same(together[0], torch.cat(apart[:3]))
-    same(together[1], apart[3])
+    assert torch.equal(together[1], apart[3])
     state, reference_state = optimizer.state[together[0]], [reference.state[param] for param in apart[:3]]
     same(state["z"], torch.cat([s["z"] for s in reference_state]))
     # Not what the whole matrix does: three maps, three directions.
@@ -234,6 +233,25 @@ def test_a_stack_of_matrices_steps_as_those_matrices_apart(path, device):
         whole.grad = _gradients(step, together)[0].to(device)
         alone.step()
     assert not torch.allclose(whole, together[0])
+
+
+def test_stacked_maps_taken_as_one_batch_equal_one_map_at_a_time():
+    """What an accelerator runs (one batch per block shape), checked on the CPU: tall blocks (an LSTM's hidden
+    weight, 4 blocks of 6 x 3), a stack of 2 and a whole matrix sharing that block shape, each direction as one
+    map at a time gives it; and the accelerator's routing, shapes only, on the meta device."""
+    generator = torch.Generator().manual_seed(7)
+    cs = [torch.randn(rows, 3, generator=generator, dtype=torch.float64) for rows in (24, 12, 6)]
+    blocks = [4, 2, 1]
+    for c, k, d in zip(cs, blocks, _batched_directions(cs, blocks, 5, None)):
+        one_at_a_time = spectral_direction(c, blocks=k, batched=False)
+        torch.testing.assert_close(d, one_at_a_time)
+        torch.testing.assert_close(spectral_direction(c, blocks=k, batched=True), one_at_a_time)
+        assert d.shape == c.shape and d.dtype == c.dtype
+    meta = [torch.empty(shape, device="meta") for shape in [(2048, 128), (512, 128), (24, 8), (8, 2, 3, 3)]]
+    directions = _directions(meta, [None] * 4, [4, 1, 3, 2], 5, None)
+    assert [d.shape for d in directions] == [c.shape for c in meta]
+    with pytest.raises(ValueError, match="Invalid blocks: 5 for a matrix of 24 rows"):
+        spectral_direction(torch.randn(24, 8), blocks=5)
 
 
 def test_newton_schulz_runs_in_float32_on_the_cpu_unless_pinned():
@@ -324,12 +342,21 @@ def test_a_spectral_state_dict_resumes_bit_identically(rest):
 
 def test_a_state_dict_from_before_blocks_resumes_with_each_matrix_whole():
     """A checkpoint written before ``blocks`` existed goes on as it ran: every matrix whole."""
-    gru = torch.nn.GRU(4, 6)
-    saved = Stacey([{"params": [gru.weight_ih_l0], "norm": "spectral"}]).state_dict()
+    weight = torch.nn.GRU(4, 6).weight_ih_l0  # three gates of 6 x 4
+    copy_ = torch.nn.Parameter(weight.detach().clone())
+    before = Stacey([{"params": [weight], "norm": "spectral"}])
+    weight.grad, copy_.grad = torch.ones_like(weight), torch.ones_like(weight)
+    before.step()
+    saved = copy.deepcopy(before.state_dict())  # as a checkpoint file holds it, not the live state
     del saved["param_groups"][0]["blocks"]
-    resumed = Stacey([{"params": [gru.weight_ih_l0], "norm": "spectral", "blocks": 3}])
+    copy_.data.copy_(weight.detach())
+    resumed = Stacey([{"params": [copy_], "norm": "spectral", "blocks": 3}])
     resumed.load_state_dict(saved)
     assert resumed.param_groups[0]["blocks"] == 1
+    weight.grad, copy_.grad = _gradients(1, [weight])[0], _gradients(1, [weight])[0]
+    before.step()
+    resumed.step()
+    assert torch.equal(weight, copy_)  # the next step as the checkpoint's run took it
 
 
 @pytest.mark.gpu

@@ -66,19 +66,6 @@ def test_textlm_batches_and_logits_have_the_documented_shapes():
     assert large(inputs).shape == (4, 16, 256)
 
 
-def test_textlm_declares_its_fused_qkv_weights_as_three_maps_each():
-    """Its q, k, v projection is one nn.Linear(width, 3 * width): a spectral step takes each map apart."""
-    module, _ = make_textlm(**{**TINY_TEXTLM, "depth": 2})
-    module.set_stacey_config({"kinds": {"matrix": {"norm": "spectral"}}})
-    (matrix,) = [
-        group for group in module.stacey_optimizer_config()["optimizer"].param_groups if group["name"] == "matrix"
-    ]
-    qkv = {block.qkv.weight for block in module.blocks}
-    assert (
-        matrix["blocks"] == [3 if param in qkv else 1 for param in matrix["params"]] and matrix["blocks"].count(3) == 2
-    )
-
-
 def test_textlm_logs_contracted_metrics_and_bpc_is_nats_over_ln2():
     module, datamodule = make_textlm(**TINY_TEXTLM)
     trainer = _trainer(limit_train_batches=3, limit_val_batches=3)
