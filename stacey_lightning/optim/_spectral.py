@@ -211,8 +211,8 @@ def spectral_direction(
     orthogonalised and scaled on its own: as one batch (``batched``; by default off the CPU and for small blocks
     on it), or one block at a time (by default on the CPU from blocks of more than ``CPU_BATCH_SIDE`` rows or
     columns)."""
-    if c.shape[0] % blocks:
-        raise ValueError(f"Invalid blocks: {blocks} for a matrix of {c.shape[0]} rows (they must split evenly)")
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1 or c.shape[0] % blocks:
+        raise ValueError(f"Invalid blocks: {blocks!r} for a matrix of {c.shape[0]} rows (they must split evenly)")
     matrix = c.reshape(c.shape[0], -1)
     dtype, scale = ns_precision(c, pinned), rms_scale(c.shape, blocks)
     if batched is None:
@@ -248,7 +248,9 @@ def spectral_stacey(
     """Functional spectral Stacey step over lists of matrices (updated in place): the multi-tensor path,
     or the plain loop where ``foreach=False``. ``blocks``: the matrices each parameter stacks (None: one each)."""
     step = _single_tensor_spectral_stacey if foreach is False else _multi_tensor_spectral_stacey
-    blocks = [1] * len(params) if blocks is None else blocks
+    blocks = [1] * len(params) if blocks is None else list(blocks)
+    if len(blocks) != len(params):
+        raise ValueError(f"Invalid blocks: a list of {len(blocks)} for {len(params)} parameters (one count for each)")
     step(params, grads, zs, ms, lr=lr, alpha=alpha, tau=tau, beta1=beta1, beta2=beta2, weight_decay=weight_decay,
          ns_steps=ns_steps, ns_dtype=ns_dtype, blocks=blocks, maximize=maximize)  # fmt: skip
 

@@ -99,10 +99,14 @@ def block_counts(group: dict[str, Any]) -> list[int]:
     parameter or one per parameter (default 1); a ValueError naming the group if it is neither, or if in a
     spectral group a parameter's rows do not split into its count (checked at each step too: a group's
     options may be set by hand after construction)."""
-    blocks = group.get("blocks", 1)
-    counts = [blocks] * len(group["params"]) if isinstance(blocks, int) and not isinstance(blocks, bool) else blocks
-    valid = isinstance(counts, (list, tuple)) and len(counts) == len(group["params"])
-    if not valid or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in counts):
+    blocks, params = group.get("blocks", 1), group["params"]
+    counts = [blocks] * len(params) if isinstance(blocks, int) and not isinstance(blocks, bool) else blocks
+    if isinstance(counts, (list, tuple)) and len(counts) != len(params):
+        raise ValueError(
+            f"Invalid blocks: a list of {len(counts)} for the {len(params)} parameters of {_where(group)} (one count "
+            "for each, in the order of the group's params)"
+        )
+    if not isinstance(counts, (list, tuple)) or any(not _is_count(k) for k in counts):
         raise ValueError(
             f"Invalid blocks: {blocks!r} in {_where(group)} (must be an integer >= 1, or a list of one per parameter)"
         )
@@ -113,6 +117,10 @@ def block_counts(group: dict[str, Any]) -> list[int]:
                 f"{param.shape[0]} rows do not split into {k} matrices"
             )
     return list(counts)
+
+
+def _is_count(k: Any) -> bool:
+    return isinstance(k, int) and not isinstance(k, bool) and k >= 1
 
 
 def _where(group: dict[str, Any]) -> str:
@@ -168,7 +176,8 @@ class Stacey(Optimizer):
             dimension, as torch's recurrent layers keep their gates (nn.LSTM 4, nn.GRU 3) and
             nn.MultiheadAttention its query, key and value (its in_proj_weight 3): the direction is msign of
             each, the steepest direction when each map is measured in its own spectral norm. One count for every
-            parameter of the group or a list of one per parameter. Default 1 (the whole matrix, as
+            parameter of the group or a list of one per parameter, in the order of the group's params (a
+            wrapper that reorders a group's params must reorder it too). Default 1 (the whole matrix, as
             torch.optim.Muon takes it); ``StaceyMixin`` sets it for recurrent layers' gates.
         tau_follows_lr: scale tau with lr as alpha is scaled, tau_t = min(1, tau * lr / initial lr),
             so that a schedule scales all three of lr, alpha and tau: to first order, a decaying

@@ -20,6 +20,7 @@ from stacey_lightning.optim._spectral import (
     newton_schulz,
     ns_precision,
     spectral_direction,
+    spectral_stacey,
 )
 
 # Wide, tall, square, a convolution viewed as (out, in*kh*kw) wide and one tall, and two of one shape
@@ -250,8 +251,13 @@ def test_stacked_maps_taken_as_one_batch_equal_one_map_at_a_time():
     meta = [torch.empty(shape, device="meta") for shape in [(2048, 128), (512, 128), (24, 8), (8, 2, 3, 3)]]
     directions = _directions(meta, [None] * 4, [4, 1, 3, 2], 5, None)
     assert [d.shape for d in directions] == [c.shape for c in meta]
-    with pytest.raises(ValueError, match="Invalid blocks: 5 for a matrix of 24 rows"):
-        spectral_direction(torch.randn(24, 8), blocks=5)
+    for bad in (5, 0, -3):
+        with pytest.raises(ValueError, match=f"Invalid blocks: {bad} for a matrix of 24 rows"):
+            spectral_direction(torch.randn(24, 8), blocks=bad)
+    matrices = [torch.randn(12, 5), torch.randn(6, 5)]  # the functional step, as Stacey's groups do not reach it
+    with pytest.raises(ValueError, match="Invalid blocks: a list of 1 for 2 parameters"):
+        spectral_stacey(matrices, matrices, [t.clone() for t in matrices], [t.clone() for t in matrices], blocks=[3],
+                        lr=0.1, alpha=0.0, tau=0.0, beta1=0.9, beta2=0.95, weight_decay=0.0, ns_steps=5)  # fmt: skip
 
 
 def test_newton_schulz_runs_in_float32_on_the_cpu_unless_pinned():
@@ -288,8 +294,11 @@ def test_spectral_groups_refuse_vectors_and_the_pp_variant_and_bad_ns_steps():
     gru = torch.nn.GRU(4, 6)  # weights (18, 4) and (18, 6): three gates
     with pytest.raises(ValueError, match=r"Invalid blocks: 4 for a parameter of shape \(18, 4\) in group 'gru'"):
         Stacey([{"params": [gru.weight_ih_l0], "norm": "spectral", "blocks": 4, "name": "gru"}])
-    for bad in (0, True, 1.5, [3], [3, 3, 3]):
+    for bad in (0, True, 1.5, [3, 0], ["3", 3]):
         with pytest.raises(ValueError, match=r"Invalid blocks: .* \(must be an integer >= 1, or a list of one per"):
+            Stacey([{"params": [gru.weight_ih_l0, gru.weight_hh_l0], "norm": "spectral", "blocks": bad}])
+    for bad in ([3], [3, 3, 3]):
+        with pytest.raises(ValueError, match=rf"Invalid blocks: a list of {len(bad)} for the 2 parameters of a group"):
             Stacey([{"params": [gru.weight_ih_l0, gru.weight_hh_l0], "norm": "spectral", "blocks": bad}])
     # Elementwise norms need no blocks, but a malformed count is still refused; a fitting one is kept.
     with pytest.raises(ValueError, match="Invalid blocks: -1"):
