@@ -3,12 +3,13 @@
 A worker asks twice. Before it asks Optuna for a trial (``number=None``): DONE (the study is full, its
 budget spent, its timeout passed, or its confirmation runs all held), WAIT (the search is over but its
 last trials still run, so the candidates are not known yet), CONFIRM (enqueue the confirmation run
-``run`` first) or ADMIT (ask). Then, holding trial ``number``: ADMIT (train it) or SURPLUS (fail it before
-training, with the reason): a racing worker took its place, or it repeats an anchor point or a
-confirmation run another worker holds. A search trial is held to the search's share of the study
-(``confirm.search_spec``), a confirmation run to the whole study's. A surplus search trial's enqueued
-parameters (an anchor, a retry) are queued again (``requeue``) while the search has places; a surplus
-confirmation run is not: ``confirm.missing_run`` enqueues it again while it is wanted.
+``run`` first) or ADMIT (ask; also instead of DONE while the next trial in the queue is one to fail before
+training, so that none is left WAITING: ``_done``). Then, holding trial ``number``: ADMIT (train it) or
+SURPLUS (fail it before training, with the reason): a racing worker took its place, or it repeats an
+anchor point or a confirmation run another worker holds. A search trial is held to the search's share of
+the study (``confirm.search_spec``), a confirmation run to the whole study's. A surplus search trial's
+enqueued parameters (an anchor, a retry) are queued again (``requeue``) while the search has places; a
+surplus confirmation run is not: ``confirm.missing_run`` enqueues it again while it is wanted.
 
 The rules it applies live beside it: places (``places``), epochs (``budget``), the confirmation plan and
 its duplicates (``confirm``). Workers, the supervisor that replaces dead ones and ``tune``'s start point
@@ -80,9 +81,9 @@ def admission(
     if spec.timeout is not None and now.elapsed >= spec.timeout:
         return Admission(Verdict.DONE, f"its timeout of {spec.timeout:g} s has passed")
     if study_is_full(trials, spec.n_trials):
-        return Admission(Verdict.DONE, f"it has {spec.n_trials} trials")
+        return _done(trials, spec, search, f"it has {spec.n_trials} trials")
     if budget_is_spent(trials, spec.budget, spec.max_epochs):
-        return Admission(Verdict.DONE, f"its budget of {spec.budget} epochs is spent")
+        return _done(trials, spec, search, f"its budget of {spec.budget} epochs is spent")
     searching = confirm.search_trials(trials)
     if not _search_over(trials, spec, search):
         return Admission(Verdict.ADMIT, searching=True)
@@ -95,7 +96,21 @@ def admission(
         return Admission(Verdict.CONFIRM, run=missing)
     if any(t.state == TrialState.WAITING and confirm.is_confirmation(t) for t in trials):
         return Admission(Verdict.ADMIT)
-    return Admission(Verdict.DONE, "its confirmation runs are all held")
+    return _done(trials, spec, search, "its confirmation runs are all held")
+
+
+def _done(trials: list[FrozenTrial], spec: StudySpec, search: StudySpec, reason: str) -> Admission:
+    """DONE, unless the trial an ask takes next (the lowest-numbered WAITING one) would be failed before
+    training and not queued again: then ADMIT, so that a worker takes it and fails it. Two workers that
+    enqueue the same run each ask once, but an ask that read the queue before the other copy landed, and
+    lost its own copy to the other worker, makes a new trial instead: the study fills with that copy left
+    WAITING."""
+    waiting = next((t for t in trials if t.state == TrialState.WAITING), None)
+    if waiting is not None:
+        held = _on_trial(trials, spec, search, waiting)
+        if held.verdict == Verdict.SURPLUS and not held.requeue:
+            return Admission(Verdict.ADMIT)
+    return Admission(Verdict.DONE, reason)
 
 
 def _search_over(trials: list[FrozenTrial], spec: StudySpec, search: StudySpec) -> bool:

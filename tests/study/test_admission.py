@@ -77,6 +77,11 @@ BEFORE_ASKING = [
      _trial(5, R, confirms=2, seed=1)], _spec(n_trials=6, confirm=True), Circumstances(), Verdict.DONE, "all held"),
     ("a confirmation run waits to be taken", _search(4) + [_trial(4, R, confirms=3, seed=1),
      _trial(5, W, confirms=2, seed=1)], _spec(n_trials=6, confirm=True), Circumstances(), Verdict.ADMIT, None),
+    ("full, with a spare copy of a run waiting: ask for it, so that it is failed", _search(4) + [
+     _trial(4, C, confirms=3, seed=1), _trial(5, R, confirms=2, seed=1), _trial(6, W, confirms=2, seed=1),
+     _trial(7, F, surplus=True)], _spec(n_trials=6, confirm=True), Circumstances(), Verdict.ADMIT, None),
+    ("full, with an enqueued trial waiting for a place (a study that does not confirm)", _search(4) + [
+     _trial(4, W, enqueued=True, anchor="lion")], _spec(), Circumstances(), Verdict.DONE, "it has 4 trials"),
 ]  # fmt: skip
 
 

@@ -1,5 +1,8 @@
 """Winners that hold: the top candidates are trained again on other seeds, and the best mean wins."""
 
+import os
+import socket
+
 import optuna
 import pytest
 import yaml
@@ -7,8 +10,19 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from tuning_tasks import FAST, TINY
 
-from stacey_lightning.attributes import CONFIRMS, EPOCHS, GRADIENT_SCALE, RETRY_OF, SURPLUS, TRIAL_SEED
+from stacey_lightning.attributes import (
+    CONFIRMS,
+    EPOCHS,
+    FAIL_REASON,
+    GRADIENT_SCALE,
+    HOSTNAME,
+    PID,
+    RETRY_OF,
+    SURPLUS,
+    TRIAL_SEED,
+)
 from stacey_lightning.lightning.config import StaceyConfig
+from stacey_lightning.study.admission import HELD_ELSEWHERE
 from stacey_lightning.study.budget import epochs_spent
 from stacey_lightning.study.confirm import (
     SEEDS_DO_NOT_MATTER,
@@ -26,10 +40,12 @@ from stacey_lightning.study.confirm import (
     settled,
     winner,
 )
+from stacey_lightning.study.open_study import open_study
 from stacey_lightning.study.spec import study_spec
 from stacey_lightning.tasks.digits import make_digits
 from stacey_lightning.tuner import tune
 from stacey_lightning.tuner.best_checkpoint import kept_trial
+from stacey_lightning.tuner.workers import Worker
 
 
 @pytest.mark.parametrize(
@@ -95,6 +111,29 @@ def test_a_confirmation_run_two_workers_enqueued_runs_once():
     _add(study, 1.0, **{CONFIRMS: 0, TRIAL_SEED: 1})
     trials = study.get_trials(deepcopy=False)
     assert [is_duplicate(trials, t) for t in trials] == [False, False, True]
+
+
+def test_the_spare_copy_of_a_run_two_workers_enqueued_is_not_left_waiting_when_the_study_fills(tmp_path):
+    """Two workers that enqueue the last confirmation run at once each ask once. If the one whose copy is the
+    lower-numbered read the queue before the other copy landed, and the other worker took its copy first, its
+    ask finds nothing left and makes a new trial (failed as surplus): the study is full, and the other copy
+    was left WAITING (tests/tuner/test_killed_trials.py, once under load). It is asked for and failed."""
+    spec = study_spec("digits", n_trials=6, storage=f"sqlite:///{tmp_path}/optuna.db", output_dir=tmp_path)
+    study = open_study(spec)
+    for value in (0.5, 0.9, 0.8, 0.4):
+        _add(study, value)  # the search: its candidates are trials 1 and 2
+    _add(study, 0.9, **{CONFIRMS: 1, TRIAL_SEED: 1})  # the first confirmation run, finished
+    last = missing_run(spec, study.get_trials(deepcopy=False))
+    enqueue_run(study, *last)  # worker A's copy: trial 5
+    enqueue_run(study, *last)  # worker B's, enqueued before it saw A's: trial 6
+    taken = study.ask()  # B takes the lowest-numbered copy, A's, and trains it
+    taken.set_user_attr(HOSTNAME, socket.gethostname())
+    taken.set_user_attr(PID, os.getpid())
+    _add(study, None, state=TrialState.FAIL, **{SURPLUS: True})  # A's ask: a new trial, failed as surplus
+    assert Worker(spec, call=0)._next_trial() is None  # A, asking again: the study is full
+    trials = study.get_trials(deepcopy=False)
+    assert [t.number for t in trials if t.state == TrialState.WAITING] == []
+    assert trials[6].state == TrialState.FAIL and trials[6].user_attrs[FAIL_REASON].startswith(HELD_ELSEWHERE)
 
 
 def test_a_study_confirms_its_top_two_on_another_seed_within_its_trials(tmp_path, capsys):
