@@ -138,6 +138,9 @@ def optimizers(device: torch.device, ps: list[float], slow_paths: bool) -> dict[
     # (AdamW's special case, the Muon-like anchor's rest) the pull towards z is skipped.
     table["Stacey adam default"] = lambda params: Stacey(params, norm="adam")
     table["Stacey adam tau=0"] = lambda params: Stacey(params, norm="adam", tau=0.0)
+    # The presets' averaged point (average_horizon): one more state tensor and one multi-tensor lerp a step.
+    table["Stacey p=3 averaged"] = lambda params: Stacey(params, p=3.0, average_decay=0.99)
+    table["Stacey adam tau=0 averaged"] = lambda params: Stacey(params, norm="adam", tau=0.0, average_decay=0.99)
     if slow_paths:
         for p in (3.0, 4.5):
             table[f"Stacey p={p_label(p)} foreach"] = lambda params, p=p: Stacey(params, p=p, foreach=True)
@@ -370,6 +373,16 @@ def _measure_lines(args: argparse.Namespace, device: torch.device) -> list[str]:
             fastest = min(results[name]["times"][count]) / min(results[REFERENCE]["times"][count])
             cells.append(f"{name.removeprefix('Stacey ').removesuffix(' default')} {median:.2f}x ({fastest:.2f}x)")
         lines.append(f"  {_thread_label(count) + ':':11s} {', '.join(cells)}")
+    lines.append("The averaged point (average_decay 0.99) against the same step without it (medians):")
+    for count in threads:
+        cells = [
+            f"{plain.removeprefix('Stacey ').removesuffix(' default')} "
+            f"{results[averaged]['median'][count] / results[plain]['median'][count]:.2f}x"
+            for averaged, plain in (("Stacey p=3 averaged", "Stacey p=3 default"),
+                                    ("Stacey adam tau=0 averaged", "Stacey adam tau=0"))
+            if plain in results
+        ]  # fmt: skip
+        lines.append(f"  {_thread_label(count) + ':':11s} {', '.join(cells)}")
 
     if not args.no_spectral:
         lines += _spectral_lines(shapes, device, threads, args)
@@ -405,6 +418,7 @@ def _spectral_lines(shapes, device, threads: list[int], args: argparse.Namespace
         MUON: lambda params: torch.optim.Muon(params, lr=1e-3, adjust_lr_fn="match_rms_adamw"),
         "Stacey spectral default": lambda params: Stacey(params, norm="spectral", tau=0.0),
         "Stacey spectral tau=0.01": lambda params: Stacey(params, norm="spectral", tau=0.01),
+        "Stacey spectral averaged": lambda params: Stacey(params, norm="spectral", tau=0.0, average_decay=0.99),
         # torch's Muon's precision: its speed where the CPU multiplies bfloat16 natively.
         "Stacey spectral bfloat16": lambda params: Stacey(params, norm="spectral", tau=0.0, ns_dtype="bfloat16"),
         "Stacey spectral plain loop": lambda params: Stacey(params, norm="spectral", tau=0.0, foreach=False),

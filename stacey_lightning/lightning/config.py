@@ -55,6 +55,7 @@ __all__ = [
     "StaceyConfig",
     "HYPERPARAMETERS",
     "OPTIMIZER_ARGUMENTS",
+    "RUN_HORIZONS",
     "tau_for_horizon",
     "KINDS",
     "KIND_KEYS",
@@ -122,6 +123,10 @@ class StaceyConfig:
             optimizer steps of the fit (``trainer.estimated_stepping_batches``). It is the horizon of
             x's pull towards z in runs: 1 means one e-fold over the whole run, inf means tau = 0. A
             tuned tau_horizon carries over to runs of other lengths. Default None (use tau).
+        average_horizon: when set, the run keeps an exponential moving average of the weights over the
+            last ``average_horizon`` of its steps (decay 1 - 1 / (average_horizon * T), T as for tau_horizon)
+            and is evaluated, and saved, there (``Stacey``'s ``average_decay``; ``StaceyMixin`` switches to it
+            where Lightning evaluates). 0.1: over about the last tenth of the run. Default None (none).
         norm: the norm of every kind that ``kinds`` gives none, the output head's included: "lp" (default)
             or "adam" (Adam's diagonal geometry, d = c_hat / (sqrt(v_hat) + eps); p is then unused and lr
             is AdamW's: see ``Stacey``).
@@ -145,6 +150,7 @@ class StaceyConfig:
     variant: str = "p2"
     tau_follows_lr: bool = False
     tau_horizon: float | None = None
+    average_horizon: float | None = None
     norm: str = "lp"
     beta_v: float = BETA_V
     kinds: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -218,17 +224,24 @@ class StaceyConfig:
         values["tau_horizon"] = None if horizon is None else read_number(horizon, "tau_horizon")
         if values["tau_horizon"] is not None and not values["tau_horizon"] > 0:
             raise ValueError(f"tau_horizon: {horizon!r} must be > 0 (.inf for tau = 0), or null to use tau")
-        _check_optimizer_values({key: value for key, value in values.items() if key != "tau_horizon"}, "")
+        average = mapping["average_horizon"]
+        values["average_horizon"] = None if average is None else read_number(average, "average_horizon")
+        if values["average_horizon"] is not None and not 0 < values["average_horizon"] < math.inf:
+            raise ValueError(f"average_horizon: {average!r} must be > 0 and finite, or null for no average")
+        _check_optimizer_values({key: value for key, value in values.items() if key not in RUN_HORIZONS}, "")
         values["kinds"] = _parse_kinds(mapping["kinds"], values)
         values["schedule"] = _parse_schedule(mapping["schedule"])
         return cls(**values)
 
     def optimizer_arguments(self, total_steps: float = math.inf) -> dict[str, Any]:
         """Stacey's keyword arguments for a run of ``total_steps`` optimizer steps, tau resolved from
-        tau_horizon when that is set (which needs a finite ``total_steps``)."""
+        tau_horizon and the average's decay from average_horizon when they are set (which needs a finite
+        ``total_steps``)."""
         arguments = {name: getattr(self, name) for name in OPTIMIZER_ARGUMENTS}
         if self.tau_horizon is not None:
             arguments["tau"] = tau_for_horizon(self.tau_horizon, total_steps)
+        if self.average_horizon is not None:
+            arguments["average_decay"] = 1.0 - tau_for_horizon(self.average_horizon, total_steps, "average_horizon")
         return arguments
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,6 +257,7 @@ class StaceyConfig:
             "variant": self.variant,
             "tau_follows_lr": self.tau_follows_lr,
             "tau_horizon": None if self.tau_horizon is None else _yaml_float(self.tau_horizon),
+            "average_horizon": self.average_horizon,
             "norm": self.norm,
             "beta_v": self.beta_v,
             "kinds": {
@@ -259,18 +273,21 @@ ConfigSource = StaceyConfig | Mapping[str, Any] | str | os.PathLike
 # Stacey's hyperparameters in the order the class lists them (what the mixin reads from saved
 # hyperparameters), and those that are numbers.
 HYPERPARAMETERS = tuple(f.name for f in dataclasses.fields(StaceyConfig) if f.name not in ("kinds", "schedule"))
-# Those the optimizer takes as arguments; tau_horizon is resolved into tau for a run.
-OPTIMIZER_ARGUMENTS = tuple(name for name in HYPERPARAMETERS if name != "tau_horizon")
+# In runs: resolved for a run of T steps, tau_horizon into tau and average_horizon into average_decay.
+RUN_HORIZONS = ("tau_horizon", "average_horizon")
+# Those the optimizer takes as arguments.
+OPTIMIZER_ARGUMENTS = tuple(name for name in HYPERPARAMETERS if name not in RUN_HORIZONS)
 _FLOAT_KEYS = tuple(f.name for f in dataclasses.fields(StaceyConfig) if f.type == "float")
 
 
-def tau_for_horizon(horizon: float, total_steps: float) -> float:
-    """tau = 1 / (horizon * total_steps), at most 1; 0 for an infinite horizon."""
+def tau_for_horizon(horizon: float, total_steps: float, key: str = "tau_horizon") -> float:
+    """1 / (horizon * total_steps), at most 1; 0 for an infinite horizon: tau, or one minus the average's
+    decay (``key`` names the setting in the error)."""
     if horizon == math.inf:
         return 0.0
     if not math.isfinite(total_steps) or total_steps < 1:
         raise ValueError(
-            "tau_horizon needs the run's number of optimizer steps: set max_epochs or max_steps on the "
+            f"{key} needs the run's number of optimizer steps: set max_epochs or max_steps on the "
             "Trainer, and build the optimizer inside fit (configure_optimizers)"
         )
     return min(1.0, 1.0 / (horizon * total_steps))

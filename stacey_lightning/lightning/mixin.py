@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from stacey_lightning.lightning.choice import OptimizerChoice
-from stacey_lightning.lightning.config import HYPERPARAMETERS, ConfigSource, StaceyConfig
+from stacey_lightning.lightning.config import HYPERPARAMETERS, RUN_HORIZONS, ConfigSource, StaceyConfig
 from stacey_lightning.lightning.param_groups import (
     baseline_param_groups,
     check_groups,
@@ -161,13 +162,11 @@ class StaceyMixin:
         if switched:
             # Saved outside validation (at a training epoch's end): Lightning has already taken the weights
             # and optimizer states at the training point; take them again at the averaged point.
-            # (Copies: the tensors of a state_dict are the parameters, which train() moves back in place.)
+            # (Copies: the tensors of a state_dict are the parameters and the optimizer's state, which train()
+            # moves back in place: Stacey's swaps its average with the weights.)
             strategy = self.trainer.strategy
-            checkpoint["state_dict"] = {
-                key: value.clone() if isinstance(value, torch.Tensor) else value
-                for key, value in strategy.lightning_module_state_dict().items()
-            }
-            checkpoint["optimizer_states"] = [strategy.optimizer_state(o) for o in self.trainer.optimizers]
+            checkpoint["state_dict"] = _copied(strategy.lightning_module_state_dict())
+            checkpoint["optimizer_states"] = [_copied(strategy.optimizer_state(o)) for o in self.trainer.optimizers]
             for optimizer in switched:
                 optimizer.train()
 
@@ -181,12 +180,14 @@ class StaceyMixin:
         return dict(getattr(self, "hparams", {}))
 
     def _stacey_total_steps(self, config: StaceyConfig) -> float:
-        """The fit's optimizer steps, where the config needs them (warmup_cosine, tau_horizon), else inf."""
-        if config.schedule["name"] != "warmup_cosine" and config.tau_horizon is None:
+        """The fit's optimizer steps, where the config needs them (warmup_cosine, tau_horizon,
+        average_horizon), else inf."""
+        horizons = [key for key in RUN_HORIZONS if getattr(config, key) is not None]
+        if config.schedule["name"] != "warmup_cosine" and not horizons:
             return float("inf")
         trainer = getattr(self, "_trainer", None)
         if trainer is None:
-            needs = "schedule warmup_cosine" if config.schedule["name"] == "warmup_cosine" else "tau_horizon"
+            needs = "schedule warmup_cosine" if config.schedule["name"] == "warmup_cosine" else horizons[0]
             raise ValueError(
                 f"{needs} needs the Trainer's step count: build the optimizer inside "
                 "Trainer.fit (configure_optimizers), not before"
@@ -194,15 +195,30 @@ class StaceyMixin:
         return trainer.estimated_stepping_batches
 
 
+def _copied(state: Any) -> Any:
+    """``state`` (a state dict, nested mappings and lists) with every tensor copied."""
+    if isinstance(state, torch.Tensor):
+        return state.clone()
+    if isinstance(state, Mapping):
+        return {key: _copied(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_copied(value) for value in state)
+    return state
+
+
 def _switch_optimizers(module: Any, mode: str) -> list[Any]:
     """Put the trainer's optimizers that have train()/eval() modes into ``mode``; returns those that were
-    in the other mode (the ones switched)."""
+    in the other mode (the ones switched). An optimizer has modes where its groups say ``train_mode``
+    (Schedule-Free's all, Stacey's those that keep an average): one without has nothing to switch."""
     trainer = getattr(module, "_trainer", None)
     switched = []
     for optimizer in trainer.optimizers if trainer is not None else ():
         if not (callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))):
             continue
-        training = all(group.get("train_mode", True) for group in optimizer.param_groups)
+        modes = [group["train_mode"] for group in optimizer.param_groups if "train_mode" in group]
+        if not modes:
+            continue
+        training = all(modes)
         if training != (mode == "train"):
             getattr(optimizer, mode)()
             switched.append(optimizer)

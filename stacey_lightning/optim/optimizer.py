@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from stacey_lightning.optim._adam import adam_stacey
+from stacey_lightning.optim._average import average, swap
 from stacey_lightning.optim._functional import _multi_tensor_stacey, _single_tensor_stacey
 from stacey_lightning.optim._fused import RUNTIME, fused_stacey
 from stacey_lightning.optim._spectral import NS_STEPS, check_ns_dtype, spectral_stacey
@@ -73,6 +74,9 @@ def check_hyperparameters(group: dict[str, Any]) -> None:
         raise ValueError(f"Invalid tau_follows_lr: {group['tau_follows_lr']!r} (must be True or False)")
     if group["fused"] and group["foreach"]:
         raise ValueError("Invalid fused/foreach: fused=True and foreach=True are mutually exclusive")
+    decay = group.get("average_decay")
+    if decay is not None and not (isinstance(decay, (int, float)) and not isinstance(decay, bool) and 0 <= decay < 1):
+        raise ValueError(f"Invalid average_decay: {decay!r} (must be in [0, 1), or None for no average)")
 
 
 def _dtype_name(dtype: Any) -> Any:
@@ -144,7 +148,10 @@ class Stacey(Optimizer):
     Schulz, as torch.optim.Muon; see optim/_spectral.py): tau = 0, betas = (mu^2, mu) is Muon. With
     ``norm="adam"`` it is Adam's, d = c_hat / (sqrt(v_hat) + eps) (optim/_adam.py): tau = 0, betas = (b, b)
     is torch.optim.AdamW(betas=(b, beta_v)).
-    The parameters hold the primal iterate x: evaluate and save them as they are.
+    The parameters hold the primal iterate x: evaluate and save them as they are, unless the group keeps
+    an average of them (``average_decay``): then ``eval()`` puts the average in the parameters' place and
+    ``train()`` the iterate back, as Schedule-Free's optimizer does (``StaceyMixin`` calls both where
+    Lightning switches the module).
 
     Args:
         params: parameters or parameter groups (dicts); every argument below may differ per group.
@@ -179,6 +186,11 @@ class Stacey(Optimizer):
             parameter of the group or a list of one per parameter, in the order of the group's params (a
             wrapper that reorders a group's params must reorder it too). Default 1 (the whole matrix, as
             torch.optim.Muon takes it); ``StaceyMixin`` sets it for recurrent layers' gates.
+        average_decay: keep an exponential moving average of the parameters, a = decay * a + (1 - decay) * x
+            after each step (from x after the first), to evaluate and save at: ``eval()`` swaps it in
+            (exactly, bit for bit), ``train()`` swaps the iterate back, and ``step()`` in eval mode is an error.
+            Training goes on from the iterate. ``StaceyConfig.average_horizon`` sets it for a run
+            (optim/_average.py). Default None: no average, eval() and train() do nothing.
         tau_follows_lr: scale tau with lr as alpha is scaled, tau_t = min(1, tau * lr / initial lr),
             so that a schedule scales all three of lr, alpha and tau: to first order, a decaying
             schedule then slows Stacey's dynamics down as it slows SGD's, instead of pulling x towards
@@ -212,6 +224,7 @@ class Stacey(Optimizer):
         ns_steps: int = NS_STEPS,
         beta_v: float = BETA_V,
         ns_dtype: str | torch.dtype | None = None,
+        average_decay: float | None = None,
         *,
         maximize: bool = False,
         foreach: bool | None = None,
@@ -231,6 +244,7 @@ class Stacey(Optimizer):
             ns_steps=ns_steps,
             ns_dtype=_dtype_name(ns_dtype),
             beta_v=beta_v,
+            average_decay=average_decay,
             maximize=maximize,
             foreach=foreach,
             fused=fused,
@@ -247,6 +261,8 @@ class Stacey(Optimizer):
         group.setdefault("blocks", 1)
         check_hyperparameters(group)
         check_norm_shapes(group)
+        if group["average_decay"] is not None:
+            group.setdefault("train_mode", True)  # only averaging groups have modes (the mixin reads them)
         for param in group["params"]:
             if torch.is_complex(param):
                 raise ValueError(
@@ -270,6 +286,7 @@ class Stacey(Optimizer):
             group.setdefault("ns_dtype", None)
             group.setdefault("beta_v", BETA_V)
             group.setdefault("blocks", 1)
+            group.setdefault("average_decay", None)
 
     def _lr_ratio(self, group: dict[str, Any]) -> float:
         """lr / initial lr: how far a scheduler has scaled the step (1 without one)."""
@@ -314,6 +331,11 @@ class Stacey(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Perform one step; returns the closure's loss (None without a closure)."""
+        if not all(group.get("train_mode", True) for group in self.param_groups):
+            raise RuntimeError(
+                "Stacey.step() in eval mode: the parameters hold the average, not the iterate; "
+                "call optimizer.train() before training"
+            )
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -344,7 +366,39 @@ class Stacey(Optimizer):
             else:
                 stacey(params, grads, zs, ms, p=group["p"], eps=group["eps"], variant=group["variant"],
                        fused=group["fused"], **common)  # fmt: skip
+            if group["average_decay"] is not None:
+                self._average(group)
         return loss
+
+    def _average(self, group: dict[str, Any]) -> None:
+        """Move the group's averages towards its parameters; a parameter's first step starts its average."""
+        params, averages = [], []
+        for param in group["params"]:
+            state = self.state[param]
+            if not state:  # never stepped: nothing to average yet
+                continue
+            if "average" not in state:
+                state["average"] = param.detach().clone(memory_format=torch.contiguous_format)
+                continue
+            params.append(param)
+            averages.append(state["average"])
+        average(params, averages, group["average_decay"], group["foreach"])
+
+    def eval(self) -> None:
+        """Put each averaging group's averages in its parameters' place (to evaluate or save there)."""
+        self._switch(training=False)
+
+    def train(self) -> None:
+        """Put the iterates back (after ``eval()``), to train on from where training left off."""
+        self._switch(training=True)
+
+    def _switch(self, training: bool) -> None:
+        for group in self.param_groups:
+            if group["average_decay"] is None or group["train_mode"] == training:
+                continue
+            params = [param for param in group["params"] if "average" in self.state[param]]
+            swap(params, [self.state[param]["average"] for param in params])
+            group["train_mode"] = training
 
 
 def stacey(

@@ -1,7 +1,8 @@
 """What the header of ``best_cli.yaml`` says about the optimizer of a module without StaceyMixin, and how its
 Stacey is written: LightningCLI's optimizer is one param group, so the header lists what that group leaves out of
-the best trial, or, where it cannot hold the trial's geometry at all (kinds in another norm), why the file leaves
-the optimizer to ``StaceyReplay``."""
+the best trial, or, where it cannot hold the trial's geometry at all (kinds in another norm) or its evaluation
+(at an average of the weights, which needs StaceyMixin's switch), why the file leaves the optimizer to
+``StaceyReplay``."""
 
 from __future__ import annotations
 
@@ -23,16 +24,20 @@ def kinds_in_other_norms(config: Any) -> dict[str, str]:
     return {kind: o["norm"] for kind, o in config.kinds.items() if o.get("norm", config.norm) != config.norm}
 
 
-def replayed_whole(apart: dict[str, str], norm: str, module_name: str) -> list[str]:
+def replayed_whole(apart: dict[str, str], norm: str, average_horizon: float | None, module_name: str) -> list[str]:
     """Header lines: why a module without StaceyMixin gets no LightningCLI optimizer in best_cli.yaml."""
     by_norm: dict[str, list[str]] = {}
     for kind, kind_norm in apart.items():
         by_norm.setdefault(kind_norm, []).append(kind)
     kinds = ", ".join(f"{' and '.join(names)} kinds in the {kind_norm} norm" for kind_norm, names in by_norm.items())
+    reasons = [f"steps its {kinds}, the rest in the {norm} norm"] if apart else []
+    if average_horizon is not None:
+        reasons.append(f"is evaluated at an average of its weights (average_horizon {average_horizon:g})")
     return [
-        f"{module_name} has no StaceyMixin, and the best trial steps its {kinds}, the rest in the {norm} norm:",
-        "one param group (LightningCLI's optimizer) cannot hold that, so `optimizer: null` below and StaceyReplay",
-        "gives the module StaceyMixin itself (stacey_lightning.lightning.adopt): the fit trains as the trial did.",
+        f"{module_name} has no StaceyMixin, and the best trial {' and '.join(reasons)}:",
+        "LightningCLI's optimizer (one param group, never switched to the average) cannot do that, so `optimizer:",
+        "null` below and StaceyReplay gives the module StaceyMixin itself (stacey_lightning.lightning.adopt): the",
+        "fit trains as the trial did.",
     ]
 
 

@@ -218,10 +218,10 @@ class LightningConfig:
             content["model"] = {"class_path": self._config.model.class_path, "init_args": values}
         header = [f"best trial #{number}: {monitor} = {value:.6g} (seed {seed}, {max_epochs} epochs)"]
         apart = kinds_in_other_norms(config)
-        if self.has_mixin or apart:
+        if self.has_mixin or apart or config.average_horizon is not None:
             content["optimizer"] = None
             if not self.has_mixin:
-                header += replayed_whole(apart, config.norm, self.model_class.__name__)
+                header += replayed_whole(apart, config.norm, config.average_horizon, self.model_class.__name__)
         else:
             finite = config.tau_horizon is not None and math.isfinite(config.tau_horizon)
             steps = self._total_steps(values, seed, max_epochs) if finite else math.inf

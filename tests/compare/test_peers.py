@@ -8,6 +8,7 @@ import copy
 import lightning.pytorch as pl
 import pytest
 import torch
+from modes import RecordModes
 from schedulefree import AdamWScheduleFree
 
 from stacey_lightning import StaceyConfig, StaceyMixin
@@ -103,19 +104,12 @@ def test_bare_torch_muon_is_refused_with_a_pointer_to_the_muon_baseline():
 def test_schedulefree_is_evaluated_saved_and_left_at_its_averaged_point(tmp_path):
     module, data = make_digits(seed=0, hidden=16)
     module.set_optimizer_choice(optimizer_choice("schedulefree"))
-    seen = {}
-
-    class Record(pl.Callback):
-        def on_validation_start(self, trainer, pl_module):
-            seen.setdefault("validation", []).append(trainer.optimizers[0].param_groups[0]["train_mode"])
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            seen.setdefault("training", []).append(trainer.optimizers[0].param_groups[0]["train_mode"])
-
-    trainer = pl.Trainer(max_epochs=2, callbacks=[Record()], **TRAINER)
+    record = RecordModes()
+    trainer = pl.Trainer(max_epochs=2, callbacks=[record], **TRAINER)
     trainer.fit(module, data)
     optimizer = trainer.optimizers[0]
     assert isinstance(optimizer, AdamWScheduleFree)
+    seen = record.seen
     assert seen["training"] and all(seen["training"]) and not any(seen["validation"])
     assert not optimizer.param_groups[0]["train_mode"]  # fit leaves the module at x, the average
     averaged = {name: p.detach().clone() for name, p in module.named_parameters()}

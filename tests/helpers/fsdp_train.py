@@ -35,8 +35,9 @@ _bind, _bind_adam = _cpu_kernel.bind, _cpu_kernel.bind_adam
 _cpu_kernel.bind = lambda function, kind, scalars: (C_KERNEL_KINDS.append(kind), _bind(function, kind, scalars))[1]
 _cpu_kernel.bind_adam = lambda function, scalars: (C_KERNEL_KINDS.append("adam"), _bind_adam(function, scalars))[1]
 CONFIG = {"p": 3.0, "lr": 0.02, "tau": 0.05, "weight_decay": 0.01, "kinds": {"matrix": {"p": 4.5}}}
-# The 12 x 8 matrix in the spectral norm; the head and the vectors in Adam's (elementwise on the shards).
-SPECTRAL = {**CONFIG, "norm": "adam", "kinds": {"matrix": {"norm": "spectral"}}}
+# The 12 x 8 matrix in the spectral norm; the head and the vectors in Adam's (elementwise on the shards); evaluated
+# and saved at the average of the weights (the optimizer's eval mode on the shards).
+SPECTRAL = {**CONFIG, "norm": "adam", "kinds": {"matrix": {"norm": "spectral"}}, "average_horizon": 0.5}
 
 
 class ShardedRegression(StaceyMixin, pl.LightningModule):
@@ -66,12 +67,23 @@ class ShardedRegression(StaceyMixin, pl.LightningModule):
         return rank_loader(dataset, self.trainer, GLOBAL_BATCH)
 
 
-def trainer(devices: int, max_epochs: int, root: Path) -> pl.Trainer:
+class SaveAfterFirstEpoch(pl.Callback):
+    """A checkpoint in the middle of a run, at its first training epoch's end: the optimizer in train mode."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 0:
+            trainer.save_checkpoint(self.path)
+
+
+def trainer(devices: int, max_epochs: int, root: Path, callbacks: list | None = None) -> pl.Trainer:
     strategy = ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1) if devices > 1 else "auto"
     return pl.Trainer(accelerator="cpu", devices=devices, strategy=strategy, max_epochs=max_epochs, logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       use_distributed_sampler=False, default_root_dir=root, deterministic=True,
-                      callbacks=[StaceyMonitor(every_n_steps=4)])  # fmt: skip
+                      callbacks=[StaceyMonitor(every_n_steps=4), *(callbacks or [])])  # fmt: skip
 
 
 def monitored(trainer: pl.Trainer) -> dict[str, float]:
@@ -80,8 +92,8 @@ def monitored(trainer: pl.Trainer) -> dict[str, float]:
 
 
 def full_state(module: ShardedRegression, trainer: pl.Trainer) -> dict:
-    """Parameters, z, m (and Adam's v) as full tensors (gathered from the shards; a collective: every rank calls
-    it)."""
+    """Parameters, z, m (and Adam's v, and the average or the iterate it was swapped with) as full tensors
+    (gathered from the shards; a collective: every rank calls it)."""
 
     def full(tensor: torch.Tensor) -> torch.Tensor:
         return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor.detach().clone()
@@ -90,7 +102,7 @@ def full_state(module: ShardedRegression, trainer: pl.Trainer) -> dict:
     state = {}
     for name, param in module.named_parameters():
         state[name] = full(param)
-        for key in ("z", "m", "v"):
+        for key in ("z", "m", "v", "average"):
             if key in optimizer.state[param]:
                 state[f"{name}.{key}"] = full(optimizer.state[param][key])
     return state
@@ -110,11 +122,17 @@ def groups(trainer: pl.Trainer) -> list[dict]:
 
 
 def fit(
-    devices: int, max_epochs: int, root: Path, ckpt_path: str | None = None, config: dict = CONFIG, stacked: int = 1
+    devices: int,
+    max_epochs: int,
+    root: Path,
+    ckpt_path: str | None = None,
+    config: dict = CONFIG,
+    stacked: int = 1,
+    callbacks: list | None = None,
 ) -> tuple:
     pl.seed_everything(0)
     module = ShardedRegression(config, stacked)
-    fitted = trainer(devices, max_epochs, root)
+    fitted = trainer(devices, max_epochs, root, callbacks)
     fitted.fit(module, ckpt_path=ckpt_path)
     return module, fitted
 
@@ -140,12 +158,13 @@ def main() -> None:
                  "disabled_reason": RUNTIME.disabled_reason}  # fmt: skip
         torch.save({"uninterrupted": whole, "resumed": again, "steps": resumed.global_step, "fused": fused},
                    args.out / "fsdp2.pt")  # fmt: skip
-    module, spectral = fit(2, 2, args.out, config=SPECTRAL, stacked=3)
+    # Saved within the run (a run of one epoch would average with another decay: the horizon is the run's), in
+    # train mode: the checkpoint holds the average in the weights' place, the optimizer's state the iterate.
+    checkpoint = args.out / "epoch1-spectral.ckpt"
+    save = SaveAfterFirstEpoch(checkpoint)
+    module, spectral = fit(2, 2, args.out, config=SPECTRAL, stacked=3, callbacks=[save])
     whole = full_state(module, spectral)
-    _, first = fit(2, 1, args.out, config=SPECTRAL, stacked=3)
-    first.save_checkpoint(args.out / "epoch1-spectral.ckpt")
-    checkpoint = str(args.out / "epoch1-spectral.ckpt")
-    module, resumed = fit(2, 2, args.out, ckpt_path=checkpoint, config=SPECTRAL, stacked=3)
+    module, resumed = fit(2, 2, args.out, ckpt_path=str(checkpoint), config=SPECTRAL, stacked=3)
     again = full_state(module, resumed)
     if spectral.global_rank == 0:
         torch.save({"uninterrupted": whole, "resumed": again, "groups": groups(spectral),

@@ -95,6 +95,9 @@ def test_scheduler_class_path_with_options_is_accepted():
     [
         ({"tau_horizon": 0.0}, "tau_horizon: 0.0 must be > 0"),
         ({"tau_horizon": "soon"}, "tau_horizon: expected a number"),
+        ({"average_horizon": 0.0}, "average_horizon: 0.0 must be > 0 and finite, or null"),
+        ({"average_horizon": ".inf"}, "average_horizon: '.inf' must be > 0 and finite"),
+        ({"average_horizon": "last"}, "average_horizon: expected a number"),
         ({"tau_follows_lr": "yes"}, "Invalid tau_follows_lr: 'yes'"),
     ],
 )
@@ -112,6 +115,16 @@ def test_new_keys_round_trip_and_old_files_still_load(tmp_path):
                    "variant: p2\nkinds: {}\nschedule: {name: constant}\n")  # fmt: skip
     loaded = StaceyConfig.from_source(old)
     assert (loaded.tau, loaded.tau_horizon, loaded.tau_follows_lr) == (0.02, None, False)
+    assert loaded.average_horizon is None and "average_decay" not in loaded.optimizer_arguments()
+
+
+def test_the_average_horizon_is_a_decay_for_the_run_and_needs_its_steps():
+    config = StaceyConfig.from_source({"average_horizon": 0.1})
+    assert StaceyConfig.from_source(config.to_dict()) == config
+    assert config.optimizer_arguments(200)["average_decay"] == pytest.approx(1 - 1 / 20)
+    assert config.optimizer_arguments(5)["average_decay"] == 0.0  # a horizon under one step: the iterate itself
+    with pytest.raises(ValueError, match="average_horizon needs the run's number of optimizer steps"):
+        config.optimizer_arguments()
 
 
 @pytest.mark.parametrize(

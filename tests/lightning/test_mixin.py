@@ -4,6 +4,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
+from modes import RecordModes
 from regression import TRAINER_OPTIONS, Regression
 
 from stacey_lightning import Stacey, StaceyConfig
@@ -87,12 +88,15 @@ def _digits(config):
     return module, data
 
 
-def test_exact_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("average", [None, 0.1], ids=["iterate", "averaged"])
+def test_exact_resume_matches_uninterrupted_run(tmp_path, average):
     config = {
         "p": 3.0,
         "lr": 0.03,
         "weight_decay": 0.01,
         "schedule": {"name": "warmup_cosine", "warmup_fraction": 0.1, "min_lr_ratio": 0.1},
+        # Averaged: the checkpoint holds the average (saved in eval mode), the optimizer's state the iterate.
+        "average_horizon": average,
     }
     k = 2
     pl.seed_everything(0)
@@ -115,3 +119,44 @@ def test_exact_resume_matches_uninterrupted_run(tmp_path):
     for (name, expected), actual in zip(module.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(expected, actual), name
     assert not torch.equal(first.net[0].weight, resumed.net[0].weight)  # the second half did train
+
+
+def test_an_averaging_config_is_validated_saved_and_left_at_its_average(tmp_path):
+    module, data = _digits({"lr": 0.03, "average_horizon": 0.1})
+    record = RecordModes()
+    trainer = _digits_trainer(2, [record])
+    trainer.fit(module, data)
+    optimizer = trainer.optimizers[0]
+    steps = trainer.global_step
+    assert all(group["average_decay"] == pytest.approx(1 - 1 / (0.1 * steps)) for group in optimizer.param_groups)
+    modes = record.seen
+    assert modes["training"] and all(modes["training"]) and not any(modes["validation"])
+    # The fit leaves the module at the average: the weights differ from the iterate the optimizer holds.
+    averaged = {name: p.detach().clone() for name, p in module.named_parameters()}
+    assert not torch.equal(module.net[0].weight, optimizer.state[module.net[0].weight]["average"])
+    optimizer.train()
+    trainer.save_checkpoint(tmp_path / "last.ckpt")  # outside validation: saved at the average all the same
+    assert optimizer.param_groups[0]["train_mode"]
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    for name, value in averaged.items():
+        assert torch.equal(saved["state_dict"][name], value), name
+
+
+def test_an_averaging_run_saved_while_training_resumes_exactly(tmp_path):
+    """Saved at an epoch's end (train mode, as ModelCheckpoint saves): the mixin takes the weights and the
+    optimizer's state again at the average, as copies, since train() swaps the average back in place."""
+    config = {"p": 3.0, "lr": 0.03, "average_horizon": 0.3}
+
+    class SaveAtFirstEpochEnd(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if trainer.current_epoch == 0:
+                trainer.save_checkpoint(tmp_path / "epoch1.ckpt")
+
+    pl.seed_everything(0)
+    module, data = _digits(config)
+    _digits_trainer(2, [SaveAtFirstEpochEnd()]).fit(module, data)
+    pl.seed_everything(0)
+    resumed, data = _digits(config)
+    _digits_trainer(2).fit(resumed, data, ckpt_path=tmp_path / "epoch1.ckpt")
+    for (name, expected), actual in zip(module.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(expected, actual), name

@@ -195,6 +195,26 @@ def test_a_winner_with_kinds_in_another_norm_is_replayed_whole_for_a_module_with
     assert float(fitted.trainer.callback_metrics[replay["monitor"]]) == replay["expected"]
 
 
+def test_a_winner_evaluated_at_its_average_is_replayed_whole_for_a_module_without_the_mixin(project):
+    """LightningCLI's optimizer is never switched to the average: the file leaves it to StaceyReplay (whose
+    adopted mixin switches it where Lightning evaluates), says why, and the fit gives the trial's value."""
+    config = project("Plain", trainer={"max_epochs": 1})
+    with open("space.yaml", "w") as stream:
+        yaml.safe_dump({**SPACE, "average_horizon": 0.1}, stream)
+    assert (
+        cli.tune_main(["--lightning-config", config, "--space", "space.yaml", "--n-trials", "1", "--output", "out"])
+        == 0
+    )
+    written = yaml.safe_load(open("out/best_cli.yaml"))
+    assert written["optimizer"] is None
+    header = open("out/best_cli.yaml").read().split("\nseed_everything")[0]
+    assert "the best trial is evaluated at an average of its weights (average_horizon 0.1)" in header
+    fitted = _fit(config, "out/best_cli.yaml")
+    assert all(group["average_decay"] is not None for group in fitted.trainer.optimizers[0].param_groups)
+    replay = written["trainer"]["callbacks"][-1]["init_args"]
+    assert float(fitted.trainer.callback_metrics[replay["monitor"]]) == replay["expected"]
+
+
 def test_stacey_compare_rebuilds_the_best_trials_module(project):
     from stacey_lightning.compare import compare
 
