@@ -430,6 +430,9 @@ class _Finder:
             values["kinds"] = kinds
         if not pick:
             values["schedule"] = {"name": "constant"}  # the recorder sets each step's lr
+            # The finder's runs are measured at their iterate: a range test or a confirmation is no run of
+            # the pick's length, which the base's averaged point (if any) is for.
+            values["average_horizon"] = None
         if steps is not None:
             values.update(tau=tau_for_horizon(TAU_HORIZON, steps), tau_horizon=TAU_HORIZON)
         return StaceyConfig.from_source(values)

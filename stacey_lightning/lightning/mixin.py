@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -161,12 +160,18 @@ class StaceyMixin:
         switched = _switch_optimizers(self, "eval")
         if switched:
             # Saved outside validation (at a training epoch's end): Lightning has already taken the weights
-            # and optimizer states at the training point; take them again at the averaged point.
-            # (Copies: the tensors of a state_dict are the parameters and the optimizer's state, which train()
-            # moves back in place: Stacey's swaps its average with the weights.)
+            # and optimizer states at the training point; take them again at the averaged point (the
+            # optimizers' only where the checkpoint has them: not for save_weights_only). The weights as
+            # copies: a state_dict's tensors are the parameters, which train() moves back in place. The
+            # optimizers' need none: Schedule-Free's modes leave its state as it is, and Stacey's swap gives
+            # each parameter a new average tensor, leaving the one taken here as it was.
             strategy = self.trainer.strategy
-            checkpoint["state_dict"] = _copied(strategy.lightning_module_state_dict())
-            checkpoint["optimizer_states"] = [_copied(strategy.optimizer_state(o)) for o in self.trainer.optimizers]
+            checkpoint["state_dict"] = {
+                key: value.clone() if isinstance(value, torch.Tensor) else value
+                for key, value in strategy.lightning_module_state_dict().items()
+            }
+            if "optimizer_states" in checkpoint:
+                checkpoint["optimizer_states"] = [strategy.optimizer_state(o) for o in self.trainer.optimizers]
             for optimizer in switched:
                 optimizer.train()
 
@@ -193,17 +198,6 @@ class StaceyMixin:
                 "Trainer.fit (configure_optimizers), not before"
             )
         return trainer.estimated_stepping_batches
-
-
-def _copied(state: Any) -> Any:
-    """``state`` (a state dict, nested mappings and lists) with every tensor copied."""
-    if isinstance(state, torch.Tensor):
-        return state.clone()
-    if isinstance(state, Mapping):
-        return {key: _copied(value) for key, value in state.items()}
-    if isinstance(state, (list, tuple)):
-        return type(state)(_copied(value) for value in state)
-    return state
 
 
 def _switch_optimizers(module: Any, mode: str) -> list[Any]:

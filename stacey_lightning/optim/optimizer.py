@@ -287,6 +287,8 @@ class Stacey(Optimizer):
             group.setdefault("beta_v", BETA_V)
             group.setdefault("blocks", 1)
             group.setdefault("average_decay", None)
+            if group["average_decay"] is not None:
+                group.setdefault("train_mode", True)
 
     def _lr_ratio(self, group: dict[str, Any]) -> float:
         """lr / initial lr: how far a scheduler has scaled the step (1 without one)."""
@@ -372,6 +374,7 @@ class Stacey(Optimizer):
 
     def _average(self, group: dict[str, Any]) -> None:
         """Move the group's averages towards its parameters; a parameter's first step starts its average."""
+        group.setdefault("train_mode", True)  # a group that began averaging after construction
         params, averages = [], []
         for param in group["params"]:
             state = self.state[param]
@@ -394,10 +397,17 @@ class Stacey(Optimizer):
 
     def _switch(self, training: bool) -> None:
         for group in self.param_groups:
-            if group["average_decay"] is None or group["train_mode"] == training:
+            if group.get("train_mode", training) == training:  # no modes, or in that one already
                 continue
-            params = [param for param in group["params"] if "average" in self.state[param]]
-            swap(params, [self.state[param]["average"] for param in params])
+            # (Not self.state[param], which would add an empty state for a parameter never stepped.)
+            averaged = [param for param in group["params"] if "average" in self.state.get(param, {})]
+            if not averaged:  # before its first step a group's parameters are the iterate, in either mode
+                continue
+            for param in averaged:
+                # A new state mapping: a state_dict() taken before holds the old one (torch's packs each
+                # parameter's mapping itself, not a copy), which keeps what it held.
+                state = self.state[param]
+                self.state[param] = {**state, "average": swap(param, state["average"])}
             group["train_mode"] = training
 
 

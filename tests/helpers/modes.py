@@ -9,6 +9,8 @@ class RecordModes(pl.Callback):
         self.seen: dict[str, list[bool]] = {"training": [], "validation": []}
 
     def on_validation_start(self, trainer, pl_module):
+        if trainer.sanity_checking:  # before the first step there is no average: nothing to switch to
+            return
         self.seen["validation"].append(trainer.optimizers[0].param_groups[0]["train_mode"])
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):

@@ -140,6 +140,10 @@ def test_an_averaging_config_is_validated_saved_and_left_at_its_average(tmp_path
     saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
     for name, value in averaged.items():
         assert torch.equal(saved["state_dict"][name], value), name
+    trainer.save_checkpoint(tmp_path / "weights.ckpt", weights_only=True)  # and no optimizer state where none is asked
+    saved = torch.load(tmp_path / "weights.ckpt", weights_only=False)
+    assert "optimizer_states" not in saved
+    assert all(torch.equal(saved["state_dict"][name], value) for name, value in averaged.items())
 
 
 def test_an_averaging_run_saved_while_training_resumes_exactly(tmp_path):

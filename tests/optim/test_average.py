@@ -150,3 +150,45 @@ def test_a_state_dict_from_before_the_average_loads_without_one():
     again = Stacey(_model().parameters(), average_decay=0.9)
     again.load_state_dict(old)
     assert again.param_groups[0]["average_decay"] is None
+
+
+def test_before_its_first_step_eval_leaves_the_optimizer_as_it_was():
+    """Nothing averaged yet: the parameters are the iterate in either mode, so eval() neither switches nor adds
+    state (torch.distributed.checkpoint takes an empty state for one never stepped, and steps it once)."""
+    model = _model()
+    optimizer = Stacey(model.parameters(), average_decay=0.9)
+    optimizer.eval()
+    assert optimizer.param_groups[0]["train_mode"] and not optimizer.state
+    _step(model, optimizer, _batches(1)[0])  # allowed: still in train mode
+
+
+def test_a_group_that_starts_averaging_later_gets_its_modes():
+    model, batches = _model(), _batches(3)
+    optimizer = Stacey(model.parameters(), lr=0.05)
+    _step(model, optimizer, batches[0])
+    optimizer.param_groups[0]["average_decay"] = 0.5
+    _step(model, optimizer, batches[1])
+    _step(model, optimizer, batches[2])
+    iterate = [p.detach().clone() for p in model.parameters()]
+    optimizer.eval()
+    assert not optimizer.param_groups[0]["train_mode"]
+    assert not any(torch.equal(p, q) for p, q in zip(model.parameters(), iterate))
+    optimizer.param_groups[0]["average_decay"] = None  # turned off in eval mode: train() still puts x back
+    optimizer.train()
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), iterate))
+
+
+def test_a_state_dict_taken_in_eval_mode_keeps_the_iterate_after_train():
+    """The mixin's checkpoint: the state taken at the average, then the optimizer switched back before it is
+    written; what was taken must not move with it."""
+    model = _model()
+    optimizer = Stacey(model.parameters(), lr=0.05, average_decay=0.5)
+    for inputs in _batches(3):
+        _step(model, optimizer, inputs)
+    iterate = [p.detach().clone() for p in model.parameters()]
+    optimizer.eval()
+    taken = optimizer.state_dict()
+    optimizer.train()
+    held = [taken["state"][index]["average"] for index in range(len(iterate))]
+    assert all(torch.equal(a, b) for a, b in zip(held, iterate))
+    assert not taken["param_groups"][0]["train_mode"]
