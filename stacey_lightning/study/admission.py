@@ -1,15 +1,15 @@
 """Which trial may start: one pure function of the study's trials and its spec, the only place that decides.
 
-A worker asks twice. Before it asks Optuna for a trial (``number=None``): DONE (the study is full, its
-budget spent, its timeout passed, or its confirmation runs all held), WAIT (the search is over but its
-last trials still run, so the candidates are not known yet), CONFIRM (enqueue the confirmation run
-``run`` first) or ADMIT (ask; also instead of DONE while the next trial in the queue is one to fail before
-training, so that none is left WAITING: ``_done``). Then, holding trial ``number``: ADMIT (train it) or
-SURPLUS (fail it before training, with the reason): a racing worker took its place, or it repeats an
-anchor point or a confirmation run another worker holds. A search trial is held to the search's share of
-the study (``confirm.search_spec``), a confirmation run to the whole study's. A surplus search trial's
-enqueued parameters (an anchor, a retry) are queued again (``requeue``) while the search has places; a
-surplus confirmation run is not: ``confirm.missing_run`` enqueues it again while it is wanted.
+A worker asks twice. Before it asks Optuna for a trial (``number=None``): DONE (the study is full, its budget
+spent, its timeout passed, or its confirmation runs all held), WAIT (the search is over but its last trials
+still run, so the candidates are not known yet), CONFIRM (enqueue the confirmation run ``run`` first) or ADMIT
+(ask; also instead of DONE while the next trial in the queue is a spare copy of a confirmation run, to fail
+before training, so that none is left WAITING: ``_done``). Then, holding trial ``number``: ADMIT (train it) or
+SURPLUS (fail it before training, with the reason): a racing worker took its place, or it repeats an anchor
+point or a confirmation run another worker holds. A search trial is held to the search's share of the study
+(``confirm.search_spec``), a confirmation run to the whole study's. A surplus search trial's enqueued parameters
+(an anchor, a retry) are queued again (``requeue``) while the search has places; a surplus confirmation run is
+not: ``confirm.missing_run`` enqueues it again while it is wanted.
 
 The rules it applies live beside it: places (``places``), epochs (``budget``), the confirmation plan and
 its duplicates (``confirm``). Workers, the supervisor that replaces dead ones and ``tune``'s start point
@@ -100,13 +100,14 @@ def admission(
 
 
 def _done(trials: list[FrozenTrial], spec: StudySpec, search: StudySpec, reason: str) -> Admission:
-    """DONE, unless the trial an ask takes next (the lowest-numbered WAITING one) would be failed before
-    training and not queued again: then ADMIT, so that a worker takes it and fails it. Two workers that
+    """DONE, unless the trial an ask takes next (the lowest-numbered WAITING one) is a confirmation run that
+    would be failed before training: then ADMIT, so that a worker takes it and fails it. Two workers that
     enqueue the same run each ask once, but an ask that read the queue before the other copy landed, and
     lost its own copy to the other worker, makes a new trial instead: the study fills with that copy left
-    WAITING."""
+    WAITING. A waiting search trial (a killed trial's retry, an anchor) stays: a resumed study with more
+    places runs it."""
     waiting = next((t for t in trials if t.state == TrialState.WAITING), None)
-    if waiting is not None:
+    if waiting is not None and confirm.is_confirmation(waiting):
         held = _on_trial(trials, spec, search, waiting)
         if held.verdict == Verdict.SURPLUS and not held.requeue:
             return Admission(Verdict.ADMIT)
