@@ -167,19 +167,24 @@ def test_tune_then_the_projects_own_fit_replays_the_best_trial(project, model):
         assert float(fitted.trainer.callback_metrics["val_acc"]) == best.value
 
 
+def _tune_plain_replayed_whole(project, space: dict, n_trials: int) -> tuple[str, dict, str]:
+    """Tune the Plain project (no mixin) in ``space``; its best_cli.yaml must leave the optimizer to StaceyReplay.
+    Returns the config path, the written file and its header."""
+    config = project("Plain", trainer={"max_epochs": 1})
+    with open("space.yaml", "w") as stream:
+        yaml.safe_dump(space, stream)
+    arguments = ["--lightning-config", config, "--space", "space.yaml", "--n-trials", str(n_trials), "--output", "out"]
+    assert cli.tune_main(arguments) == 0
+    written = yaml.safe_load(open("out/best_cli.yaml"))
+    assert written["optimizer"] is None
+    return config, written, open("out/best_cli.yaml").read().split("\nseed_everything")[0]
+
+
 def test_a_winner_with_kinds_in_another_norm_is_replayed_whole_for_a_module_without_the_mixin(project):
     """Muon-like trials (spectral matrices, the rest in Adam's norm) cannot be one param group: best_cli.yaml
     leaves the optimizer to StaceyReplay, says why, and the project's own fit gives the trial's value exactly."""
-    config = project("Plain", trainer={"max_epochs": 1})
-    with open("space.yaml", "w") as stream:
-        yaml.safe_dump({**SPACE, "norm": "adam", "kinds": {"matrix": {"norm": "spectral"}}}, stream)
-    assert (
-        cli.tune_main(["--lightning-config", config, "--space", "space.yaml", "--n-trials", "2", "--output", "out"])
-        == 0
-    )
-    written = yaml.safe_load(open("out/best_cli.yaml"))
-    assert written["optimizer"] is None
-    header = open("out/best_cli.yaml").read().split("\nseed_everything")[0]
+    space = {**SPACE, "norm": "adam", "kinds": {"matrix": {"norm": "spectral"}}}
+    config, written, header = _tune_plain_replayed_whole(project, space, n_trials=2)
     assert (
         "Plain has no StaceyMixin, and the best trial steps its matrix kinds in the spectral norm, the rest in the adam"
         in header
@@ -198,16 +203,7 @@ def test_a_winner_with_kinds_in_another_norm_is_replayed_whole_for_a_module_with
 def test_a_winner_evaluated_at_its_average_is_replayed_whole_for_a_module_without_the_mixin(project):
     """LightningCLI's optimizer is never switched to the average: the file leaves it to StaceyReplay (whose
     adopted mixin switches it where Lightning evaluates), says why, and the fit gives the trial's value."""
-    config = project("Plain", trainer={"max_epochs": 1})
-    with open("space.yaml", "w") as stream:
-        yaml.safe_dump({**SPACE, "average_horizon": 0.1}, stream)
-    assert (
-        cli.tune_main(["--lightning-config", config, "--space", "space.yaml", "--n-trials", "1", "--output", "out"])
-        == 0
-    )
-    written = yaml.safe_load(open("out/best_cli.yaml"))
-    assert written["optimizer"] is None
-    header = open("out/best_cli.yaml").read().split("\nseed_everything")[0]
+    config, written, header = _tune_plain_replayed_whole(project, {**SPACE, "average_horizon": 0.1}, n_trials=1)
     assert "the best trial is evaluated at an average of its weights (average_horizon 0.1)" in header
     fitted = _fit(config, "out/best_cli.yaml")
     assert all(group["average_decay"] is not None for group in fitted.trainer.optimizers[0].param_groups)
